@@ -1,0 +1,36 @@
+"""monoquant_np: a NumPy-only executable specification of INT4 weight quantization.
+
+The core (everything exported here) imports NumPy only. ONNX export lives in
+``monoquant_np.onnx`` and the conformance kit in ``monoquant_np.testing``.
+The written specification is in ``spec/`` of the source tree.
+"""
+
+from .double_quant import DoubleQuant
+from .linear import QuantizedLinear
+from .matmul import dequant_matmul
+from .packing import pack_int4, unpack_int4
+from .quantize import bits_per_weight, dequantize, quantize
+from .serialize import load, save
+from .tensor import QuantizedTensor
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # the container
+    "QuantizedTensor",
+    "DoubleQuant",
+    # quantize / dequantize (spec 3, 6, 7)
+    "quantize",
+    "dequantize",
+    "bits_per_weight",
+    # nibble packing (spec 5)
+    "pack_int4",
+    "unpack_int4",
+    # compute (spec 6.2)
+    "dequant_matmul",
+    "QuantizedLinear",
+    # files (spec 8)
+    "save",
+    "load",
+    "__version__",
+]

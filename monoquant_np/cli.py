@@ -1,0 +1,91 @@
+"""The ``monoquant-np`` command line.
+
+Every subcommand turns the package's ``ValueError``/``TypeError``/``OSError``
+into one line on stderr and exit status 2; a traceback is never printed for
+bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from . import __version__
+
+__all__ = ["main", "build_parser", "CLIError"]
+
+
+class CLIError(Exception):
+    """An error to report on one line of stderr with a non-zero exit."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise CLIError(f"{self.prog}: {message}")
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import format_table, run_demo_numpy
+
+    rows, totals = run_demo_numpy(group_size=args.group_size, symmetric=not args.asymmetric)
+    print("monoquant-np demo: a 4-layer float MLP quantized by the NumPy spec\n")
+    for r in rows:
+        r["shape_s"] = "x".join(map(str, r["shape"]))
+    print(format_table(rows, [
+        ("layer", "layer", ""), ("shape_s", "shape (K x N)", ""), ("scheme", "scheme", ""),
+        ("block_size", "group", ""), ("bytes_float", "bytes fp32", ","), ("bytes_quant", "bytes quant", ","),
+        ("bits_per_weight", "bits/weight", ".3f"), ("max_abs_err", "max |w-w'|", ".4f"),
+        ("rel_err", "rel err", ".4f"),
+    ]))
+    print(
+        f"\ntotal: {totals['bytes_float']:,} -> {totals['bytes_quant']:,} bytes "
+        f"({totals['bytes_float'] / totals['bytes_quant']:.2f}x smaller, "
+        f"{totals['bits_per_weight']:.3f} bits/weight)"
+    )
+    print(
+        f"model output (batch {totals['model'].inputs.shape[0]}) vs float: "
+        f"max abs err {totals['output_max_abs_err']:.4g}, rel err {totals['output_rel_err']:.4g}"
+    )
+    for hook in DEMO_EXTENSIONS:
+        hook(args, rows, totals)
+    return 0
+
+
+#: Functions called after the NumPy demo with (args, rows, totals); the ONNX
+#: part of the demo registers itself here.
+DEMO_EXTENSIONS: list[Callable[[argparse.Namespace, list, dict], None]] = []
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="monoquant-np", description="INT4 weight quantization: a NumPy spec and an ONNX exporter.")
+    p.add_argument("--version", action="version", version=f"monoquant-np {__version__}")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    d = sub.add_parser("demo", help="quantize a built-in example model and report the error")
+    d.add_argument("--group-size", type=int, default=128, help="group size (default 128)")
+    d.add_argument("--asymmetric", action="store_true", help="uint4 with zero points")
+    d.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        return int(args.func(args))
+    except CLIError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, OSError) as e:
+        print(f"monoquant-np: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("monoquant-np: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Argument checks shared by every module (spec section 4, "Input policy").
+
+Every public function validates its arguments here, so that bad input always
+produces the same kind of message: a ``TypeError`` for a wrong type or dtype, a
+``ValueError`` for a wrong value or shape, naming the argument, what was
+expected and what came. Nothing in the package validates user input with
+``assert``.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "check_positive_int",
+    "check_axis",
+    "check_float_array",
+    "check_finite",
+    "check_choice",
+]
+
+#: Input dtypes a weight may have. float64 is accepted and rounded to float32.
+FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_positive_int(value: Any, name: str) -> int:
+    """Return ``value`` as an ``int`` if it is a positive integer, else raise.
+
+    >>> check_positive_int(128, "group_size")
+    128
+    >>> check_positive_int(0, "group_size")
+    Traceback (most recent call last):
+    ...
+    ValueError: group_size must be a positive int, got 0
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be a positive int, got {value!r} ({type(value).__name__})")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def check_axis(axis: Any, ndim: int, name: str = "axis") -> int:
+    """Normalize ``axis`` for an array of ``ndim`` dimensions (negative counts from the end).
+
+    >>> check_axis(-1, 2)
+    1
+    >>> check_axis(2, 2)
+    Traceback (most recent call last):
+    ...
+    ValueError: axis must be an int in [-2, 1] for a 2-D weight, got 2
+    """
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        raise ValueError(
+            f"{name} must be an int in [{-ndim}, {ndim - 1}] for a {ndim}-D weight, "
+            f"got {axis!r} ({type(axis).__name__})"
+        )
+    if not -ndim <= axis < ndim:
+        raise ValueError(
+            f"{name} must be an int in [{-ndim}, {ndim - 1}] for a {ndim}-D weight, got {axis}"
+        )
+    return int(axis) % ndim
+
+
+def check_float_array(w: Any, name: str = "w", *, min_ndim: int = 1) -> np.ndarray:
+    """Return ``w`` as a float32 ndarray, raising for non-float input (spec 4.1).
+
+    float16 converts exactly; float64 rounds to nearest float32 (the spec's
+    arithmetic is float32 throughout). Integer, bool, complex and object arrays
+    raise ``TypeError``; lists of Python floats are accepted.
+    """
+    if isinstance(w, np.ndarray):
+        arr = w
+    elif isinstance(w, (list, tuple)):
+        arr = np.asarray(w)
+        if arr.dtype.kind == "i" or arr.dtype.kind == "u":
+            raise TypeError(
+                f"{name} must be a floating-point array (float16, float32 or float64), "
+                f"got a list of ints; write 1.0 rather than 1"
+            )
+    else:
+        raise TypeError(
+            f"{name} must be a numpy array of float16, float32 or float64, "
+            f"got {type(w).__name__}"
+        )
+    if arr.dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} must have dtype float16, float32 or float64, got {arr.dtype}"
+        )
+    if arr.ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} dimension(s), got shape {arr.shape}")
+    return np.asarray(arr, dtype=np.float32)
+
+
+def check_finite(w: np.ndarray, name: str = "w") -> None:
+    """Raise ``ValueError`` if ``w`` holds NaN or +-inf, saying how many and where the first is.
+
+    >>> check_finite(np.array([1.0, np.nan, np.inf], dtype=np.float32))
+    Traceback (most recent call last):
+    ...
+    ValueError: w must be finite: 2 non-finite value(s), the first nan at index (1,)
+    """
+    # np.isfinite on the whole array is one pass; the common case is all-finite.
+    if w.size == 0 or np.isfinite(w).all():
+        return
+    bad = ~np.isfinite(w)
+    count = int(bad.sum())
+    first = tuple(int(i) for i in np.argwhere(bad)[0])
+    raise ValueError(
+        f"{name} must be finite: {count} non-finite value(s), the first {w[first]} at index {first}"
+    )
+
+
+def check_choice(value: Any, choices: tuple[Any, ...], name: str) -> Any:
+    """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value

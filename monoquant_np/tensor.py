@@ -1,0 +1,173 @@
+"""``QuantizedTensor``: the canonical container of a quantized weight (spec section 6).
+
+A ``QuantizedTensor`` holds everything needed to rebuild the weight and
+nothing else; every exporter, dialect and algorithm takes and returns it.
+Its invariants are checked on construction, so an inconsistent tensor cannot
+exist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from .double_quant import DoubleQuant
+from .groups import group_shape
+from .numerics import code_range
+from .packing import packed_size, unpack_int4
+
+__all__ = ["QuantizedTensor"]
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a = np.array(a, copy=True) if a.flags.writeable or not a.flags.c_contiguous else a
+    a = np.ascontiguousarray(a)
+    a.flags.writeable = False
+    return a
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class QuantizedTensor:
+    """An immutable quantized weight.
+
+    Attributes:
+        data: uint8, packed codes of the weight in its own ``shape``, flattened
+            in C order. 4-bit codes: two per byte, low nibble first (spec 5),
+            ``ceil(size / 2)`` bytes. 8-bit codes: one per byte (int8 codes as
+            their two's complement byte), ``size`` bytes.
+        shape: the weight's shape.
+        axis: the axis along which groups run (non-negative).
+        block_size: the group size along ``axis``.
+        scale: float32 or float16, ``group_shape(shape, axis, block_size)``.
+            With double quantization, the scales rebuilt from ``double_quant``.
+        zero_point: uint8 codes with ``scale``'s shape (``0..15`` for 4 bits),
+            or ``None`` (symmetric codes, or a codebook).
+        signed: True for two's complement codes (int4 ``-8..7``, int8), False
+            for unsigned codes (uint4 ``0..15``, uint8, codebook indices).
+        bits: 4, or 8 for the int8 per-channel fallback (spec 7).
+        codebook: float32 ``(16,)`` values that unsigned codes index (NF4,
+            spec 10), or ``None`` for linear codes.
+        double_quant: the 8-bit storage of ``scale`` (spec 11), or ``None``.
+        perm: int64 ``(shape[axis],)`` or ``None``. When set, the stored codes
+            are those of ``w.take(perm, axis)``; :func:`dequantize` undoes the
+            permutation (GPTQ act-order, spec 14).
+    """
+
+    data: np.ndarray
+    shape: tuple[int, ...]
+    axis: int
+    block_size: int
+    scale: np.ndarray
+    zero_point: np.ndarray | None = None
+    signed: bool = True
+    bits: int = 4
+    codebook: np.ndarray | None = None
+    double_quant: DoubleQuant | None = None
+    perm: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        shape = tuple(int(d) for d in self.shape)
+        object.__setattr__(self, "shape", shape)
+        if any(d < 0 for d in shape) or not shape:
+            raise ValueError(f"shape must be a non-empty tuple of sizes >= 0, got {shape}")
+        if not 0 <= self.axis < len(shape):
+            raise ValueError(f"axis must be in [0, {len(shape) - 1}] for shape {shape}, got {self.axis}")
+        if self.bits not in (4, 8):
+            raise ValueError(f"bits must be 4 or 8, got {self.bits}")
+        if self.block_size <= 0:
+            raise ValueError(f"block_size must be a positive int, got {self.block_size}")
+        if not isinstance(self.data, np.ndarray) or self.data.dtype != np.uint8:
+            raise TypeError(f"data must be a uint8 array, got {getattr(self.data, 'dtype', type(self.data))}")
+        size = int(np.prod(shape))
+        want = packed_size(size) if self.bits == 4 else size
+        if self.data.size != want:
+            raise ValueError(
+                f"data must hold {want} bytes for shape {shape} at {self.bits} bits, got {self.data.size}"
+            )
+        gshape = group_shape(shape, self.axis, self.block_size)
+        if not isinstance(self.scale, np.ndarray) or self.scale.dtype not in (np.float32, np.float16):
+            raise TypeError(f"scale must be a float32 or float16 array, got {getattr(self.scale, 'dtype', self.scale)}")
+        if self.scale.shape != gshape:
+            raise ValueError(f"scale must have shape {gshape}, got {self.scale.shape}")
+        if self.zero_point is not None:
+            if self.signed or self.codebook is not None:
+                raise ValueError("zero_point must be None for signed codes and for codebooks")
+            if self.zero_point.dtype != np.uint8 or self.zero_point.shape != gshape:
+                raise ValueError(
+                    f"zero_point must be uint8 of shape {gshape}, got "
+                    f"{self.zero_point.dtype} {self.zero_point.shape}"
+                )
+            if self.zero_point.size and int(self.zero_point.max()) > code_range(self.bits, False)[1]:
+                raise ValueError(f"zero_point codes must fit in {self.bits} bits")
+        if self.codebook is not None:
+            if self.signed or self.bits != 4:
+                raise ValueError("a codebook needs unsigned 4-bit codes (signed=False, bits=4)")
+            if self.codebook.shape != (16,) or self.codebook.dtype != np.float32:
+                raise ValueError(f"codebook must be float32 (16,), got {self.codebook.dtype} {self.codebook.shape}")
+        if self.perm is not None:
+            n = shape[self.axis]
+            p = np.asarray(self.perm)
+            if p.shape != (n,) or not np.array_equal(np.sort(p), np.arange(n)):
+                raise ValueError(f"perm must be a permutation of range({n}) along axis {self.axis}")
+            object.__setattr__(self, "perm", p.astype(np.int64))
+        for name in ("data", "scale", "zero_point", "codebook", "perm"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _frozen(value))
+
+    # ----------------------------------------------------------------- views
+    @property
+    def size(self) -> int:
+        """Number of weight elements."""
+        return int(np.prod(self.shape))
+
+    @property
+    def n_groups(self) -> int:
+        """Number of groups along ``axis``."""
+        return int(self.scale.shape[self.axis])
+
+    @property
+    def scheme(self) -> str:
+        """``"int4"``, ``"uint4"``, ``"nf4"``, ``"int8"`` or ``"uint8"``."""
+        if self.codebook is not None:
+            return "nf4"
+        return f"{'int' if self.signed else 'uint'}{self.bits}"
+
+    @property
+    def symmetric(self) -> bool:
+        """True when there is no zero point."""
+        return self.zero_point is None
+
+    def codes(self) -> np.ndarray:
+        """The logical codes, shape ``shape``: int8 when ``signed``, else uint8."""
+        if self.bits == 4:
+            flat = unpack_int4(self.data, self.size, signed=self.signed)
+        else:
+            flat = self.data.view(np.int8) if self.signed else self.data
+        return flat.reshape(self.shape)
+
+    def equals(self, other: Any) -> bool:
+        """True when ``other`` stores exactly the same codes and metadata."""
+        if not isinstance(other, QuantizedTensor):
+            return False
+        for f in dataclasses.fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+                if a is None or b is None or a.dtype != b.dtype or not np.array_equal(a, b):
+                    return False
+            elif isinstance(a, DoubleQuant) or isinstance(b, DoubleQuant):
+                if not (isinstance(a, DoubleQuant) and a.equals(b)):
+                    return False
+            elif a != b:
+                return False
+        return True
+
+    def __repr__(self) -> str:
+        extra = ", double_quant" if self.double_quant is not None else ""
+        extra += ", perm" if self.perm is not None else ""
+        return (
+            f"QuantizedTensor({self.scheme}, shape={self.shape}, axis={self.axis}, "
+            f"block_size={self.block_size}, scale={self.scale.dtype}{extra})"
+        )

@@ -47,7 +47,7 @@ def build_demo_model(seed: int = 0, batch: int = 8) -> DemoModel:
 
 def run_float(model: DemoModel, x: np.ndarray) -> np.ndarray:
     h = x
-    for i, (w, b) in enumerate(zip(model.weights, model.biases)):
+    for i, (w, b) in enumerate(zip(model.weights, model.biases, strict=True)):
         h = h @ w + b
         if i < len(model.weights) - 1:
             h = gelu(h)
@@ -68,10 +68,10 @@ def run_demo_numpy(group_size: int = 128, symmetric: bool = True) -> tuple[list[
     model = build_demo_model()
     layers = [
         QuantizedLinear.from_float(w, b, group_size=group_size, symmetric=symmetric)
-        for w, b in zip(model.weights, model.biases)
+        for w, b in zip(model.weights, model.biases, strict=True)
     ]
     rows = []
-    for i, (w, layer) in enumerate(zip(model.weights, layers)):
+    for i, (w, layer) in enumerate(zip(model.weights, layers, strict=True)):
         qt = layer.qt
         wq = dequantize(qt)
         rows.append({
@@ -107,7 +107,7 @@ def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     for r in rows:
         cells.append([format(r[k], f) if f else str(r[k]) for k, _, f in columns])
     widths = [max(len(c[i]) for c in cells) for i in range(len(columns))]
-    lines = ["  ".join(c.rjust(wd) if j else c.ljust(wd) for j, (c, wd) in enumerate(zip(row, widths)))
+    lines = ["  ".join(c.rjust(wd) if j else c.ljust(wd) for j, (c, wd) in enumerate(zip(row, widths, strict=True)))
              for row in cells]
     lines.insert(1, "  ".join("-" * wd for wd in widths))
     return "\n".join(lines)

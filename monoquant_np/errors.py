@@ -72,8 +72,8 @@ def check_float_array(w: Any, name: str = "w", *, min_ndim: int = 1) -> np.ndarr
     arithmetic is float32 throughout). Integer, bool, complex and object arrays
     raise ``TypeError``; lists of Python floats are accepted.
     """
-    if isinstance(w, np.ndarray):
-        arr = w
+    if isinstance(w, (np.ndarray, np.generic)):
+        arr = np.asarray(w)
     elif isinstance(w, (list, tuple)):
         arr = np.asarray(w)
         if arr.dtype.kind == "i" or arr.dtype.kind == "u":

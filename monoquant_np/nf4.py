@@ -1,0 +1,192 @@
+"""NormalFloat-4 (NF4): a 16-entry codebook at the normal quantiles (spec section 10).
+
+NF4 (QLoRA, Dettmers et al. 2023, https://arxiv.org/abs/2305.14314) spaces its
+16 levels at quantiles of the standard normal distribution, normalized to
+``[-1, 1]`` with an exact zero, so it loses less than evenly spaced int4 on
+roughly normal weights. Per block ``b`` of ``block_size`` elements along
+``axis``::
+
+    a = max|w_b|                                  (float32 "absmax", the block scale)
+    r = 1 / a   (float32; r = 0 where a == 0)
+    x = w * r   (float32)
+    q = #{ i : NF4_MIDPOINTS[i] < x }             (searchsorted(mid, x, side="left"))
+    w' = NF4_CODEBOOK[q] * a                      (float32)
+
+``q`` is the index of the codebook entry nearest to ``x``; a value exactly on
+a midpoint goes to the *lower* code, as bitsandbytes' ``dQuantizeNF4`` does
+(its decision tree tests ``x > midpoint``). The codes are unsigned 4-bit
+indices ``0..15``, packed like uint4 (spec 5); code 7 is the exact zero.
+
+    >>> qt = quantize_nf4(np.array([[-2.0], [0.5], [2.0], [0.0]], dtype=np.float32), block_size=4)
+    >>> qt.codes().ravel().tolist(), qt.scale.ravel().tolist()
+    ([0, 10, 15, 7], [2.0])
+    >>> from monoquant_np.quantize import dequantize
+    >>> dequantize(qt).ravel().tolist()
+    [-2.0, 0.4922246038913727, 2.0, 0.0]
+
+(``a = 2``, ``r = 0.5``, ``x = [-1, 0.25, 1, 0]``; ``0.25`` lies between the
+midpoints ``0.2035`` and ``0.2920``, so it takes code 10, ``0.24611230``, and
+dequantizes to ``2 * 0.24611230 = 0.49222460``.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .double_quant import double_quantize
+from .errors import check_axis, check_finite, check_float_array, check_positive_int
+from .groups import expand_groups, group_reduce
+from .packing import pack_int4
+from .tensor import QuantizedTensor
+
+__all__ = ["NF4_CODEBOOK", "NF4_MIDPOINTS", "quantize_nf4", "nf4_codes", "nf4_block_codes"]
+
+
+def _table(values: list[float]) -> np.ndarray:
+    a = np.array(values, dtype=np.float32)
+    a.flags.writeable = False
+    return a
+
+
+#: The 16 NF4 values, index = code. Provenance: bitsandbytes
+#: ``bitsandbytes/functional.py`` ``get_4bit_type("nf4")`` and the lookup table
+#: of ``csrc/kernels.cu`` ``dDequantizeNF4`` (QLoRA, appendix E). Every value
+#: is exactly representable in float32 (the literals are float32 values printed
+#: with 16 digits), so this table is bit-exact with bitsandbytes.
+NF4_CODEBOOK = _table([
+    -1.0,                   # 0
+    -0.6961928009986877,    # 1
+    -0.5250730514526367,    # 2
+    -0.39491748809814453,   # 3
+    -0.28444138169288635,   # 4
+    -0.18477343022823334,   # 5
+    -0.09105003625154495,   # 6
+    0.0,                    # 7
+    0.07958029955625534,    # 8
+    0.16093020141124725,    # 9
+    0.24611230194568634,    # 10
+    0.33791524171829224,    # 11
+    0.44070982933044434,    # 12
+    0.5626170039176941,     # 13
+    0.7229568362236023,     # 14
+    1.0,                    # 15
+])
+
+#: The 15 decision thresholds between consecutive codes, float32. Provenance:
+#: the literals of bitsandbytes ``csrc/kernels.cu`` ``dQuantizeNF4`` (its
+#: binary decision tree, flattened in ascending order). Each equals
+#: ``float32((NF4_CODEBOOK[i] + NF4_CODEBOOK[i + 1]) / 2)`` computed in float64
+#: (checked by the tests), i.e. the midpoints.
+NF4_MIDPOINTS = _table([
+    -0.8480964004993439,    # 0 | 1
+    -0.6106329262256622,    # 1 | 2
+    -0.4599952697753906,    # 2 | 3
+    -0.33967943489551544,   # 3 | 4
+    -0.23460740596055984,   # 4 | 5
+    -0.13791173323988914,   # 5 | 6
+    -0.045525018125772476,  # 6 | 7
+    0.03979014977812767,    # 7 | 8
+    0.1202552504837513,     # 8 | 9
+    0.2035212516784668,     # 9 | 10
+    0.2920137718319893,     # 10 | 11
+    0.3893125355243683,     # 11 | 12
+    0.5016634166240692,     # 12 | 13
+    0.6427869200706482,     # 13 | 14
+    0.8614784181118011,     # 14 | 15
+])
+
+
+def nf4_codes(x: np.ndarray) -> np.ndarray:
+    """The NF4 code of normalized float32 values: nearest entry, ties to the lower code.
+
+    ``q = #{i : NF4_MIDPOINTS[i] < x}``, compared in float32; values beyond
+    ``[-1, 1]`` take code 0 or 15. Shape preserved, uint8 result.
+
+    >>> nf4_codes(np.array([-1.0, 0.0, 0.03979015, 0.0397902, 1.5], dtype=np.float32)).tolist()
+    [0, 7, 7, 8, 15]
+    """
+    x32 = np.asarray(x, dtype=np.float32)
+    return np.searchsorted(NF4_MIDPOINTS, x32, side="left").astype(np.uint8)
+
+
+def nf4_block_codes(w: np.ndarray, absmax: np.ndarray, *, axis: int, block_size: int) -> np.ndarray:
+    """NF4 codes of float32 ``w`` for given block scales (the NF4 rounding step).
+
+    Shapes: ``w`` ``S``; ``absmax`` float32/float16 ``group_shape(S, axis,
+    block_size)``, non-negative. Returns uint8 codes of shape ``S``:
+    ``nf4_codes(w * r)`` with ``r = float32(1 / absmax)``, ``r = 0`` where
+    ``absmax == 0`` (so an all-zero block gets code 7, the exact zero).
+
+    # Note: bitsandbytes computes ``1 / 0 = inf`` and ``0 * inf = NaN`` for an
+    # all-zero block, which its decision tree sends to code 0 (``-1.0 * 0``
+    # still dequantizes to zero). We store code 7 instead.
+    """
+    a = np.asarray(absmax, dtype=np.float32)
+    r = np.zeros_like(a)
+    np.divide(np.float32(1), a, out=r, where=a != 0)
+    r_el = expand_groups(r, axis, block_size, w.shape[axis])
+    return nf4_codes(np.multiply(w, r_el, dtype=np.float32))
+
+
+def quantize_nf4(
+    w: np.ndarray,
+    *,
+    block_size: int = 64,
+    axis: int = 0,
+    double_quant: bool = False,
+    dq_block_size: int = 256,
+) -> QuantizedTensor:
+    """Quantize ``w`` to NF4 with one float32 absmax per block (spec 10).
+
+    Args:
+        w: float16/float32/float64 array, at least 1-D, finite; converted to
+            float32 first.
+        block_size: elements per block along ``axis`` (any positive int; the
+            last block may be partial). bitsandbytes uses 64.
+        axis: the axis blocks run along (0: the K axis of a ``(K, N)`` MatMul
+            weight).
+        double_quant: store the absmax values in 8 bits (spec 11, see
+            :func:`monoquant_np.double_quant.double_quantize`); the codes are
+            then computed from the rebuilt absmax.
+        dq_block_size: absmax values per second-level block (256 as in
+            bitsandbytes).
+
+    Returns:
+        A :class:`QuantizedTensor` with ``codebook=NF4_CODEBOOK``,
+        ``signed=False``, ``bits=4``, ``zero_point=None`` and ``scale`` = the
+        float32 absmax of shape ``group_shape(w.shape, axis, block_size)``.
+
+    # Note: bitsandbytes blocks the *flattened* tensor (consecutive elements in
+    # C order); here blocks run along ``axis`` like every other scheme of the
+    # spec, which is bitsandbytes' layout for a ``(N, K)`` weight blocked along
+    # K when ``K % block_size == 0``. There is no int8 fallback for short axes:
+    # a single partial block is used.
+
+    Raises:
+        TypeError: ``w`` is not a float array.
+        ValueError: non-finite ``w``, bad ``block_size``, ``axis`` or
+            ``dq_block_size``.
+    """
+    w32 = check_float_array(w, "w")
+    block_size = check_positive_int(block_size, "block_size")
+    dq_block_size = check_positive_int(dq_block_size, "dq_block_size")
+    axis = check_axis(axis, w32.ndim)
+    if not isinstance(double_quant, (bool, np.bool_)):
+        raise TypeError(f"double_quant must be a bool, got {type(double_quant).__name__}")
+    check_finite(w32, "w")
+    absmax = group_reduce(np.maximum, np.abs(w32), axis, block_size).astype(np.float32)
+    codes = nf4_block_codes(w32, absmax, axis=axis, block_size=block_size)
+    qt = QuantizedTensor(
+        data=pack_int4(codes),
+        shape=w32.shape,
+        axis=axis,
+        block_size=block_size,
+        scale=absmax,
+        zero_point=None,
+        signed=False,
+        bits=4,
+        codebook=NF4_CODEBOOK,
+    )
+    if double_quant:
+        qt = double_quantize(qt, block_size=dq_block_size, w=w32)
+    return qt

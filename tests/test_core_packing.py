@@ -1,0 +1,75 @@
+"""Spec section 5: nibble packing (golden vectors, exhaustive, properties)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from monoquant_np import pack_int4, unpack_int4
+
+
+def test_golden_odd_count():
+    # spec 5.2: [1, -2, 7] -> 0xE1 0x07 (-2 is 0b1110; the odd tail is padded with 0)
+    assert pack_int4(np.array([1, -2, 7], dtype=np.int8)).tolist() == [0xE1, 0x07]
+    assert unpack_int4(np.array([0xE1, 0x07], np.uint8), 3).tolist() == [1, -2, 7]
+
+
+def test_golden_onnx_ir_vector():
+    # onnx-ir's vector: [[1,2,3,4],[5,6,7,8]] -> [0x21,0x43,0x65,0x87], row-major
+    packed = pack_int4(np.array([[1, 2, 3, 4], [5, 6, 7, 8]], dtype=np.uint8))
+    assert packed.tolist() == [0x21, 0x43, 0x65, 0x87]
+    assert unpack_int4(packed, 8, signed=False).tolist() == [1, 2, 3, 4, 5, 6, 7, 8]
+
+
+def test_all_256_bytes_unpack_exhaustively():
+    b = np.arange(256, dtype=np.uint8)
+    u = unpack_int4(b, 512, signed=False).reshape(256, 2)
+    assert (u[:, 0] == (b & 0xF)).all() and (u[:, 1] == (b >> 4)).all()
+    s = unpack_int4(b, 512, signed=True).reshape(256, 2)
+    expect_lo = np.where((b & 0xF) >= 8, (b & 0xF).astype(int) - 16, b & 0xF)
+    expect_hi = np.where((b >> 4) >= 8, (b >> 4).astype(int) - 16, b >> 4)
+    assert (s[:, 0] == expect_lo).all() and (s[:, 1] == expect_hi).all()
+    assert s.dtype == np.int8 and u.dtype == np.uint8
+    # and every byte packs back to itself
+    assert (pack_int4(s) == b).all() and (pack_int4(u) == b).all()
+
+
+@pytest.mark.parametrize("signed,codes", [(True, range(-8, 8)), (False, range(16))])
+def test_all_16_codes_in_both_nibbles(signed, codes):
+    c = np.array(list(codes), dtype=np.int8 if signed else np.uint8)
+    for other in c:
+        pairs = np.stack([c, np.full_like(c, other)], axis=1).reshape(-1)
+        assert (unpack_int4(pack_int4(pairs), pairs.size, signed=signed) == pairs).all()
+
+
+@given(hnp.arrays(np.int8, hnp.array_shapes(min_dims=1, max_dims=3, max_side=9),
+                  elements=st.integers(-8, 7)))
+@settings(max_examples=150, deadline=None)
+def test_round_trip_signed(codes):
+    packed = pack_int4(codes)
+    assert packed.shape == ((codes.size + 1) // 2,)
+    assert (unpack_int4(packed, codes.size) == codes.reshape(-1)).all()
+
+
+@given(hnp.arrays(np.int64, st.integers(0, 41), elements=st.integers(0, 15)))
+@settings(max_examples=100, deadline=None)
+def test_round_trip_unsigned_any_int_dtype(codes):
+    packed = pack_int4(codes)
+    out = unpack_int4(packed, codes.size, signed=False)
+    assert (out == codes).all()
+    if codes.size % 2:  # spec 5.1: the pad nibble is zero
+        assert packed[-1] >> 4 == 0
+
+
+def test_errors_name_the_argument():
+    with pytest.raises(ValueError, match=r"codes must lie in -8\.\.15.*-9\.\.3"):
+        pack_int4(np.array([-9, 3]))
+    with pytest.raises(TypeError, match="codes must have an integer dtype, got float32"):
+        pack_int4(np.array([1.0], np.float32))
+    with pytest.raises(TypeError, match="packed must be a numpy uint8 array, got int8"):
+        unpack_int4(np.array([1], np.int8), 2)
+    with pytest.raises(ValueError, match="fewer than count=5"):
+        unpack_int4(np.array([1, 2], np.uint8), 5)
+    with pytest.raises(ValueError, match="count must be a non-negative int"):
+        unpack_int4(np.array([1], np.uint8), -1)

@@ -5,9 +5,10 @@ The core (everything exported here) imports NumPy only. ONNX export lives in
 The written specification is in ``spec/`` of the source tree.
 """
 
-from .double_quant import DoubleQuant
+from .double_quant import DoubleQuant, double_quantize
 from .linear import QuantizedLinear
 from .matmul import dequant_matmul
+from .nf4 import NF4_CODEBOOK, quantize_nf4
 from .packing import pack_int4, unpack_int4
 from .quantize import bits_per_weight, dequantize, quantize
 from .serialize import load, save
@@ -23,6 +24,10 @@ __all__ = [
     "quantize",
     "dequantize",
     "bits_per_weight",
+    # NF4 and double quantization (spec 10, 11)
+    "quantize_nf4",
+    "NF4_CODEBOOK",
+    "double_quantize",
     # nibble packing (spec 5)
     "pack_int4",
     "unpack_int4",

@@ -1,17 +1,60 @@
 """Double quantization: 8-bit storage of the group scales (spec section 11).
 
-This module holds the container; the quantizer that fills it is added by the
-NF4 / double-quantization work (``double_quantize``).
+QLoRA stores the per-block scales themselves in 8 bits ("double
+quantization"), saving about 0.37 bits per weight at block 64. For the ``n``
+scales ``a`` of a tensor, flattened in C order (float32; float16 widened)::
+
+    offset = float32(mean(a))                  (the mean taken in float64)
+    d      = a - offset                        (float32)
+    c_j    = max|d_j| / 127                    (float32, one per block j of
+                                                block_size consecutive d; last partial)
+    k      = clip(round_half_even(d / c_j), -128, 127)    (int8; k = 0 where c_j == 0)
+    a'     = k * c_j + offset                  (float32: the rebuilt scales)
+
+``c`` and ``k`` are exactly spec 3's symmetric quantization with 8 bits
+(``symmetric_scales`` and ``quantize_codes``, ``bits=8``) applied to ``d`` as a
+1-D array grouped by ``block_size``; since ``|d| <= 127 c`` the code -128 never
+occurs. One adjustment keeps every rebuilt scale positive: where ``a' <= 0``
+(and ``offset > 0``) ``k`` is raised by 1 until ``a' > 0``, so a block
+never gets a zero or negative scale (this happens only for blocks whose scale
+is far below the mean, an all-zero block for instance).
+
+The weight's codes are then recomputed with the rebuilt scales ``a'`` (the
+rounding step of the scheme: ``quantize_codes`` for int4/uint4/int8, the
+NF4 rounding for NF4), so the stored codes are the best ones for the scales
+that dequantization uses. :func:`monoquant_np.quantize.dequantize` needs
+nothing new: ``qt.scale`` *is* ``a'``.
+
+    >>> a = np.array([1.0, 2.0, 3.0, 6.0], dtype=np.float32)
+    >>> dq = quantize_scales(a, block_size=2)
+    >>> dq.offset, dq.scale.tolist(), dq.codes.tolist()
+    (3.0, [0.015748031437397003, 0.023622047156095505], [-127, -64, 0, 127])
+    >>> dq.rebuild().tolist()
+    [1.0, 1.9921259880065918, 3.0, 6.0]
+
+# Note: bitsandbytes (``compress_statistics=True``) quantizes ``d`` with its
+# *dynamic* 8-bit map (``create_dynamic_map(signed=True)``, 256 non-uniform
+# values, nearest entry of ``d / max|d_j|``) and keeps the 4-bit codes it
+# computed with the exact absmax. Here the 8-bit codes are linear
+# (``k * c_j``), which ONNX ``DequantizeLinear`` rebuilds with a standard
+# operator, and the codes are recomputed from the rebuilt scales. The
+# storage is the same: 8 bits per scale, one float32 per block of 256, one
+# float32 offset.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ["DoubleQuant"]
+from .errors import check_finite, check_float_array, check_positive_int
+
+if TYPE_CHECKING:  # tensor.py imports this module: import it lazily at run time
+    from .tensor import QuantizedTensor
+
+__all__ = ["DoubleQuant", "double_quantize", "quantize_scales"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -52,3 +95,109 @@ class DoubleQuant:
             and np.float32(self.offset) == np.float32(other.offset)
             and self.block_size == other.block_size
         )
+
+
+def quantize_scales(scale: np.ndarray, *, block_size: int = 256) -> DoubleQuant:
+    """The 8-bit storage of non-negative scales (the formulas of the module docstring).
+
+    Args:
+        scale: float32 or float16 array of any shape, finite and ``>= 0``.
+        block_size: scales per second-level block, taken in C order.
+
+    Returns:
+        :class:`DoubleQuant` with int8 ``codes`` of ``scale``'s shape, float32
+        ``scale`` of shape ``(ceil(n / block_size),)`` and the float32
+        ``offset``; its ``rebuild()`` is ``> 0`` everywhere unless every scale
+        is 0 (then it is 0 everywhere).
+    """
+    # Lazy import: quantize.py imports tensor.py, which imports this module.
+    from .quantize import quantize_codes
+    from .scales import symmetric_scales
+
+    block_size = check_positive_int(block_size, "block_size")
+    if not isinstance(scale, np.ndarray) or scale.dtype not in (np.float32, np.float16):
+        got = scale.dtype if isinstance(scale, np.ndarray) else type(scale).__name__
+        raise TypeError(f"scale must be a float32 or float16 array, got {got}")
+    a = scale.astype(np.float32).reshape(-1)  # (n,)
+    check_finite(a, "scale")
+    if a.size and float(a.min()) < 0:
+        raise ValueError(f"scale must be >= 0 for double quantization, got minimum {float(a.min())}")
+    if a.size == 0:
+        return DoubleQuant(np.zeros(scale.shape, np.int8), np.zeros(0, np.float32), 0.0, block_size)
+    offset = np.float32(np.mean(a, dtype=np.float64))
+    d = a - offset  # (n,)
+    c = symmetric_scales(d, group_size=block_size, axis=0, bits=8)  # (n_blocks,)
+    k = quantize_codes(d, c, None, axis=0, group_size=block_size, bits=8).astype(np.int16)  # (n,)
+    c_el = np.repeat(c, block_size)[: a.size]  # (n,)
+    if offset > 0:
+        for _ in range(256):  # a' is increasing in k and k = 127 gives a' >= offset > 0
+            bad = k.astype(np.float32) * c_el + offset <= 0
+            if not bad.any():
+                break
+            k[bad] += 1
+    return DoubleQuant(
+        codes=k.astype(np.int8).reshape(scale.shape),
+        scale=c,
+        offset=float(offset),
+        block_size=block_size,
+    )
+
+
+def double_quantize(
+    qt: QuantizedTensor, *, block_size: int = 256, w: np.ndarray | None = None
+) -> QuantizedTensor:
+    """Double-quantize ``qt``'s scales and recompute its codes from the rebuilt scales (spec 11).
+
+    Args:
+        qt: a :class:`QuantizedTensor` without double quantization: NF4
+            (absmax scales), int4/uint4, or the int8 fallback. Scales must be
+            ``>= 0`` (as every quantizer of the spec makes them).
+        block_size: scales per second-level block (256 as in bitsandbytes).
+        w: the float weight ``qt`` was quantized from (``qt.shape``, in its
+            original order: ``qt.perm`` is applied here). The codes are
+            recomputed from it with the rebuilt scales. When ``None``, the
+            codes are recomputed from ``qt``'s own reconstruction (the weight
+            it stores, ``dequantize_slice``), which keeps almost every code.
+
+    Returns:
+        A new :class:`QuantizedTensor`: ``scale`` = the rebuilt float32
+        scales ``a'``, ``double_quant`` = their 8-bit storage, codes
+        ``quantize_codes(w, a', zero_point)`` (linear schemes; zero points are
+        kept) or ``nf4_block_codes(w, a')`` (NF4). Everything else unchanged.
+
+    Raises:
+        TypeError: ``qt`` is not a QuantizedTensor, ``w`` not a float array.
+        ValueError: ``qt`` is already double-quantized, bad ``block_size``,
+            ``w`` of the wrong shape or non-finite, negative scales.
+    """
+    from .nf4 import nf4_block_codes
+    from .packing import pack_int4
+    from .quantize import dequantize_slice, quantize_codes
+    from .tensor import QuantizedTensor
+
+    if not isinstance(qt, QuantizedTensor):
+        raise TypeError(f"qt must be a QuantizedTensor, got {type(qt).__name__}")
+    if qt.double_quant is not None:
+        raise ValueError("qt is already double-quantized; double_quantize takes a tensor with plain scales")
+    dq = quantize_scales(qt.scale, block_size=block_size)
+    rebuilt = dq.rebuild()
+    if w is None:
+        w32 = dequantize_slice(qt, 0, qt.shape[0]) if qt.size else np.zeros(qt.shape, np.float32)
+    else:
+        w32 = check_float_array(w, "w")
+        if w32.shape != qt.shape:
+            raise ValueError(f"w must have qt's shape {qt.shape}, got {w32.shape}")
+        check_finite(w32, "w")
+        if qt.perm is not None:
+            w32 = np.take(w32, qt.perm, axis=qt.axis)  # stored order
+    if qt.codebook is not None:
+        codes = nf4_block_codes(w32, rebuilt, axis=qt.axis, block_size=qt.block_size)
+    else:
+        codes = quantize_codes(
+            w32, rebuilt, qt.zero_point, axis=qt.axis, group_size=qt.block_size, bits=qt.bits
+        )
+    if qt.bits == 4:
+        data = pack_int4(codes)
+    else:
+        data = np.ascontiguousarray(codes).reshape(-1).view(np.uint8).copy()
+    return dataclasses.replace(qt, data=data, scale=rebuilt, double_quant=dq)

@@ -1,0 +1,175 @@
+"""AWQ: activation-aware per-input-channel scaling (spec section 14.3).
+
+Reference: J. Lin, J. Tang, H. Tang, S. Yang, W.-M. Chen, W.-C. Wang, G. Xiao,
+X. Dang, C. Gan, S. Han, "AWQ: Activation-aware Weight Quantization for LLM
+Compression and Acceleration", arXiv:2306.00978 (2023), section 3.2;
+github.com/mit-han-lab/llm-awq (awq/quantize/auto_scale.py).
+
+Input channels that carry large activations matter most. AWQ scales row ``k``
+of the ``(K, N)`` weight up by ``s_k`` before rounding and the activation down
+by ``1 / s_k``, which the float graph computes exactly but which makes the
+salient rows' rounding error relatively smaller::
+
+    a_k      = mean_m |X_mk|                                 (per input channel, float64)
+    s_k(al)  = max(a_k, 1e-4)**al / sqrt(max_k(.) * min_k(.))  for al in grid (0, 1/20, ..., 19/20)
+    m        = float32(1 / s)                                  the activation multiplier
+    W'(al)   = diag(1 / m) W,  Q = quantize(W'(al))            (spec 3, or the MSE scales of 14.1
+                                                                weighted by H_kk * m_k**2)
+    err(al)  = ||X W - (X diag(m)) deq(Q)||_F^2 = sum((H D) * D),  D = W - diag(m) deq(Q),  H = X^T X
+
+and keeps the ``al`` with the smallest ``err`` (``al = 0`` is ``s = 1``, plain
+round-to-nearest, so the result is never worse than it on the calibration data).
+
+The result is the quantized ``W'`` and the multiplier ``m``: ``y ~= (x * m) @ deq(Q)``.
+Where ``m`` goes in an ONNX graph:
+
+* folded into the producer of ``x`` when that producer is linear per channel
+  and feeds nothing else: ``LayerNormalization`` (``gamma *= m``, ``beta *= m``),
+  a ``MatMul``/``Gemm`` (its output columns and bias times ``m``), an ``Add``
+  of a constant bias after such a MatMul, or a ``Mul`` by a constant;
+* otherwise an explicit ``Mul(x, m)`` in front of the ``MatMul`` (for example
+  after ``GELU``, which is not linear).
+
+Several MatMuls reading the same ``x`` (query, key, value) must share ``m``:
+concatenate their weights along ``N`` and call :func:`awq_from_stats` once.
+
+# Note: llm-awq also searches a per-group clipping threshold against the real
+# activations (auto_clip); here the clipping search is the MSE search of 14.1
+# with the diagonal weighting ``H_kk * m_k**2`` (``scale_search="mse"``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from ..errors import check_choice, check_finite, check_float_array, check_positive_int
+from ..quantize import dequantize, quantize
+from ..tensor import QuantizedTensor
+from .gptq import hessian
+from .mse import quantize_mse
+
+__all__ = ["AWQ_GRID", "AWQResult", "awq", "awq_from_stats"]
+
+#: Exponents searched: ``i / 20`` for ``i = 0..19`` (llm-awq auto_scale, ``n_grid = 20``).
+AWQ_GRID: tuple[float, ...] = tuple(i / 20 for i in range(20))
+
+
+@dataclasses.dataclass(frozen=True)
+class AWQResult:
+    """The outcome of :func:`awq`.
+
+    Attributes:
+        qt: the quantized scaled weight ``diag(1 / act_scale) W`` ``(K, N)``.
+        act_scale: float32 ``(K,)`` multiplier of the activations: ``y ~= (x * act_scale) @ deq(qt)``.
+        alpha: the chosen exponent.
+        error: ``||X W - (X * act_scale) deq(qt)||^2`` on the calibration data.
+        rtn_error: the same for ``alpha = 0`` (round-to-nearest, ``act_scale = 1``).
+    """
+
+    qt: QuantizedTensor
+    act_scale: np.ndarray
+    alpha: float
+    error: float
+    rtn_error: float
+
+
+def _stats_error(w64: np.ndarray, deq_eff: np.ndarray, h32: np.ndarray) -> float:
+    d = (w64 - deq_eff).astype(np.float32)  # (K, N)
+    return float(np.sum((h32 @ d) * d, dtype=np.float64))
+
+
+def awq_from_stats(
+    w: np.ndarray,
+    mean_abs: np.ndarray,
+    h: np.ndarray,
+    *,
+    group_size: int = 128,
+    symmetric: bool = True,
+    grid: Any = AWQ_GRID,
+    scale_search: str = "absmax",
+    scale_dtype: Any = np.float32,
+    int8_fallback: bool = True,
+) -> AWQResult:
+    """AWQ on a ``(K, N)`` weight from activation statistics (spec 14.3).
+
+    Args:
+        w: float ``(K, N)`` weight, finite.
+        mean_abs: float ``(K,)``, ``mean |x_k|`` over the calibration rows.
+        h: float ``(K, K)``, ``X^T X`` (any positive multiple).
+        group_size, symmetric, scale_dtype, int8_fallback: as in
+            :func:`monoquant_np.quantize.quantize`.
+        grid: exponents ``alpha`` to try (:data:`AWQ_GRID`).
+        scale_search: ``"absmax"`` (spec 3) or ``"mse"`` (spec 14.1 weighted by
+            ``H_kk * act_scale_k**2``) for the scaled weight.
+    """
+    w32 = check_float_array(w, "w", min_ndim=2)
+    if w32.ndim != 2:
+        raise ValueError(f"w must be a 2-D (K, N) weight, got shape {w32.shape}")
+    check_finite(w32, "w")
+    k = w32.shape[0]
+    a = check_float_array(mean_abs, "mean_abs").astype(np.float64)
+    if a.shape != (k,) or not np.all(np.isfinite(a)) or np.any(a < 0):
+        raise ValueError(f"mean_abs must be finite, non-negative, of shape ({k},), got {a.shape}")
+    if not isinstance(h, np.ndarray) or h.shape != (k, k) or not np.all(np.isfinite(h)):
+        raise ValueError(f"h must be a finite ({k}, {k}) array (X^T X), got {getattr(h, 'shape', h)}")
+    group_size = check_positive_int(group_size, "group_size")
+    check_choice(scale_search, ("absmax", "mse"), "scale_search")
+    alphas = [float(v) for v in np.asarray(grid, dtype=np.float64).reshape(-1)]
+    if not alphas or any(not 0 <= v <= 1 for v in alphas):
+        raise ValueError(f"grid must be a non-empty sequence of exponents in [0, 1], got {grid!r}")
+    if 0.0 not in alphas:
+        alphas = [0.0] + alphas
+    h32 = h.astype(np.float32)
+    w64 = w32.astype(np.float64)
+    hdiag = np.maximum(np.diag(h).astype(np.float64), 0)
+    best: AWQResult | None = None
+    rtn_error = None
+    for al in alphas:
+        s = np.maximum(a, 1e-4) ** al
+        s /= np.sqrt(s.max() * s.min()) if k else 1.0
+        m = (1.0 / s).astype(np.float32)  # (K,) the activation multiplier
+        w_scaled = (w32 / m[:, None]).astype(np.float32)  # (K, N)
+        if scale_search == "mse":
+            qt = quantize_mse(w_scaled, group_size=group_size, symmetric=symmetric, scale_dtype=scale_dtype,
+                              importance=(hdiag * m.astype(np.float64) ** 2).astype(np.float32),
+                              int8_fallback=int8_fallback)
+        else:
+            qt = quantize(w_scaled, group_size=group_size, symmetric=symmetric, scale_dtype=scale_dtype,
+                          int8_fallback=int8_fallback)
+        deq_eff = dequantize(qt).astype(np.float64) * m[:, None]  # (K, N)
+        err = _stats_error(w64, deq_eff, h32)
+        if al == 0.0:
+            rtn_error = err
+        if best is None or err < best.error:
+            best = AWQResult(qt=qt, act_scale=m, alpha=al, error=err, rtn_error=np.nan)
+    if best is None or rtn_error is None:  # unreachable: alphas holds 0.0
+        raise ValueError(f"grid must hold at least one exponent, got {grid!r}")
+    return dataclasses.replace(best, rtn_error=rtn_error)
+
+
+def awq(
+    w: np.ndarray,
+    x: np.ndarray,
+    *,
+    group_size: int = 128,
+    symmetric: bool = True,
+    grid: Any = AWQ_GRID,
+    scale_search: str = "absmax",
+    scale_dtype: Any = np.float32,
+    int8_fallback: bool = True,
+) -> AWQResult:
+    """AWQ on a ``(K, N)`` weight with calibration activations ``x`` ``(..., K)``.
+
+    ``awq(w, x) == awq_from_stats(w, mean(|x|, rows), x^T x)``; see there.
+    """
+    x32 = check_float_array(x, "x", min_ndim=2)
+    check_finite(x32, "x")
+    x2 = x32.reshape(-1, x32.shape[-1])  # (M, K)
+    if np.ndim(w) == 2 and x2.shape[1] != np.shape(w)[0]:
+        raise ValueError(f"x must have last dimension K={np.shape(w)[0]} to match w {np.shape(w)}, got {x32.shape}")
+    mean_abs = np.abs(x2.astype(np.float64)).mean(axis=0) if x2.shape[0] else np.zeros(x2.shape[1])
+    return awq_from_stats(w, mean_abs, hessian(x2), group_size=group_size, symmetric=symmetric, grid=grid,
+                          scale_search=scale_search, scale_dtype=scale_dtype, int8_fallback=int8_fallback)

@@ -1,0 +1,248 @@
+"""MSE-optimal group scales by a clipping-ratio search (spec section 14.1).
+
+Round-to-nearest with ``s = max|w_g| / 7`` spends the code range on the
+group's single largest element. Shrinking the range clips that element but
+rounds every other element more finely; the best trade-off is found by
+search. For each group ``g`` and each ratio ``r`` of a grid (spec 14.1)::
+
+    symmetric:   s_r = r * max|w_g| / qmax                       (qmax = 7)
+    asymmetric:  lo_r = r * min(min(w_g), 0),  hi_r = r * max(max(w_g), 0)
+                 s_r = (hi_r - lo_r) / qmax,  z_r = clip(rint(-lo_r / s_r), 0, qmax)   (qmax = 15)
+    err(r)     = sum_i c_i * (w_i - (q_i - z_r) * s_r)**2,   q = clip(rint(w / s_r) + z_r, qmin, qmax)
+
+and keeps the ``r`` with the smallest ``err`` (the first one on ties, so
+``r = 1``, plain round-to-nearest, wins when nothing is better). ``c_i`` is an
+optional importance of the element's position along ``axis`` (for example
+``mean(x_k**2)`` of the input channel ``k``; 1 by default). Each ``s_r`` is
+rounded to the scale dtype before its error is measured, so the chosen scale
+is exactly the stored one.
+
+Then, symmetric only, ``refine`` least-squares steps: with the codes ``q`` of
+the chosen scale fixed, ``s* = sum c w q / sum c q**2`` minimizes the error;
+it is kept only where it lowers ``err`` after re-rounding.
+
+The search is calibration-free and vectorized over all groups at once (one
+pass over the weight per ratio). The final codes are computed by
+:func:`monoquant_np.quantize.quantize_codes`, the spec's one rounding step.
+
+    >>> w = np.array([1.0] * 7 + [10.5], dtype=np.float32).reshape(8, 1)
+    >>> mse_scales(w, group_size=8, grid=(1.0,), refine=0).item()  # 10.5 / 7: err = 7 * 0.5**2 = 1.75
+    1.5
+    >>> mse_scales(w, group_size=8, grid=(1.0,), refine=1).item()  # (7*1 + 10.5*7) / (7*1 + 7*7): err 1.53
+    1.4375
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import check_axis, check_finite, check_float_array, check_positive_int
+from ..groups import n_groups
+from ..numerics import code_range, round_half_even, safe_scale, store_scale
+from ..packing import pack_int4
+from ..quantize import quantize_codes
+from ..tensor import QuantizedTensor
+
+__all__ = ["MSE_GRID", "mse_scales", "quantize_mse", "build_tensor"]
+
+#: Clipping ratios searched by default: 1.00, 0.99, ..., 0.50 and 7/8.
+#: Provenance: GPTQ's ``Quantizer.find_params(mse=True)`` searches
+#: ``p = 1 - i / 100`` (github.com/IST-DASLab/gptq, quant.py); 7/8 is added
+#: because ``s = max|w| / 8`` represents a negative extreme exactly with code -8.
+MSE_GRID: tuple[float, ...] = tuple(sorted({round(1.0 - i / 100, 2) for i in range(51)} | {0.875},
+                                           reverse=True))
+
+
+def _as_groups(w: np.ndarray, axis: int, group_size: int) -> tuple[np.ndarray, tuple[int, ...]]:
+    """``w`` with groups along ``axis`` as ``(G, group_size, M)``, zero-padded; and the group shape.
+
+    Zero padding is exact: a zero raises neither ``max|w|`` nor the range
+    ``[min(min, 0), max(max, 0)]`` and quantizes to 0 with no error.
+    """
+    length = w.shape[axis]
+    g = n_groups(length, group_size)
+    moved = np.moveaxis(w, axis, 0).reshape(length, -1)  # (L, M)
+    pad = g * group_size - length
+    if pad:
+        moved = np.concatenate([moved, np.zeros((pad, moved.shape[1]), np.float32)])
+    gshape = list(w.shape)
+    gshape[axis] = g
+    return moved.reshape(g, group_size, -1), tuple(gshape)  # (G, group_size, M)
+
+
+def _from_groups(a: np.ndarray, axis: int, gshape: tuple[int, ...]) -> np.ndarray:
+    """Inverse of the group layout for group-wise values ``(G, M)`` -> ``gshape``."""
+    moved = (gshape[axis],) + gshape[:axis] + gshape[axis + 1 :]
+    return np.moveaxis(a.reshape(moved), 0, axis)
+
+
+def _group_err(wg, s, z, c, qmin, qmax):
+    """Weighted squared error per group for scales ``s`` ``(G, M)`` (zero points ``z`` or None)."""
+    s32 = safe_scale(s)[:, None, :]  # (G, 1, M)
+    q = round_half_even(wg / s32)
+    if z is not None:
+        q += z[:, None, :]
+    np.clip(q, qmin, qmax, out=q)
+    if z is not None:
+        q -= z[:, None, :]
+    q *= s32
+    q -= wg
+    q *= q
+    if c is not None:
+        q *= c
+    err = q.sum(axis=1)  # (G, M)
+    zero = s == 0  # the group dequantizes to 0 (spec 3.3)
+    if zero.any():
+        w2 = np.square(wg) if c is None else np.square(wg) * c
+        err[zero] = w2.sum(axis=1)[zero]
+    return err
+
+
+def mse_scales(
+    w: np.ndarray,
+    *,
+    group_size: int = 128,
+    axis: int = 0,
+    symmetric: bool = True,
+    grid: Any = MSE_GRID,
+    bits: int = 4,
+    scale_dtype: Any = np.float32,
+    importance: np.ndarray | None = None,
+    refine: int = 2,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Per-group scales (and zero points) that minimize the squared error (spec 14.1).
+
+    Args:
+        w: float array ``S`` (converted to float32, must be finite).
+        group_size, axis: the groups, as in :func:`monoquant_np.quantize.quantize`.
+        symmetric: int codes ``-8..7`` without zero point (True) or uint codes with one.
+        grid: clipping ratios in ``(0, 1]`` to try (:data:`MSE_GRID` by default).
+        bits: 4 (or 8, for the int8 fallback).
+        scale_dtype: float32 or float16; every candidate is rounded to it.
+        importance: optional non-negative float ``(S[axis],)`` weighting the
+            squared error of each position along ``axis``.
+        refine: least-squares refinement steps (symmetric only), 0 to disable.
+
+    Returns:
+        ``scale`` of shape ``group_shape(S, axis, group_size)`` in ``scale_dtype``
+        (symmetric), or ``(scale, zero_point)`` with uint8 zero points.
+    """
+    w32 = check_float_array(w, "w")
+    check_finite(w32, "w")
+    group_size = check_positive_int(group_size, "group_size")
+    axis = check_axis(axis, w32.ndim)
+    ratios = np.asarray(grid, dtype=np.float32).reshape(-1)
+    if ratios.size == 0 or not np.all((ratios > 0) & (ratios <= 1)):
+        raise ValueError(f"grid must be a non-empty sequence of ratios in (0, 1], got {grid!r}")
+    if bits not in (4, 8):
+        raise ValueError(f"bits must be 4 or 8, got {bits!r}")
+    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
+        raise ValueError(f"refine must be a non-negative int, got {refine!r}")
+    sdt = np.dtype(scale_dtype)
+    if sdt not in (np.float32, np.float16):
+        raise TypeError(f"scale_dtype must be float32 or float16, got {sdt}")
+    qmin, qmax = code_range(bits, bool(symmetric))
+    wg, gshape = _as_groups(w32, axis, group_size)  # (G, group_size, M)
+    c = None
+    if importance is not None:
+        imp = check_float_array(importance, "importance")
+        if imp.shape != (w32.shape[axis],) or not np.all(np.isfinite(imp)) or np.any(imp < 0):
+            raise ValueError(
+                f"importance must be finite, non-negative, of shape ({w32.shape[axis]},), got {imp.shape}"
+            )
+        c = _as_groups(imp.reshape(-1, 1), 0, group_size)[0]  # (G, group_size, 1)
+    if symmetric:
+        amax = np.abs(wg).max(axis=1)  # (G, M)
+        lo = hi = None
+    else:
+        lo = np.minimum(wg.min(axis=1), np.float32(0))  # (G, M)
+        hi = np.maximum(wg.max(axis=1), np.float32(0))
+    best_s = best_z = best_err = None
+    for r in ratios:
+        if symmetric:
+            s = store_scale(amax * r / np.float32(qmax), sdt)
+            z = None
+        else:
+            s = store_scale((hi * r - lo * r) / np.float32(qmax), sdt)
+            z = np.clip(round_half_even(-(lo * r) / safe_scale(s)), 0, qmax)
+            z[s == 0] = 0
+        err = _group_err(wg, s.astype(np.float32), z, c, qmin, qmax)
+        if best_err is None:
+            best_s, best_z, best_err = s, z, err
+            continue
+        better = err < best_err
+        best_s = np.where(better, s, best_s)
+        best_err = np.where(better, err, best_err)
+        if z is not None:
+            best_z = np.where(better, z, best_z)
+    if symmetric:
+        for _ in range(refine):
+            s32 = safe_scale(best_s)[:, None, :]  # (G, 1, M)
+            q = np.clip(round_half_even(wg / s32), qmin, qmax)
+            cq = q if c is None else q * c
+            num, den = (cq * wg).sum(axis=1), (cq * q).sum(axis=1)  # (G, M)
+            s_ls = np.where(den > 0, num / np.where(den > 0, den, 1), 0).astype(np.float32)
+            s_ls = store_scale(np.maximum(s_ls, 0), sdt)
+            err = _group_err(wg, s_ls.astype(np.float32), None, c, qmin, qmax)
+            better = (err < best_err) & (s_ls > 0)
+            best_s = np.where(better, s_ls, best_s)
+            best_err = np.where(better, err, best_err)
+        return _from_groups(best_s, axis, gshape)
+    return _from_groups(best_s, axis, gshape), _from_groups(best_z.astype(np.uint8), axis, gshape)
+
+
+def build_tensor(
+    w32: np.ndarray,
+    scale: np.ndarray,
+    zero_point: np.ndarray | None,
+    *,
+    axis: int,
+    group_size: int,
+    bits: int = 4,
+    perm: np.ndarray | None = None,
+) -> QuantizedTensor:
+    """A :class:`QuantizedTensor` of float32 ``w32`` for given scales, codes by ``quantize_codes``.
+
+    With ``perm``, ``w32`` must already be the permuted weight ``w.take(perm, axis)``.
+    """
+    codes = quantize_codes(w32, scale, zero_point, axis=axis, group_size=group_size, bits=bits)
+    data = pack_int4(codes) if bits == 4 else np.ascontiguousarray(codes).reshape(-1).view(np.uint8).copy()
+    return QuantizedTensor(
+        data=data, shape=w32.shape, axis=axis, block_size=group_size, scale=scale,
+        zero_point=zero_point, signed=zero_point is None, bits=bits, perm=perm,
+    )
+
+
+def quantize_mse(
+    w: np.ndarray,
+    *,
+    group_size: int = 128,
+    axis: int = 0,
+    symmetric: bool = True,
+    grid: Any = MSE_GRID,
+    scale_dtype: Any = np.float32,
+    importance: np.ndarray | None = None,
+    int8_fallback: bool = True,
+) -> QuantizedTensor:
+    """:func:`mse_scales` then the spec's rounding step: a :class:`QuantizedTensor`.
+
+    Same layout and fallback rule as :func:`monoquant_np.quantize.quantize`
+    (``S[axis] < group_size`` -> int8 per channel); only the scales differ.
+
+    >>> w = np.array([1.0] * 7 + [10.5], dtype=np.float32).reshape(8, 1)
+    >>> qt = quantize_mse(w, group_size=8, int8_fallback=False)
+    >>> qt.codes().ravel().tolist(), round(qt.scale.item(), 4)
+    ([1, 1, 1, 1, 1, 1, 1, 7], 1.4375)
+    """
+    w32 = check_float_array(w, "w")
+    axis = check_axis(axis, w32.ndim)
+    group_size = check_positive_int(group_size, "group_size")
+    bits = 4
+    if int8_fallback and 0 < w32.shape[axis] < group_size:
+        bits, group_size = 8, w32.shape[axis]
+    res = mse_scales(w32, group_size=group_size, axis=axis, symmetric=symmetric, grid=grid,
+                     bits=bits, scale_dtype=scale_dtype, importance=importance)
+    scale, zp = (res, None) if symmetric else res
+    return build_tensor(w32, scale, zp, axis=axis, group_size=group_size, bits=bits)

@@ -10,6 +10,7 @@ per-channel fallback (spec 7).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -63,14 +64,14 @@ def run_quantized(layers: list[QuantizedLinear], x: np.ndarray) -> np.ndarray:
     return h
 
 
-def run_demo_numpy(group_size: int = 128, symmetric: bool = True) -> tuple[list[dict], dict]:
+def run_demo_numpy(group_size: int = 128, symmetric: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Quantize the demo model and measure it. Returns (per-layer rows, totals)."""
     model = build_demo_model()
     layers = [
         QuantizedLinear.from_float(w, b, group_size=group_size, symmetric=symmetric)
         for w, b in zip(model.weights, model.biases, strict=True)
     ]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i, (w, layer) in enumerate(zip(model.weights, layers, strict=True)):
         qt = layer.qt
         wq = dequantize(qt)
@@ -87,7 +88,7 @@ def run_demo_numpy(group_size: int = 128, symmetric: bool = True) -> tuple[list[
         })
     y_ref = run_float(model, model.inputs)
     y_q = run_quantized(layers, model.inputs)
-    totals = {
+    totals: dict[str, Any] = {
         "bytes_float": sum(r["bytes_float"] for r in rows),
         "bytes_quant": sum(r["bytes_quant"] for r in rows),
         "weights": sum(int(np.prod(r["shape"])) for r in rows),
@@ -101,7 +102,7 @@ def run_demo_numpy(group_size: int = 128, symmetric: bool = True) -> tuple[list[
     return rows, totals
 
 
-def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+def format_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
     """Render ``rows`` as an aligned text table; columns are (key, header, format)."""
     cells = [[h for _, h, _ in columns]]
     for r in rows:

@@ -38,7 +38,7 @@ def check_positive_int(value: Any, name: str) -> int:
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name} must be a positive int, got {value!r} ({type(value).__name__})")
-    if value <= 0:
+    if int(value) <= 0:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
     return int(value)
 
@@ -58,7 +58,7 @@ def check_axis(axis: Any, ndim: int, name: str = "axis") -> int:
             f"{name} must be an int in [{-ndim}, {ndim - 1}] for a {ndim}-D weight, "
             f"got {axis!r} ({type(axis).__name__})"
         )
-    if not -ndim <= axis < ndim:
+    if not -ndim <= int(axis) < ndim:
         raise ValueError(
             f"{name} must be an int in [{-ndim}, {ndim - 1}] for a {ndim}-D weight, got {axis}"
         )

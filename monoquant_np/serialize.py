@@ -73,7 +73,7 @@ def save(path: str | os.PathLike[str], tensors: dict[str, QuantizedTensor]) -> N
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **arrays)  # type: ignore[arg-type]
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
@@ -108,16 +108,16 @@ def load(path: str | os.PathLike[str]) -> dict[str, QuantizedTensor]:
         )
     out: dict[str, QuantizedTensor] = {}
     try:
-        for e in meta["tensors"]:
-            key = e["key"]
-            arr = {part: files[f"{key}.{part}"] for part in e["arrays"]}
+        for ent in meta["tensors"]:
+            key = ent["key"]
+            arr = {part: files[f"{key}.{part}"] for part in ent["arrays"]}
             dq = None
             if "dq_codes" in arr:
-                dq = DoubleQuant(arr["dq_codes"], arr["dq_scale"], float(e["dq_offset"]), int(e["dq_block_size"]))
-            out[e["name"]] = QuantizedTensor(
-                data=arr["data"], shape=tuple(e["shape"]), axis=int(e["axis"]),
-                block_size=int(e["block_size"]), scale=arr["scale"],
-                zero_point=arr.get("zero_point"), signed=bool(e["signed"]), bits=int(e["bits"]),
+                dq = DoubleQuant(arr["dq_codes"], arr["dq_scale"], float(ent["dq_offset"]), int(ent["dq_block_size"]))
+            out[ent["name"]] = QuantizedTensor(
+                data=arr["data"], shape=tuple(ent["shape"]), axis=int(ent["axis"]),
+                block_size=int(ent["block_size"]), scale=arr["scale"],
+                zero_point=arr.get("zero_point"), signed=bool(ent["signed"]), bits=int(ent["bits"]),
                 codebook=arr.get("codebook"), double_quant=dq, perm=arr.get("perm"),
             )
     except (KeyError, TypeError, ValueError) as err:

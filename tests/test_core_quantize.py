@@ -212,3 +212,21 @@ def test_quantize_is_idempotent_on_its_output(w, group):
     assume(np.isfinite(back).all())
     qt2 = quantize(back, group_size=group, int8_fallback=False)
     np.testing.assert_allclose(dequantize(qt2), back, rtol=0, atol=float(qt.scale.max()) * 1e-5 + 1e-30)
+
+
+@given(hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=3, max_side=8),
+                  elements=st.floats(-5, 5, width=32)),
+       st.data(), st.sampled_from([np.nan, np.inf, -np.inf]))
+@settings(max_examples=80, deadline=None)
+def test_errors_on_bad_input_property(w, data, bad):
+    idx = tuple(data.draw(st.integers(0, d - 1)) for d in w.shape)
+    w = w.copy()
+    w[idx] = bad
+    with pytest.raises(ValueError, match=rf"first {bad} at index \({', '.join(map(str, idx))},?\)"):
+        quantize(w)
+    g = data.draw(st.integers(-5, 0))
+    with pytest.raises(ValueError, match=f"group_size must be a positive int, got {g}"):
+        quantize(np.zeros(w.shape, np.float32), group_size=g)
+    ax = data.draw(st.one_of(st.integers(w.ndim, w.ndim + 3), st.integers(-w.ndim - 3, -w.ndim - 1)))
+    with pytest.raises(ValueError, match=f"axis must be an int in .*got {ax}"):
+        quantize(np.zeros(w.shape, np.float32), axis=ax)

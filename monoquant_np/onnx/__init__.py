@@ -1,0 +1,45 @@
+"""ONNX export of quantized weights for onnxruntime and any opset-21 runtime (spec section 9).
+
+This subpackage imports ``onnx`` and ``onnxruntime``; the NumPy core never
+imports it. Exported graphs use ``DequantizeLinear(axis, block_size)`` on
+packed ``INT4``/``UINT4`` initializers (opset 21), which onnxruntime fuses
+into ``MatMulNBits``, or ``com.microsoft.MatMulNBits`` directly.
+"""
+
+from .export import (
+    IR_VERSION,
+    MS_DOMAIN,
+    OPSET,
+    input_permutation,
+    tensor_from_onnx,
+    tensor_to_onnx,
+    weight_subgraph,
+)
+from .graphs import linear_model, mlp_model
+from .matmulnbits import matmulnbits_arrays, matmulnbits_block_size, matmulnbits_node
+from .runtime import fused_op_types, make_session, max_relative_error, optimized_model, run_model
+
+__all__ = [
+    # tensors and subgraphs (spec 9.1-9.3)
+    "tensor_to_onnx",
+    "tensor_from_onnx",
+    "weight_subgraph",
+    "input_permutation",
+    # onnxruntime's MatMulNBits layout (spec 9.4)
+    "matmulnbits_node",
+    "matmulnbits_block_size",
+    "matmulnbits_arrays",
+    # models
+    "linear_model",
+    "mlp_model",
+    # running in onnxruntime (spec 9.5-9.6)
+    "make_session",
+    "run_model",
+    "optimized_model",
+    "fused_op_types",
+    "max_relative_error",
+    # constants
+    "OPSET",
+    "IR_VERSION",
+    "MS_DOMAIN",
+]

@@ -1,0 +1,205 @@
+"""Whole models from quantized layers: one linear layer, or an MLP (spec 9.2-9.4).
+
+Each layer ``y = x @ dequantize(qt) + bias`` becomes, with ``format="qdq"``::
+
+    name_scale (float16) -> Cast -> float32    (float16 scales only)
+    DequantizeLinear(name, name_scale[, name_zero_point]; axis=0, block_size=g) -> W
+    MatMul(x, W) -> Add(bias)
+
+standard ONNX that any opset-21 runtime runs, and that onnxruntime fuses into
+``MatMulNBits`` when ``g`` is a power of two >= 16 (spec 9.5). With
+``format="matmulnbits"`` the layer is onnxruntime's ``com.microsoft.MatMulNBits``
+directly (bias inside the node).
+
+# Note: a weight MatMulNBits cannot hold exactly (a group size such as 24 or
+# 100 with K > group size, NF4 codebooks, double-quantized scales, groups
+# along axis 1) is exported in the QDQ form even when format="matmulnbits",
+# so every model equals the spec; the layer then runs unfused (spec 9.5).
+
+Models: input ``input_name`` float32 ``(batch, K)``, output ``output_name``
+float32 ``(batch, N)``, opset 21 (plus ``com.microsoft`` 1 when used),
+``ir_version`` 10 so that onnxruntime (IR <= 13) loads them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import NodeProto, TensorProto, helper, numpy_helper
+
+from .. import __version__
+from ..errors import check_choice, check_float_array
+from ..linear import QuantizedLinear
+from ..tensor import QuantizedTensor
+from .export import IR_VERSION, MS_DOMAIN, OPSET, input_permutation, weight_subgraph
+from .matmulnbits import _check_level, matmulnbits_block_size, matmulnbits_node
+
+__all__ = ["linear_model", "mlp_model", "FORMATS", "ACTIVATIONS"]
+
+FORMATS = ("qdq", "matmulnbits")
+#: activation -> (op_type, attributes). Gelu is the tanh form, as monoquant_np.demo.gelu.
+ACTIVATIONS: dict[str | None, tuple[str, dict[str, Any]] | None] = {
+    "gelu": ("Gelu", {"approximate": "tanh"}),
+    "relu": ("Relu", {}),
+    None: None,
+}
+
+
+def _layer(
+    qt: QuantizedTensor, bias: np.ndarray | None, x: str, y: str, prefix: str, fmt: str, level: int
+) -> tuple[list[TensorProto], list[NodeProto], bool]:
+    """Initializers and nodes of ``y = x @ dequantize(qt) + bias``; the flag says MatMulNBits was used."""
+    inits: list[TensorProto] = []
+    nodes: list[NodeProto] = []
+    a = x
+    if qt.perm is not None and qt.axis == 0:  # stored rows are w[perm]: x @ W == x[..., perm] @ W_stored
+        i, n = input_permutation(qt, prefix + "_w", x, prefix + "_x_perm")
+        inits += i
+        nodes += n
+        a = prefix + "_x_perm"
+    bias_t = numpy_helper.from_array(bias, prefix + "_bias") if bias is not None else None
+    if fmt == "matmulnbits" and matmulnbits_block_size(qt) is not None:
+        i, node = matmulnbits_node(qt, a, y, prefix, bias_name=bias_t.name if bias_t else None,
+                                   accuracy_level=level)
+        return inits + i + ([bias_t] if bias_t else []), nodes + [node], True
+    i, n = weight_subgraph(qt, prefix + "_w", prefix + "_w_dq")
+    inits += i
+    nodes += n
+    out = y if bias_t is None and qt.perm is None else prefix + "_matmul"
+    nodes.append(helper.make_node("MatMul", [a, prefix + "_w_dq"], [out], name=prefix + "_matmul"))
+    if qt.perm is not None and qt.axis == 1:  # stored columns are w[:, perm]: undo on the output
+        inv = numpy_helper.from_array(np.argsort(qt.perm).astype(np.int64), prefix + "_w_perm_inverse")
+        inits.append(inv)
+        nxt = y if bias_t is None else prefix + "_unperm"
+        nodes.append(helper.make_node("Gather", [out, inv.name], [nxt], name=prefix + "_unperm", axis=-1))
+        out = nxt
+    if bias_t is not None:
+        inits.append(bias_t)
+        nodes.append(helper.make_node("Add", [out, bias_t.name], [y], name=prefix + "_bias_add"))
+    return inits, nodes, False
+
+
+def _as_layer(layer: Any, i: int) -> tuple[QuantizedTensor, np.ndarray | None]:
+    if isinstance(layer, QuantizedLinear):
+        qt, bias = layer.qt, layer.bias
+    elif isinstance(layer, QuantizedTensor):
+        qt, bias = layer, None
+    elif isinstance(layer, (tuple, list)) and len(layer) == 2:
+        qt, bias = layer
+    else:
+        raise TypeError(f"layers[{i}] must be a QuantizedLinear or a (QuantizedTensor, bias) pair, "
+                        f"got {type(layer).__name__}")
+    if not isinstance(qt, QuantizedTensor):
+        raise TypeError(f"layers[{i}] weight must be a QuantizedTensor, got {type(qt).__name__}")
+    if len(qt.shape) != 2:
+        raise ValueError(f"layers[{i}] weight must be a 2-D (K, N) MatMul weight, got shape {qt.shape}")
+    if bias is not None:
+        bias = check_float_array(bias, f"layers[{i}] bias")
+        if bias.shape != (qt.shape[1],):
+            raise ValueError(f"layers[{i}] bias must have shape ({qt.shape[1]},), got {bias.shape}")
+    return qt, bias
+
+
+def _model(nodes: list[NodeProto], inits: list[TensorProto], k: int, n: int, x: str, y: str,
+           uses_ms: bool, graph_name: str) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        nodes, graph_name,
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["batch", k])],
+        [helper.make_tensor_value_info(y, TensorProto.FLOAT, ["batch", n])],
+        inits,
+    )
+    opsets = [helper.make_opsetid("", OPSET)] + ([helper.make_opsetid(MS_DOMAIN, 1)] if uses_ms else [])
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="monoquant-np",
+                              producer_version=__version__)
+    model.ir_version = IR_VERSION
+    return model
+
+
+def _names(input_name: Any, output_name: Any) -> tuple[str, str]:
+    for v, what in ((input_name, "input_name"), (output_name, "output_name")):
+        if not isinstance(v, str) or not v:
+            raise ValueError(f"{what} must be a non-empty str, got {v!r}")
+    if input_name == output_name:
+        raise ValueError(f"input_name and output_name must differ, got {input_name!r} for both")
+    return input_name, output_name
+
+
+def linear_model(
+    qt: QuantizedTensor,
+    bias: np.ndarray | None = None,
+    *,
+    format: str = "qdq",
+    input_name: str = "x",
+    output_name: str = "y",
+    accuracy_level: int = 1,
+) -> onnx.ModelProto:
+    """A one-layer model ``y = x @ dequantize(qt) + bias``: ``(batch, K)`` -> ``(batch, N)`` float32.
+
+    Args:
+        qt: a 2-D ``(K, N)`` weight, any scheme (axis 0 for ``MatMulNBits``;
+            axis 1 and ``perm`` are exported too, as Gathers on x or y).
+        bias: optional float ``(N,)``, stored float32.
+        format: ``"qdq"`` (DequantizeLinear -> MatMul -> Add) or
+            ``"matmulnbits"`` (com.microsoft.MatMulNBits where exact, see the
+            module note).
+        input_name, output_name: graph input and output names.
+        accuracy_level: the MatMulNBits attribute (0-4); unused by ``"qdq"``,
+            whose fused nodes take the session option instead (spec 9.6).
+
+    Initializers are named ``fc0_w``, ``fc0_w_scale``, ... (``fc0_B`` etc.
+    for MatMulNBits). ``onnx.checker.check_model(model, full_check=True)``
+    passes.
+    """
+    return mlp_model([(qt, bias)], None, format=format, input_name=input_name, output_name=output_name,
+                     accuracy_level=accuracy_level, graph_name="monoquant_linear")
+
+
+def mlp_model(
+    layers: Sequence[Any],
+    activation: str | None = "gelu",
+    *,
+    format: str = "qdq",
+    input_name: str = "x",
+    output_name: str = "y",
+    accuracy_level: int = 1,
+    graph_name: str = "monoquant_mlp",
+) -> onnx.ModelProto:
+    """A stack of quantized linear layers with ``activation`` between them (not after the last).
+
+    ``layers``: ``QuantizedLinear`` objects or ``(QuantizedTensor, bias)``
+    pairs, each ``(K_i, N_i)`` with ``K_{i+1} == N_i``. ``activation``:
+    ``"gelu"`` (ONNX ``Gelu(approximate="tanh")``, opset 20+, the demo's
+    GELU), ``"relu"`` or ``None``. Layer ``i`` is named ``fc{i}``. Other
+    arguments as :func:`linear_model`.
+    """
+    if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence) or not layers:
+        raise ValueError(f"layers must be a non-empty list of layers, got {layers!r:.80}")
+    check_choice(activation, tuple(ACTIVATIONS), "activation")
+    check_choice(format, FORMATS, "format")
+    level = _check_level(accuracy_level)
+    x, y = _names(input_name, output_name)
+    pairs = [_as_layer(layer, i) for i, layer in enumerate(layers)]
+    for i in range(1, len(pairs)):
+        if pairs[i][0].shape[0] != pairs[i - 1][0].shape[1]:
+            raise ValueError(f"layers[{i}] has K={pairs[i][0].shape[0]} but layers[{i - 1}] has "
+                             f"N={pairs[i - 1][0].shape[1]}")
+    inits: list[TensorProto] = []
+    nodes: list[NodeProto] = []
+    uses_ms = False
+    h = x
+    act = ACTIVATIONS[activation]
+    for i, (qt, bias) in enumerate(pairs):
+        last = i == len(pairs) - 1
+        out = y if last else f"fc{i}_out"
+        li, ln, ms = _layer(qt, bias, h, out, f"fc{i}", format, level)
+        inits += li
+        nodes += ln
+        uses_ms |= ms
+        h = out
+        if not last and act is not None:
+            h = f"fc{i}_act"
+            nodes.append(helper.make_node(act[0], [out], [h], name=f"fc{i}_{act[0].lower()}", **act[1]))
+    return _model(nodes, inits, pairs[0][0].shape[0], pairs[-1][0].shape[1], x, y, uses_ms, graph_name)

@@ -47,6 +47,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"model output (batch {totals['model'].inputs.shape[0]}) vs float: "
         f"max abs err {totals['output_max_abs_err']:.4g}, rel err {totals['output_rel_err']:.4g}"
     )
+    try:  # the ONNX part (spec 9.7) needs onnx and onnxruntime
+        from .onnx.demo import demo_onnx
+    except ImportError as e:
+        print(f"\nONNX part skipped: {e.name or e} is not installed")
+    else:
+        demo_onnx(args, totals)
     for hook in DEMO_EXTENSIONS:
         hook(args, rows, totals)
     return 0
@@ -64,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="quantize a built-in example model and report the error")
     d.add_argument("--group-size", type=int, default=128, help="group size (default 128)")
     d.add_argument("--asymmetric", action="store_true", help="uint4 with zero points")
+    d.add_argument("--output", metavar="DIR", help="also save the exported ONNX model in DIR (demo_mlp.onnx)")
     d.set_defaults(func=_cmd_demo)
     return p
 

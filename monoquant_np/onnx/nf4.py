@@ -1,0 +1,295 @@
+"""ONNX export of NF4 and of double-quantized weights (spec sections 10.4 and 11.3).
+
+Standard operators only (opset 21), so any runtime runs the graph.
+
+The initializers are those of ``monoquant_np.onnx.export.tensor_to_onnx``
+(spec 9.1), so ``tensor_from_onnx`` reads an exported NF4 weight back. NF4,
+weight ``W`` of shape ``S`` grouped along ``axis``, named ``w``::
+
+    w           UINT4  S            the codes, packed low nibble first (= qt.data)
+    w_codebook  FLOAT  (16,)        NF4_CODEBOOK
+    w_scale     FLOAT  group_shape  the absmax (without double quantization)
+
+    idx   = Cast(w, to=INT32)                             S
+    vals  = Gather(w_codebook, idx)                       S   codebook[q]
+    W     = vals * expand(scale)                          S   (Reshape + Mul when
+            S[axis] % block_size == 0, else a Gather of the scale along axis, then Mul)
+
+Double quantization replaces ``w_scale`` by its 8-bit storage::
+
+    w_scale_codes   INT8   group_shape        DoubleQuant.codes
+    w_scale_scale   FLOAT  (n_blocks,)        DoubleQuant.scale
+    w_scale_offset  FLOAT  ()                 DoubleQuant.offset
+
+    scale = Reshape(DequantizeLinear(Reshape(w_scale_codes, [-1]), w_scale_scale,
+                    axis=0, block_size=dq_block_size) + w_scale_offset, group_shape)
+
+which is ``DoubleQuant.rebuild()`` operation for operation (an int8 times a
+float32, then a float32 add), so it is bit-exact. A double-quantized int4,
+uint4 or int8 weight feeds that rebuilt scale to the usual
+``DequantizeLinear(w, scale, w_zero_point, axis, block_size)``.
+
+Costs in onnxruntime (measured by ``tools/bench_nf4.py``, see the README):
+
+* NF4 ``Gather`` graph: onnxruntime's constant folding evaluates the whole
+  subgraph (every input is an initializer) once at session creation and keeps
+  the float32 weight: the file is 4-bit, the session's memory is float32 and
+  the speed is a float ``MatMul``. It cannot use ``MatMulNBits`` (linear codes
+  only).
+* ``format="bnb4"``: onnxruntime's contrib ``com.microsoft.MatMulBnb4``
+  (quant_type 1 = NF4) runs the same codes and absmax; its CPU kernel
+  dequantizes the whole weight on every call, then runs a float GEMM.
+* Double-quantized int4/uint4: the scale input of the weight's
+  ``DequantizeLinear`` is computed, not an initializer. ONNX allows that, but
+  onnxruntime's QDQ fusion into ``MatMulNBits`` needs constant scales, so the
+  graph runs unfused (``DequantizeLinear`` of the whole weight on each call,
+  then ``MatMul``).
+
+# Note: bitsandbytes packs the *high* nibble first and blocks a ``(N, K)``
+# weight in C order; ``MatMulBnb4`` expects that layout, so ``format="bnb4"``
+# transposes and repacks, and needs ``K % block_size == 0`` and a block size
+# in 16, 32, 64, 128, 256. Its absmax input is float32, so a double-quantized
+# tensor exports its rebuilt scales there (no 8-bit storage).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from ..packing import unpack_int4
+from ..tensor import QuantizedTensor
+
+__all__ = ["nf4_weight_subgraph", "nf4_linear_model", "bnb4_layout", "OPSET", "IR_VERSION", "FORMATS"]
+
+#: The opset of every graph built here (blocked DequantizeLinear and INT4/UINT4).
+OPSET = 21
+#: onnxruntime 1.2x-1.3x loads IR versions up to 10..13; opset 21 needs IR 10.
+IR_VERSION = 10
+#: ``nf4_linear_model`` formats.
+FORMATS = ("gather", "bnb4")
+#: Block sizes ``com.microsoft.MatMulBnb4`` implements.
+BNB4_BLOCK_SIZES = (16, 32, 64, 128, 256)
+
+
+def _check_qt(qt: Any) -> QuantizedTensor:
+    if not isinstance(qt, QuantizedTensor):
+        raise TypeError(f"qt must be a QuantizedTensor, got {type(qt).__name__}")
+    if qt.codebook is None and qt.double_quant is None:
+        raise ValueError(
+            f"nf4_weight_subgraph exports NF4 or double-quantized tensors, got a plain {qt.scheme} "
+            "tensor (export it with monoquant_np.onnx.export.weight_subgraph)"
+        )
+    return qt
+
+
+def _raw(name: str, dtype: int, dims: tuple[int, ...] | list[int], data: np.ndarray) -> TensorProto:
+    return helper.make_tensor(name, dtype, list(dims), np.ascontiguousarray(data).tobytes(), raw=True)
+
+
+def _i64(name: str, values: Any) -> TensorProto:
+    a = np.asarray(values, dtype=np.int64)
+    return _raw(name, TensorProto.INT64, a.shape, a)
+
+
+def _node(op: str, ins: list[str], outs: list[str], name: str, **attrs: Any) -> onnx.NodeProto:
+    return helper.make_node(op, ins, outs, name=name, **attrs)
+
+
+def nf4_weight_subgraph(
+    qt: QuantizedTensor, name: str, out_name: str
+) -> tuple[list[TensorProto], list[onnx.NodeProto]]:
+    """The float32 weight of an NF4 or double-quantized tensor, as ONNX initializers and nodes.
+
+    The initializers are exactly ``monoquant_np.onnx.export.tensor_to_onnx(qt,
+    name)`` without ``name_perm`` (so ``tensor_from_onnx`` reads them back):
+    ``name`` (UINT4 NF4 codes, or the INT4/UINT4/INT8 codes), ``name_scale``
+    or ``name_scale_codes`` / ``name_scale_scale`` / ``name_scale_offset``,
+    ``name_zero_point``, ``name_codebook``; plus int64 shape and index
+    constants named ``name_*``.
+
+    Args:
+        qt: NF4 (``codebook`` set, with or without ``double_quant``), or an
+            int4/uint4/int8 tensor with ``double_quant``.
+        name: the weight's name (prefix of every initializer and node).
+        out_name: the output tensor: float32 of shape ``qt.shape``, in stored
+            order (``qt.perm`` is *not* undone; permute the activations).
+
+    Returns:
+        ``(initializers, nodes)``, opset 21, standard domain only. The output
+        equals ``dequantize_slice(qt, 0, qt.shape[0])`` bit for bit.
+    """
+    from .export import tensor_to_onnx  # the one definition of the initializers' layout
+
+    qt = _check_qt(qt)
+    if not isinstance(name, str) or not name or not isinstance(out_name, str) or not out_name:
+        raise ValueError(f"name and out_name must be non-empty strings, got {name!r}, {out_name!r}")
+    inits = [t for t in tensor_to_onnx(qt, name) if t.name != name + "_perm"]
+    by_name = {t.name: t for t in inits}
+    nodes: list[onnx.NodeProto] = []
+    dq = qt.double_quant
+    sdims = list(by_name[name + ("_scale" if dq is None else "_scale_codes")].dims)
+    scale = name + "_scale"
+    if dq is not None:  # rebuild: DequantizeLinear(k, c, block) + offset, operation for operation
+        # onnxruntime reads a one-element scale as per-tensor and then refuses block_size.
+        dq_attrs = {"axis": 0, "block_size": dq.block_size} if dq.scale.size > 1 else {}
+        inits += [_i64(name + "_scale_flat_shape", [-1]), _i64(name + "_scale_dims", sdims)]
+        nodes += [
+            _node("Reshape", [name + "_scale_codes", name + "_scale_flat_shape"], [name + "_scale_k"],
+                  name + "_scale_flatten"),
+            _node("DequantizeLinear", [name + "_scale_k", name + "_scale_scale"], [name + "_scale_kc"],
+                  name + "_scale_dq", **dq_attrs),
+            _node("Add", [name + "_scale_kc", name + "_scale_offset"], [name + "_scale_flat"],
+                  name + "_scale_add"),
+            _node("Reshape", [name + "_scale_flat", name + "_scale_dims"], [name + "_scale_rebuilt"],
+                  name + "_scale_reshape"),
+        ]
+        scale = name + "_scale_rebuilt"
+    elif qt.scale.dtype == np.float16:
+        nodes.append(_node("Cast", [scale], [name + "_scale_f32"], name + "_scale_cast", to=TensorProto.FLOAT))
+        scale = name + "_scale_f32"
+    if qt.codebook is None:  # double-quantized linear codes: DequantizeLinear with the rebuilt scale
+        ins = [name, scale] + ([name + "_zero_point"] if qt.zero_point is not None else [])
+        if len(sdims) != len(qt.shape):  # the int8 per-channel layout (spec 9.1)
+            attrs = {"axis": 1 - qt.axis}
+        else:
+            attrs = {"axis": qt.axis, "block_size": qt.block_size}
+        nodes.append(_node("DequantizeLinear", ins, [out_name], name + "_dq", **attrs))
+        return inits, nodes
+    nodes += [
+        _node("Cast", [name], [name + "_idx"], name + "_cast", to=TensorProto.INT32),
+        _node("Gather", [name + "_codebook", name + "_idx"], [name + "_vals"], name + "_lookup", axis=0),
+    ]
+    length, bs, ax = qt.shape[qt.axis], qt.block_size, qt.axis
+    if length % bs == 0:  # (.., G, B, ..) * (.., G, 1, ..)
+        g = length // bs
+        split = qt.shape[:ax] + (g, bs) + qt.shape[ax + 1 :]
+        sshape = qt.shape[:ax] + (g, 1) + qt.shape[ax + 1 :]
+        inits += [_i64(name + "_split_shape", split), _i64(name + "_scale_bshape", sshape),
+                  _i64(name + "_shape", qt.shape)]
+        nodes += [
+            _node("Reshape", [name + "_vals", name + "_split_shape"], [name + "_vals_split"], name + "_split"),
+            _node("Reshape", [scale, name + "_scale_bshape"], [name + "_scale_b"], name + "_scale_bcast"),
+            _node("Mul", [name + "_vals_split", name + "_scale_b"], [name + "_w_split"], name + "_mul"),
+            _node("Reshape", [name + "_w_split", name + "_shape"], [out_name], name + "_merge"),
+        ]
+    else:  # a partial last group: expand the scale with a Gather along axis
+        inits.append(_i64(name + "_group_idx", np.arange(length) // bs))
+        nodes += [
+            _node("Gather", [scale, name + "_group_idx"], [name + "_scale_el"], name + "_scale_expand", axis=ax),
+            _node("Mul", [name + "_vals", name + "_scale_el"], [out_name], name + "_mul"),
+        ]
+    return inits, nodes
+
+
+def bnb4_layout(qt: QuantizedTensor) -> tuple[np.ndarray, np.ndarray]:
+    """``(B, absmax)`` inputs of ``com.microsoft.MatMulBnb4`` for a 2-D NF4 weight ``(K, N)``.
+
+    ``B``: uint8 ``(ceil(N*K/2),)``, the codes of ``W.T`` (``(N, K)``, C order)
+    packed two per byte, **first element in the high nibble** (bitsandbytes).
+    ``absmax``: float32 ``(N * K / block_size,)``, ``scale.T`` in C order
+    (the rebuilt scales when double-quantized).
+
+    Raises ``ValueError`` unless ``qt`` is NF4, 2-D, grouped along axis 0
+    with ``K % block_size == 0``, a block size of 16..256 (powers of two),
+    and no ``perm``.
+    """
+    if not isinstance(qt, QuantizedTensor):
+        raise TypeError(f"qt must be a QuantizedTensor, got {type(qt).__name__}")
+    if qt.codebook is None:
+        raise ValueError(f"format='bnb4' needs an NF4 tensor, got {qt.scheme}")
+    if len(qt.shape) != 2 or qt.axis != 0:
+        raise ValueError(f"format='bnb4' needs a 2-D (K, N) weight grouped along axis 0, got shape "
+                         f"{qt.shape} axis {qt.axis}")
+    k, n = qt.shape
+    if qt.block_size not in BNB4_BLOCK_SIZES or k % qt.block_size:
+        raise ValueError(f"format='bnb4' needs block_size in {BNB4_BLOCK_SIZES} dividing K={k}, "
+                         f"got {qt.block_size}")
+    if qt.perm is not None:
+        raise ValueError("format='bnb4' cannot express perm; use format='gather'")
+    codes = unpack_int4(qt.data, qt.size, signed=False).reshape(k, n).T.reshape(-1)  # (N*K,) W.T order
+    if codes.size % 2:
+        codes = np.concatenate([codes, np.zeros(1, np.uint8)])
+    b = (codes[0::2] << 4) | codes[1::2]  # high nibble first
+    absmax = np.ascontiguousarray(qt.scale.astype(np.float32).T).reshape(-1)  # (N * K/bs,)
+    return b.astype(np.uint8), absmax
+
+
+def nf4_linear_model(
+    qt: QuantizedTensor,
+    bias: np.ndarray | None = None,
+    *,
+    format: str = "gather",
+    input_name: str = "x",
+    output_name: str = "y",
+) -> onnx.ModelProto:
+    """A one-layer model ``y = x @ W + bias`` for an NF4 (or double-quantized) ``(K, N)`` weight.
+
+    Args:
+        qt: 2-D :class:`QuantizedTensor` ``(K, N)``; for ``"gather"`` any
+            tensor :func:`nf4_weight_subgraph` accepts (``perm`` becomes a
+            ``Gather`` of ``x`` along its last axis); for ``"bnb4"`` see
+            :func:`bnb4_layout`.
+        bias: optional float array ``(N,)`` (added in float32).
+        format: ``"gather"`` (standard operators) or ``"bnb4"``
+            (``com.microsoft.MatMulBnb4``, onnxruntime only).
+        input_name, output_name: graph input ``(batch, K)`` and output
+            ``(batch, N)``, float32.
+
+    Returns:
+        An ``onnx.ModelProto``, opset 21 (plus ``com.microsoft`` 1 for
+        ``"bnb4"``), ``ir_version`` 10; ``onnx.checker`` passes.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(map(repr, FORMATS))}, got {format!r}")
+    if not isinstance(qt, QuantizedTensor):
+        raise TypeError(f"qt must be a QuantizedTensor, got {type(qt).__name__}")
+    if len(qt.shape) != 2:
+        raise ValueError(f"qt must be a 2-D (K, N) weight, got shape {qt.shape}")
+    k, n = qt.shape
+    inits: list[TensorProto] = []
+    nodes: list[onnx.NodeProto] = []
+    opsets = [helper.make_opsetid("", OPSET)]
+    mm_out = "mm" if bias is not None else output_name
+    if format == "gather":
+        x_in = input_name
+        if qt.perm is not None:
+            if qt.axis != 0:
+                raise ValueError("perm is only supported for weights grouped along axis 0")
+            inits.append(_i64("W_perm", qt.perm))
+            nodes.append(_node("Gather", [input_name, "W_perm"], ["x_perm"], "W_perm_gather", axis=-1))
+            x_in = "x_perm"
+        w_inits, w_nodes = nf4_weight_subgraph(qt, "W", "W_float")
+        inits += w_inits
+        nodes += w_nodes
+        nodes.append(helper.make_node("MatMul", [x_in, "W_float"], [mm_out], name="matmul"))
+    else:
+        b, absmax = bnb4_layout(qt)
+        inits += [
+            _raw("W_bnb4", TensorProto.UINT8, b.shape, b),
+            _raw("W_absmax", TensorProto.FLOAT, absmax.shape, absmax),
+        ]
+        nodes.append(helper.make_node(
+            "MatMulBnb4", [input_name, "W_bnb4", "W_absmax"], [mm_out], domain="com.microsoft",
+            K=k, N=n, block_size=qt.block_size, quant_type=1, name="matmul_bnb4",
+        ))
+        opsets.append(helper.make_opsetid("com.microsoft", 1))
+    if bias is not None:
+        bias32 = np.asarray(bias, dtype=np.float32)
+        if bias32.shape != (n,):
+            raise ValueError(f"bias must have shape ({n},), got {bias32.shape}")
+        inits.append(_raw("bias", TensorProto.FLOAT, (n,), bias32))
+        nodes.append(helper.make_node("Add", [mm_out, "bias"], [output_name], name="bias_add"))
+    graph = helper.make_graph(
+        nodes,
+        f"monoquant_{qt.scheme}_{format}",
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["batch", k])],
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["batch", n])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="monoquant_np")
+    model.ir_version = IR_VERSION
+    return model

@@ -1,0 +1,135 @@
+"""Error and storage of INT4 vs NF4, with and without double quantization (README table).
+
+Usage::
+
+    python tools/nf4_table.py [--size 1024] [--seed 0] [--no-minilm] [--markdown]
+
+Weights:
+
+* ``normal``: a ``size x size`` standard-normal matrix (seed ``--seed``);
+* ``student-t``: Student's t with 4 degrees of freedom (heavy tails), same size;
+* ``MiniLM``: every 2-D ``MatMul`` weight initializer of the real MiniLM-L3
+  ONNX model (``monoquant_np.assets``), 18 matrices, pooled.
+
+Every scheme groups along axis 0 (the K axis of a MatMul weight). For each
+scheme the table prints bits per weight (all metadata counted, spec 6.3),
+then per data set the mean squared error, the mean absolute error, and the
+MSE relative to symmetric INT4 g128 measured in the same run (``x0.62`` =
+62 % of INT4 g128's MSE). Pooled MiniLM errors are sums over all matrices
+divided by the number of weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from monoquant_np import bits_per_weight, dequantize, double_quantize, quantize, quantize_nf4
+from monoquant_np.tensor import QuantizedTensor
+
+Scheme = Callable[[np.ndarray], QuantizedTensor]
+
+
+def schemes() -> dict[str, Scheme]:
+    base: dict[str, Scheme] = {
+        "INT4 g32": lambda w: quantize(w, group_size=32),
+        "INT4 g64": lambda w: quantize(w, group_size=64),
+        "INT4 g128": lambda w: quantize(w, group_size=128),
+        "UINT4 asym g128": lambda w: quantize(w, group_size=128, symmetric=False),
+        "NF4 b64": lambda w: quantize_nf4(w, block_size=64),
+        "NF4 b128": lambda w: quantize_nf4(w, block_size=128),
+    }
+    out: dict[str, Scheme] = {}
+    for name, fn in base.items():
+        out[name] = fn
+        out[name + " +DQ"] = lambda w, fn=fn: double_quantize(fn(w), w=w)
+    return out
+
+
+def minilm_weights() -> list[np.ndarray] | None:
+    from monoquant_np.assets import minilm_model_path
+
+    path = minilm_model_path()
+    if path is None:
+        return None
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    inits = {t.name: t for t in model.graph.initializer}
+    out = []
+    for node in model.graph.node:
+        if node.op_type == "MatMul" and node.input[1] in inits:
+            a = numpy_helper.to_array(inits[node.input[1]])
+            if a.ndim == 2:
+                out.append(a.astype(np.float32))
+    return out
+
+
+def measure(fn: Scheme, mats: list[np.ndarray]) -> tuple[float, float, float]:
+    """(bits per weight, MSE, MAE) pooled over ``mats``."""
+    se = ae = bits = 0.0
+    n = 0
+    for w in mats:
+        qt = fn(w)
+        d = dequantize(qt).astype(np.float64) - w
+        se += float(np.sum(d * d))
+        ae += float(np.sum(np.abs(d)))
+        bits += bits_per_weight(qt) * w.size
+        n += w.size
+    return bits / n, se / n, ae / n
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", type=int, default=1024)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-minilm", action="store_true")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    args = p.parse_args(argv)
+    rng = np.random.default_rng(args.seed)
+    data: dict[str, list[np.ndarray]] = {
+        "normal": [rng.standard_normal((args.size, args.size)).astype(np.float32)],
+        "student-t(4)": [rng.standard_t(4, (args.size, args.size)).astype(np.float32)],
+    }
+    if not args.no_minilm:
+        mats = minilm_weights()
+        if mats is None:
+            print("MiniLM model not installed (see monoquant_np.assets); skipping it", file=sys.stderr)
+        else:
+            data["MiniLM"] = mats
+    t0 = time.perf_counter()
+    results = {name: {ds: measure(fn, mats) for ds, mats in data.items()} for name, fn in schemes().items()}
+    peer = results["INT4 g128"]
+    head = ["scheme", "bits/w"]
+    for ds in data:
+        head += [f"{ds} MSE", f"{ds} MAE", "vs g128"]
+    rows = []
+    for name, res in results.items():
+        bpw = next(iter(res.values()))[0]
+        row = [name, f"{bpw:.3f}"]
+        for ds in data:
+            _, mse, mae = res[ds]
+            row += [f"{mse:.3e}", f"{mae:.5f}", f"x{mse / peer[ds][1]:.2f}"]
+        rows.append(row)
+    if args.markdown:
+        print("| " + " | ".join(head) + " |")
+        print("|" + "---|" * len(head))
+        for r in rows:
+            print("| " + " | ".join(r) + " |")
+    else:
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+        print("  ".join(h.ljust(wd) for h, wd in zip(head, widths, strict=True)))
+        for r in rows:
+            print("  ".join(c.ljust(wd) for c, wd in zip(r, widths, strict=True)))
+    sizes = ", ".join(f"{ds}: {sum(m.size for m in mats):,} weights" for ds, mats in data.items())
+    print(f"\n{sizes}; seed {args.seed}; {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -310,6 +310,10 @@ def weight_subgraph(qt: QuantizedTensor, name: str, out_name: str) -> tuple[list
     inputs = [name, scale_in] + ([name + "_zero_point"] if qt.zero_point is not None else [])
     if _per_axis(qt):
         attrs = {"axis": 1 - qt.axis}
+    elif len(qt.shape) == 1 and qt.n_groups == 1:
+        # Note: onnxruntime reads a 1-element 1-D scale as per-tensor and rejects
+        # block_size there; per-tensor DequantizeLinear computes the same values.
+        attrs = {}
     else:
         attrs = {"axis": qt.axis, "block_size": qt.block_size}
     nodes.append(helper.make_node("DequantizeLinear", inputs, [out_name], name=name + "_dq", **attrs))

@@ -68,9 +68,10 @@ def _layer(
     i, n = weight_subgraph(qt, prefix + "_w", prefix + "_w_dq")
     inits += i
     nodes += n
-    out = y if bias_t is None and qt.perm is None else prefix + "_matmul"
+    unperm = qt.perm is not None and qt.axis == 1
+    out = y if bias_t is None and not unperm else prefix + "_matmul"
     nodes.append(helper.make_node("MatMul", [a, prefix + "_w_dq"], [out], name=prefix + "_matmul"))
-    if qt.perm is not None and qt.axis == 1:  # stored columns are w[:, perm]: undo on the output
+    if unperm:  # stored columns are w[:, perm]: undo on the output
         inv = numpy_helper.from_array(np.argsort(qt.perm).astype(np.int64), prefix + "_w_perm_inverse")
         inits.append(inv)
         nxt = y if bias_t is None else prefix + "_unperm"

@@ -1,0 +1,239 @@
+"""Finding the weights a model quantizer may quantize (spec section 13.1).
+
+A *weight site* is one constant float tensor (an initializer, or the output of
+a ``Constant`` node) in some graph of the model (the main graph or an
+``If``/``Loop``/``Scan`` body, any depth), together with every node that reads
+it, in that graph or in nested ones. A site is *eligible* when
+
+* it is 2-D, float32 or float16, with at least ``min_elements`` elements;
+* every reader uses it in one of these roles, with the op in ``ops``:
+
+  ======================  ========================  ======================
+  reader                  role                       group axis (stored)
+  ======================  ========================  ======================
+  ``MatMul`` input B       ``(K, N)``                 0 (K)
+  ``Gemm`` B, transB=0     ``(K, N)``                 0 (K)
+  ``Gemm`` B, transB=1     ``(N, K)``                 1 (K)
+  ``Gather`` data, axis 0  table ``(V, D)``           1 (D, the embedding)
+  ``Transpose`` [1, 0]     feeding only MatMul B      1 (K of ``W.T``)
+  ======================  ========================  ======================
+
+* neither its name nor any reader's node name matches ``exclude``.
+
+A site read by several nodes (tied embeddings: a ``Gather`` table that is
+also a transposed ``MatMul``/``Gemm`` weight) is one site, quantized once.
+When readers disagree on the axis, the first reader's axis is used and a note
+says so. Everything else is skipped with a note saying why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable
+
+import onnx
+from onnx import AttributeProto, TensorProto
+
+__all__ = ["Consumer", "WeightSite", "find_weight_sites", "QUANTIZED_OPS", "FLOAT_TYPES"]
+
+#: Operators that mean a model is (partly) quantized already; left untouched.
+QUANTIZED_OPS = (
+    "DequantizeLinear", "QuantizeLinear", "MatMulInteger", "QLinearMatMul", "ConvInteger",
+    "QLinearConv", "DynamicQuantizeMatMul", "MatMulNBits", "MatMulBnb4", "GatherBlockQuantized",
+    "DynamicQuantizeLinear", "QGemm",
+)
+
+#: ONNX element types of weights that can be quantized.
+FLOAT_TYPES = {TensorProto.FLOAT: "float32", TensorProto.FLOAT16: "float16"}
+
+
+@dataclasses.dataclass
+class Consumer:
+    """One node reading a weight.
+
+    ``role`` is ``"matmul"``, ``"gemm"``, ``"gather"``, ``"transpose_matmul"``
+    or ``"other"``; ``axis`` is the group axis that role asks for in the
+    weight's stored orientation (``None`` for ``"other"``).
+    """
+
+    node: onnx.NodeProto
+    graph: onnx.GraphProto
+    role: str
+    op: str
+    axis: int | None
+
+
+@dataclasses.dataclass
+class WeightSite:
+    """A constant float tensor and its readers.
+
+    Attributes:
+        name: the value name (initializer name or Constant output).
+        graph: the graph that defines it.
+        tensor: its ``TensorProto`` (possibly with external data).
+        const_node: the ``Constant`` node, or None for an initializer.
+        shape: the stored shape.
+        dtype: ``"float32"`` or ``"float16"`` (else ``None``).
+        consumers: every reader, in graph order.
+        axis: the group axis chosen (stored orientation), once eligible.
+        transpose: quantize ``W.T`` instead (a lone ``Gemm`` with transB=1 is
+            rewritten to transB=0 so onnxruntime can fuse it).
+        skip: why the site is not quantized (``None`` when eligible).
+    """
+
+    name: str
+    graph: onnx.GraphProto
+    tensor: TensorProto
+    const_node: onnx.NodeProto | None
+    shape: tuple[int, ...]
+    dtype: str | None
+    consumers: list[Consumer] = dataclasses.field(default_factory=list)
+    axis: int = 0
+    transpose: bool = False
+    skip: str | None = None
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+def _attr(node: onnx.NodeProto, name: str, default):
+    for a in node.attribute:
+        if a.name == name:
+            return onnx.helper.get_attribute_value(a)
+    return default
+
+
+def _subgraphs(node: onnx.NodeProto) -> Iterable[onnx.GraphProto]:
+    for a in node.attribute:
+        if a.type == AttributeProto.GRAPH:
+            yield a.g
+        elif a.type == AttributeProto.GRAPHS:
+            yield from a.graphs
+
+
+def _constant_tensor(node: onnx.NodeProto) -> TensorProto | None:
+    if node.op_type != "Constant" or node.domain not in ("", "ai.onnx"):
+        return None
+    for a in node.attribute:
+        if a.name == "value" and a.type == AttributeProto.TENSOR:
+            return a.t
+    return None
+
+
+def _role(node: onnx.NodeProto, index: int, ndim: int, uses: dict[str, list]) -> tuple[str, int | None]:
+    """The role of input ``index`` of ``node`` for a ``ndim``-D constant."""
+    op = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+    if ndim != 2:
+        return "other", None
+    if op == "MatMul" and index == 1:
+        return "matmul", 0
+    if op == "Gemm" and index == 1:
+        return "gemm", 1 if _attr(node, "transB", 0) else 0
+    if op == "Gather" and index == 0 and _attr(node, "axis", 0) == 0:
+        return "gather", 1
+    if op == "Transpose" and index == 0 and list(_attr(node, "perm", [1, 0])) == [1, 0]:
+        readers = uses.get(node.output[0], [])
+        if readers and all(n.op_type == "MatMul" and i == 1 for n, _, i in readers):
+            return "transpose_matmul", 1
+    return "other", None
+
+
+def _collect_uses(graph: onnx.GraphProto, uses: dict[str, list]) -> None:
+    """name -> [(node, graph, input index)] over ``graph`` and its subgraphs."""
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name:
+                uses.setdefault(name, []).append((node, graph, i))
+        for g in _subgraphs(node):
+            _collect_uses(g, uses)
+
+
+def _walk(graph: onnx.GraphProto, scope: dict[str, WeightSite], uses: dict, sites: list[WeightSite]) -> None:
+    scope = dict(scope)
+    for vi in graph.input:
+        scope.pop(vi.name, None)
+    for t in graph.initializer:
+        site = WeightSite(t.name, graph, t, None, tuple(t.dims), FLOAT_TYPES.get(t.data_type))
+        scope[t.name] = site
+        sites.append(site)
+    for node in graph.node:
+        for out in node.output:
+            scope.pop(out, None)
+        t = _constant_tensor(node)
+        if t is not None and node.output:
+            site = WeightSite(node.output[0], graph, t, node, tuple(t.dims), FLOAT_TYPES.get(t.data_type))
+            scope[node.output[0]] = site
+            sites.append(site)
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            site = scope.get(name)
+            if site is not None:
+                role, axis = _role(node, i, len(site.shape), uses)
+                op = "MatMul" if role == "transpose_matmul" else node.op_type
+                site.consumers.append(Consumer(node, graph, role, op, axis))
+        for g in _subgraphs(node):
+            _walk(g, scope, uses, sites)
+
+
+def find_weight_sites(
+    model: onnx.ModelProto,
+    *,
+    ops: Iterable[str] = ("MatMul", "Gemm"),
+    exclude: str | None = None,
+    min_elements: int = 4096,
+) -> tuple[list[WeightSite], list[str]]:
+    """Every float constant that feeds an op in ``ops``, and notes on the model.
+
+    Returns ``(sites, notes)``: the sites (eligible ones have ``skip is None``
+    and ``axis`` set; the others say why in ``skip``) and free-text notes
+    (already-quantized operators found, axis disagreements, counts of
+    skipped tensors).
+    """
+    ops = tuple(ops)
+    pattern = re.compile(exclude) if exclude else None
+    uses: dict[str, list] = {}
+    _collect_uses(model.graph, uses)
+    sites: list[WeightSite] = []
+    _walk(model.graph, {}, uses, sites)
+    notes: list[str] = []
+    found_q = sorted({n.op_type for g in _graphs(model.graph) for n in g.node if n.op_type in QUANTIZED_OPS})
+    if found_q:
+        notes.append(
+            f"the model already contains quantized operators ({', '.join(found_q)}); "
+            "they and their weights are left as they are"
+        )
+    relevant = []
+    for s in sites:
+        if not s.consumers or not any(c.op in ops and c.role != "other" for c in s.consumers):
+            continue  # not a weight of a quantizable op: silently left alone
+        relevant.append(s)
+        others = sorted({c.op for c in s.consumers if c.role == "other" or c.op not in ops})
+        if s.dtype is None:
+            s.skip = f"dtype {TensorProto.DataType.Name(s.tensor.data_type)} is not float32/float16"
+        elif others:
+            s.skip = f"also read by {', '.join(others)} (not quantizable there with ops={','.join(ops)})"
+        elif s.size < min_elements:
+            s.skip = f"{s.size} elements < min_elements {min_elements}"
+        elif pattern and (pattern.search(s.name) or any(pattern.search(c.node.name) for c in s.consumers)):
+            s.skip = f"matches exclude {exclude!r}"
+        else:
+            axes = [c.axis for c in s.consumers]
+            s.axis = int(axes[0])  # type: ignore[arg-type]
+            if len(set(axes)) > 1:
+                notes.append(f"{s.name}: readers want different group axes {sorted(set(axes))}; grouped along axis {s.axis}")
+            c0 = s.consumers[0]
+            if len(s.consumers) == 1 and c0.role == "gemm" and c0.axis == 1:
+                s.transpose, s.axis = True, 0
+    return relevant, notes
+
+
+def _graphs(graph: onnx.GraphProto) -> Iterable[onnx.GraphProto]:
+    yield graph
+    for node in graph.node:
+        for g in _subgraphs(node):
+            yield from _graphs(g)

@@ -1,0 +1,166 @@
+"""What a model quantization changed: per-layer rows and totals (spec section 13.5).
+
+Every quantized weight gets one :class:`LayerRow`::
+
+    bytes_before = size * itemsize(float32 or float16)
+    bytes_after  = bits_per_weight(qt) * size / 8       (codes + scales + zero points, spec 6.3)
+    rel_err      = ||w - w'||_F / ||w||_F               (float64 sums; 0 for an all-zero weight)
+    max_abs_err  = max |w - w'|
+
+The report's totals add the rows; ``bits_per_weight = 8 * sum(bytes_after) /
+sum(size)``. File sizes before and after are filled in by whoever writes the
+files (the command line). ``to_json`` is what ``--report`` writes.
+
+    >>> r = QuantReport(rows=[LayerRow("w", (4, 2), "int4", 32, 128, 32, 8, 0.05, 0.1, "qdq")])
+    >>> r.totals()["bits_per_weight"]
+    8.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import numpy as np
+
+__all__ = ["LayerRow", "QuantReport", "relative_error", "format_rows"]
+
+
+def relative_error(w: np.ndarray, w_hat: np.ndarray) -> tuple[float, float]:
+    """``(||w - w'||_F / ||w||_F, max |w - w'|)`` in float64; rel err 0 when ``w`` is all zero."""
+    d = w.astype(np.float64) - w_hat.astype(np.float64)
+    den = float(np.sqrt(np.sum(np.square(w, dtype=np.float64))))
+    num = float(np.sqrt(np.sum(d * d)))
+    return (num / den if den > 0 else 0.0), (float(np.max(np.abs(d))) if d.size else 0.0)
+
+
+@dataclasses.dataclass
+class LayerRow:
+    """One quantized weight.
+
+    ``shape`` is the stored orientation (``(K, N)`` for a MatMul weight),
+    ``scheme`` e.g. ``"int4"``, ``"uint4"``, ``"nf4"``, ``"int8"``;
+    ``served_as`` how the graph reads it: ``"qdq"`` (DequantizeLinear),
+    ``"MatMulNBits"``, ``"GatherBlockQuantized"`` or a mix joined by ``+``.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    scheme: str
+    group_size: int
+    bytes_before: int
+    bytes_after: int
+    size: int
+    bits_per_weight: float
+    rel_err: float
+    max_abs_err: float
+    served_as: str
+    consumers: tuple[str, ...] = ()
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class QuantReport:
+    """Rows, skipped weights with reasons, notes, and file sizes."""
+
+    rows: list[LayerRow] = dataclasses.field(default_factory=list)
+    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    file_bytes_before: int | None = None
+    file_bytes_after: int | None = None
+    seconds: float | None = None
+
+    def totals(self) -> dict[str, Any]:
+        before = sum(r.bytes_before for r in self.rows)
+        after = sum(r.bytes_after for r in self.rows)
+        size = sum(r.size for r in self.rows)
+        return {
+            "layers": len(self.rows),
+            "skipped": len(self.skipped),
+            "weights": size,
+            "bytes_before": before,
+            "bytes_after": after,
+            "bits_per_weight": 8.0 * after / size if size else 0.0,
+            "file_bytes_before": self.file_bytes_before,
+            "file_bytes_after": self.file_bytes_after,
+            "seconds": self.seconds,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        rows = []
+        for r in self.rows:
+            d = dataclasses.asdict(r)
+            d["shape"] = list(r.shape)
+            d["consumers"] = list(r.consumers)
+            rows.append(d)
+        return {
+            "options": self.options,
+            "layers": rows,
+            "skipped": [{"name": n, "reason": why} for n, why in self.skipped],
+            "notes": list(self.notes),
+            "totals": self.totals(),
+        }
+
+    def to_json(self, indent: int = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, default=_json_default)
+
+    def format(self) -> str:
+        """The per-layer table, the skipped weights, the notes and the totals, as text."""
+        lines = [format_rows(self.rows)] if self.rows else ["no weight was quantized"]
+        for name, why in self.skipped:
+            lines.append(f"skipped {name}: {why}")
+        for note in self.notes:
+            lines.append(f"note: {note}")
+        t = self.totals()
+        if self.rows:
+            lines.append(
+                f"total: {t['layers']} weights, {t['bytes_before']:,} -> {t['bytes_after']:,} bytes "
+                f"({t['bits_per_weight']:.3f} bits/weight)"
+            )
+        if self.file_bytes_before is not None and self.file_bytes_after is not None:
+            ratio = self.file_bytes_before / max(self.file_bytes_after, 1)
+            lines.append(
+                f"file: {self.file_bytes_before:,} -> {self.file_bytes_after:,} bytes ({ratio:.2f}x smaller)"
+            )
+        return "\n".join(lines)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def format_rows(rows: list[LayerRow]) -> str:
+    """A fixed-width text table of ``rows``."""
+    head = ("name", "shape", "scheme", "group", "bytes before", "bytes after", "rel err", "as")
+    body = [
+        (
+            r.name,
+            "x".join(map(str, r.shape)),
+            r.scheme,
+            str(r.group_size),
+            f"{r.bytes_before:,}",
+            f"{r.bytes_after:,}",
+            f"{r.rel_err:.4f}",
+            r.served_as,
+        )
+        for r in rows
+    ]
+    width = [max(len(x) for x in col) for col in zip(head, *body)]
+    width[0] = min(width[0], 60)
+    out = []
+    for i, cells in enumerate([head, *body]):
+        name = cells[0] if len(cells[0]) <= 60 else "..." + cells[0][-57:]
+        parts = [name.ljust(width[0])] + [c.rjust(w) if j in (3, 4, 5, 6) else c.ljust(w)
+                                          for j, (c, w) in enumerate(zip(cells[1:], width[1:]), 1)]
+        out.append("  ".join(parts).rstrip())
+        if i == 0:
+            out.append("  ".join("-" * w for w in width))
+    return "\n".join(out)

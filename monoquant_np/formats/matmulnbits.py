@@ -183,11 +183,16 @@ def ort_default_quantize(w: Any, *, block_size: int, symmetric: bool = True) -> 
         zp = np.clip(round_half_away(zfp), 0, 15).astype(np.float32)
         scale = s32.astype(sdt)
     s_stored = scale.astype(np.float32)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         recip = np.where(s_stored != 0, f1 / s_stored, f0).astype(np.float32)
-    t = w32 * expand_groups(recip, 0, block_size, k)  # (K, N) float32
-    t += expand_groups(zp, 0, block_size, k)
-    q = np.clip(round_half_away(t), 0, 15).astype(np.uint8)
+        t = w32 * expand_groups(recip, 0, block_size, k)  # (K, N) float32
+        t += expand_groups(zp, 0, block_size, k)
+    # Note: a subnormal scale's reciprocal overflows to inf; w * inf clamps to
+    # 0 or 15 and 0 * inf = NaN becomes code 0 (x86-64 onnxruntime: a NaN
+    # float -> int conversion yields 0x80000000, whose low byte is 0).
+    with np.errstate(invalid="ignore"):
+        q = np.clip(round_half_away(t), 0, 15)
+    q = np.where(np.isnan(q), 0, q).astype(np.uint8)
     if symmetric:
         codes = (q.astype(np.int8) - np.int8(8)).astype(np.int8)
         return QuantizedTensor(pack_int4(codes), w.shape, 0, block_size, scale, None, signed=True)

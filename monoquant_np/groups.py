@@ -15,13 +15,17 @@ layout (opset 21, ``block_size``).
     [4.0, 2.0]
     >>> expand_groups(np.array([[10.0], [20.0]]), axis=0, group_size=2, length=3).ravel().tolist()
     [10.0, 10.0, 20.0]
+
+Performance: full groups are a *view* of shape ``S[:axis] + (n_full,
+group_size) + S[axis+1:]`` (:func:`split_groups`); group-wise values broadcast
+against it through a length-1 axis, so nothing is repeated element by element.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["n_groups", "group_shape", "group_reduce", "expand_groups"]
+__all__ = ["n_groups", "group_shape", "group_reduce", "expand_groups", "split_groups"]
 
 
 def n_groups(length: int, group_size: int) -> int:
@@ -36,21 +40,45 @@ def group_shape(shape: tuple[int, ...], axis: int, group_size: int) -> tuple[int
     return tuple(out)
 
 
+def _along(ndim: int, axis: int, sl: slice) -> tuple[slice, ...]:
+    return (slice(None),) * axis + (sl,) + (slice(None),) * (ndim - axis - 1)
+
+
+def split_groups(x: np.ndarray, axis: int, group_size: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``(head, tail)``: the full groups of ``x`` and its partial last group.
+
+    Shapes: ``x`` ``S`` -> ``head`` ``S[:axis] + (n_full, group_size) +
+    S[axis+1:]`` (a view of ``x``, writable when ``x`` is), ``tail`` ``S``
+    with ``S[axis]`` -> ``S[axis] % group_size`` (a view). Either is ``None``
+    when empty.
+
+    >>> head, tail = split_groups(np.arange(5), axis=0, group_size=2)
+    >>> head.tolist(), tail.tolist()
+    ([[0, 1], [2, 3]], [4])
+    """
+    length = x.shape[axis]
+    n_full = length // group_size
+    full = n_full * group_size
+    head = tail = None
+    if n_full:
+        shp = x.shape[:axis] + (n_full, group_size) + x.shape[axis + 1 :]
+        head = np.reshape(x[_along(x.ndim, axis, slice(0, full))], shp, copy=False)  # (..., n_full, gs, ...)
+    if full != length:
+        tail = x[_along(x.ndim, axis, slice(full, length))]  # (..., length - full, ...)
+    return head, tail
+
+
 def group_reduce(ufunc: np.ufunc, x: np.ndarray, axis: int, group_size: int) -> np.ndarray:
     """Reduce ``x`` over each group along ``axis`` with ``ufunc`` (e.g. ``np.maximum``).
 
     Shapes: ``x`` ``S`` -> result ``group_shape(S, axis, group_size)``.
-    Full groups are reduced through a reshape; a partial last group separately.
+    Full groups are reduced through a reshaped view; a partial last group separately.
     """
-    length = x.shape[axis]
-    full = (length // group_size) * group_size
+    head, tail = split_groups(x, axis, group_size)
     parts = []
-    if full:
-        head = np.take(x, np.arange(full), axis=axis) if full != length else x
-        shp = x.shape[:axis] + (full // group_size, group_size) + x.shape[axis + 1 :]
-        parts.append(ufunc.reduce(head.reshape(shp), axis=axis + 1))  # (..., n_full, ...)
-    if full != length:
-        tail = np.take(x, np.arange(full, length), axis=axis)
+    if head is not None:
+        parts.append(ufunc.reduce(head, axis=axis + 1))  # (..., n_full, ...)
+    if tail is not None:
         parts.append(ufunc.reduce(tail, axis=axis, keepdims=True))  # (..., 1, ...)
     if len(parts) == 1:
         return parts[0]
@@ -65,5 +93,5 @@ def expand_groups(g: np.ndarray, axis: int, group_size: int, length: int) -> np.
     """
     rep = np.repeat(g, group_size, axis=axis)
     if rep.shape[axis] != length:
-        rep = np.take(rep, np.arange(length), axis=axis)
+        rep = rep[_along(rep.ndim, axis, slice(0, length))]
     return rep

@@ -1,19 +1,37 @@
 """The dequantizing matmul (spec section 6.2).
 
 ``dequant_matmul(x, qt, bias) = x @ dequantize(qt) + bias`` for a 2-D weight
-``(K, N)`` (ONNX ``MatMul`` input B), computed in float32 over chunks of rows
-of the weight so that the whole float weight never exists at once:
+``(K, N)`` (ONNX ``MatMul`` input B), computed in float32 over tiles of the
+weight so that the whole float weight never exists at once:
 
-    y = sum over chunks c of  x[..., K_c] @ dequantize(qt)[K_c, :]   (+ bias)
+    y = sum over tiles t of  x[..., K_t] @ dequantize(qt)[K_t, N_t]   (+ bias)
 
-The chunks are whole groups along ``K`` when groups run along axis 0. Results
-equal ``x @ dequantize(qt) + bias`` within float32 rounding (the summation
-order over ``K`` differs), which is what the spec promises.
+Results equal ``x @ dequantize(qt) + bias`` within float32 rounding (the
+summation order over ``K`` differs), which is what the spec promises.
 
     >>> from monoquant_np.quantize import quantize
     >>> qt = quantize(np.array([[1.0, 0.0], [0.0, 2.0]], dtype=np.float32), group_size=2)
     >>> dequant_matmul(np.array([[1.0, 1.0]], dtype=np.float32), qt).tolist()
     [[1.0, 2.0]]
+
+How it is fast (the common case: 4-bit codes grouped along K, even N)
+--------------------------------------------------------------------
+The packed bytes of a ``(K, N)`` weight form a ``(K, N/2)`` array whose low
+nibbles are the even columns and whose high nibbles are the odd columns
+(spec 5.1), so the weight is never re-interleaved: each tile of bytes is
+decoded into two half-width "planes" of codes with three byte operations
+(``b * 16 >> 4`` on int8 sign-extends the low nibble, ``b >> 4`` the high
+one; ``& 15`` and ``>> 4`` for uint4, minus the zero point in int8, exact),
+converted to float32 once, and multiplied on the right of ``x``:
+
+* batch ``M <= SMALL_BATCH``: the scales are applied to the per-group
+  products, ``y_even += sum_g s[g, 0::2] * (x_g @ c_g)``, which costs
+  ``M * N * K / group`` multiplications instead of ``N * K``;
+* larger batches: the tile is scaled in place, ``w = c * s``, which is
+  bit-identical to :func:`dequantize`, and handed to one BLAS product.
+
+Every other case (groups along N, 8-bit codes, odd N, the partial last
+group) dequantizes row chunks with :func:`dequantize_slice`.
 """
 
 from __future__ import annotations
@@ -26,8 +44,10 @@ from .tensor import QuantizedTensor
 
 __all__ = ["dequant_matmul", "chunk_rows"]
 
-#: Upper bound of one dequantized chunk, in bytes.
+#: Upper bound of one dequantized chunk or decoded tile (float32), in bytes.
 CHUNK_BYTES = 4 << 20
+#: Largest batch for which scales multiply the per-group products (see module docstring).
+SMALL_BATCH = 16
 
 
 def chunk_rows(qt: QuantizedTensor) -> int:
@@ -39,6 +59,93 @@ def chunk_rows(qt: QuantizedTensor) -> int:
     if qt.axis == 0 and rows >= qt.block_size:
         rows -= rows % qt.block_size
     return min(rows, max(k, 1))
+
+
+def _tile_shape(k: int, j: int, group: int) -> tuple[int, int]:
+    """``(rows, byte columns)`` of one tile of a ``(k, j)`` byte array: whole
+    groups of rows, as many as fit in the budget (at most 1/16 of the float32
+    weight, which is ``8 * k * j`` bytes), the full width when possible."""
+    budget = min(CHUNK_BYTES, max(k * j // 2, 4 * group)) // 4  # floats per plane tile
+    if group * j <= budget:
+        rows = max(group, (budget // j) // group * group)
+        return min(rows, k), j
+    return group, max(1, budget // group)
+
+
+def _planes_matmul(x2: np.ndarray, qt: QuantizedTensor, k: int) -> np.ndarray:
+    """``x2[:, :k] @ dequantize(qt)[:k]`` for 4-bit codes grouped along axis 0,
+    ``k`` a multiple of the group size, ``N`` even. Returns ``(M, N)`` float32."""
+    group = qt.block_size
+    m, n = x2.shape[0], qt.shape[1]
+    j = n // 2
+    g = k // group
+    packed = qt.data[: k * j].reshape(k, j)  # (K, N/2): low nibble = even column
+    scale = qt.scale[:g].astype(np.float32)  # (G, N)
+    planes_s = [np.ascontiguousarray(scale[:, h::2]) for h in (0, 1)]  # 2 x (G, N/2)
+    planes_z = None
+    if qt.zero_point is not None:
+        planes_z = [np.ascontiguousarray(qt.zero_point[:g, h::2]).view(np.int8) for h in (0, 1)]
+    codebook = qt.codebook
+    small = m <= SMALL_BATCH
+    if small:
+        xg = np.ascontiguousarray(x2[:, :k].reshape(m, g, group).transpose(1, 0, 2))  # (G, M, group)
+    kc, jc = _tile_shape(k, j, group)
+    byte_buf = np.empty(kc * jc, np.uint8)
+    float_buf = np.empty(kc * jc, np.float32)
+    outs = [np.zeros((m, j), np.float32), np.zeros((m, j), np.float32)]  # even, odd columns
+    for k0 in range(0, k, kc):
+        k1 = min(k0 + kc, k)
+        g0, g1 = k0 // group, k1 // group
+        for j0 in range(0, j, jc):
+            j1 = min(j0 + jc, j)
+            tile = packed[k0:k1, j0:j1]  # (rows, cols) bytes
+            shape = tile.shape
+            ub = byte_buf[: tile.size].reshape(shape)
+            ib = ub.view(np.int8)
+            f = float_buf[: tile.size].reshape(shape)
+            f3 = f.reshape(g1 - g0, group, shape[1])  # (groups, group, cols)
+            for h in (0, 1):
+                if qt.signed:  # sign-extend the nibble through an int8 arithmetic shift
+                    if h == 0:
+                        np.multiply(tile, np.uint8(16), out=ub)
+                        np.right_shift(ib, np.int8(4), out=ib)
+                    else:
+                        np.right_shift(tile.view(np.int8), np.int8(4), out=ib)
+                elif h == 0:
+                    np.bitwise_and(tile, np.uint8(15), out=ub)
+                else:
+                    np.right_shift(tile, np.uint8(4), out=ub)
+                if planes_z is not None:  # q - z in -15..15, exact in int8
+                    ib3 = ib.reshape(f3.shape)
+                    np.subtract(ib3, planes_z[h][g0:g1, None, j0:j1], out=ib3)
+                if codebook is not None:
+                    np.take(codebook, ub, out=f)
+                else:
+                    np.copyto(f, ib if (qt.signed or planes_z is not None) else ub)
+                s = planes_s[h][g0:g1, None, j0:j1]  # (groups, 1, cols)
+                dst = outs[h][:, j0:j1]
+                if small:  # scale the per-group products: (groups, M, cols)
+                    prod = np.matmul(xg[g0:g1], f3)
+                    prod *= s
+                    dst += prod.sum(axis=0)
+                else:  # scale the tile (bit-identical to dequantize) and use one product
+                    np.multiply(f3, s, out=f3)
+                    if k0 == 0 and j1 - j0 == j:
+                        np.matmul(x2[:, k0:k1], f, out=dst)
+                    else:
+                        dst += x2[:, k0:k1] @ f
+    out = np.empty((m, j, 2), np.float32)  # (M, N/2, 2) == (M, N) interleaved
+    out[:, :, 0] = outs[0]
+    out[:, :, 1] = outs[1]
+    return out.reshape(m, n)
+
+
+def _fast_rows(qt: QuantizedTensor) -> int:
+    """Leading rows of ``qt`` that :func:`_planes_matmul` handles (0: none)."""
+    k, n = qt.shape
+    if qt.bits != 4 or qt.axis != 0 or n % 2 or n == 0:
+        return 0
+    return (k // qt.block_size) * qt.block_size
 
 
 def dequant_matmul(x: np.ndarray, qt: QuantizedTensor, bias: np.ndarray | None = None) -> np.ndarray:
@@ -70,9 +177,13 @@ def dequant_matmul(x: np.ndarray, qt: QuantizedTensor, bias: np.ndarray | None =
     x2 = x32.reshape(-1, k)  # (M, K)
     if qt.perm is not None and qt.axis == 0:
         x2 = x2[:, qt.perm]  # stored rows are w[perm]
-    out = np.zeros((x2.shape[0], n), dtype=np.float32)  # (M, N)
+    fast = _fast_rows(qt) if x2.shape[0] else 0
+    if fast:
+        out = _planes_matmul(x2, qt, fast)  # (M, N)
+    else:
+        out = np.zeros((x2.shape[0], n), dtype=np.float32)  # (M, N)
     step = chunk_rows(qt)
-    for k0 in range(0, k, step):
+    for k0 in range(fast, k, step):
         k1 = min(k0 + step, k)
         wc = dequantize_slice(qt, k0, k1)  # (k1 - k0, N)
         out += x2[:, k0:k1] @ wc

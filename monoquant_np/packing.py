@@ -19,16 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["pack_int4", "unpack_int4", "packed_size"]
+__all__ = ["pack_int4", "unpack_int4", "packed_size", "pack_bytes_into"]
 
-# Lookup tables: byte -> its two codes, as one little-endian uint16 whose first
-# byte is the low nibble's code and whose second byte is the high nibble's.
-_BYTES = np.arange(256, dtype=np.uint16)
-_LUT_U = (_BYTES & 0xF) | ((_BYTES >> 4) << 8)  # uint4 codes 0..15
-_SIGNED = ((np.arange(16) ^ 8) - 8).astype(np.int8).view(np.uint8).astype(np.uint16)
-_LUT_S = _SIGNED[_BYTES & 0xF] | (_SIGNED[_BYTES >> 4] << 8)  # int4 codes -8..7 as bytes
-_LUT_U = _LUT_U.astype("<u2")
-_LUT_S = _LUT_S.astype("<u2")
+#: Bytes handled per step by the unpacking loop (fits in L2 with its uint16 temporary).
+_CHUNK = 1 << 17
 
 
 def packed_size(count: int) -> int:
@@ -62,16 +56,33 @@ def pack_int4(codes: np.ndarray) -> np.ndarray:
         )
     # Two's complement wrap: -2 -> 0xFE, whose low nibble 0xE is the int4 code.
     nib = flat.view(np.uint8) if flat.dtype.itemsize == 1 else flat.astype(np.uint8)
+    out = np.empty(packed_size(nib.size), dtype=np.uint8)
+    pack_bytes_into(nib, out)
+    return out
+
+
+def pack_bytes_into(nib: np.ndarray, out: np.ndarray) -> None:
+    """Pack the low nibbles of the bytes ``nib`` (1-D uint8) into ``out``.
+
+    ``out[i] = (nib[2i] & 0xF) | ((nib[2i+1] & 0xF) << 4)`` for the
+    ``ceil(nib.size / 2)`` bytes of ``out`` (1-D uint8, contiguous); the high
+    nibble of the last byte is 0 when ``nib.size`` is odd. This is
+    :func:`pack_int4` without its checks; the quantizer packs slab by slab
+    through it.
+    """
     n = nib.size
-    out = np.empty(packed_size(n), dtype=np.uint8)
     half = n // 2
-    # low nibble: even elements; high nibble: odd elements
-    np.bitwise_and(nib[0 : 2 * half : 2], 0xF, out=out[:half])
-    hi = np.left_shift(nib[1 : 2 * half : 2], 4)
-    np.bitwise_or(out[:half], hi, out=out[:half])
+    if half:
+        # Each little-endian uint16 holds a pair: bits 0-3 the even code's
+        # nibble, bits 8-11 the odd one's; move the latter to bits 4-7.
+        pairs = np.ascontiguousarray(nib[: 2 * half]).view("<u2")  # (half,)
+        hi = np.right_shift(pairs, np.uint16(4))
+        np.bitwise_and(hi, np.uint16(0xF0), out=hi)
+        lo = np.bitwise_and(pairs, np.uint16(0x0F))
+        np.bitwise_or(lo, hi, out=lo)
+        np.copyto(out[:half], lo, casting="unsafe")  # values < 256: exact
     if n % 2:
         out[half] = nib[n - 1] & 0xF
-    return out
 
 
 def unpack_int4(packed: np.ndarray, count: int, *, signed: bool = True) -> np.ndarray:
@@ -103,9 +114,20 @@ def unpack_int4(packed: np.ndarray, count: int, *, signed: bool = True) -> np.nd
             f"packed holds {flat.size} byte(s) = {2 * flat.size} codes, "
             f"fewer than count={count} needs ({nbytes} bytes)"
         )
-    lut = _LUT_S if signed else _LUT_U
-    # One gather: each byte becomes a uint16 whose two bytes are the two codes.
-    pairs = lut[flat[:nbytes]]  # (nbytes,) uint16
-    codes = pairs.view(np.uint8)  # (2 * nbytes,) low nibble first (little-endian)
+    src = flat[:nbytes]
+    codes = np.empty(2 * nbytes, dtype=np.uint8)
+    pairs = codes.view("<u2")  # (nbytes,): byte 2i = low nibble, byte 2i+1 = high nibble
+    tmp = np.empty(min(_CHUNK, nbytes), dtype=np.uint16)
+    for i in range(0, nbytes, _CHUNK):
+        j = min(i + _CHUNK, nbytes)
+        p, t = pairs[i:j], tmp[: j - i]
+        np.copyto(p, src[i:j])  # 0x00HL
+        np.multiply(p, np.uint16(16), out=t)  # 0x0HL0
+        np.bitwise_or(p, t, out=p)
+        np.bitwise_and(p, np.uint16(0x0F0F), out=p)  # 0x0H0L
+        if signed:  # sign-extend each nibble byte: (c ^ 8) - 8, modulo 256
+            c = codes[2 * i : 2 * j]
+            np.bitwise_xor(c, np.uint8(8), out=c)
+            np.subtract(c, np.uint8(8), out=c)
     codes = codes[: int(count)]
     return codes.view(np.int8) if signed else codes

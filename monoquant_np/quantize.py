@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import check_axis, check_finite, check_float_array, check_positive_int
-from .groups import expand_groups
+from .errors import check_axis, check_float_array, check_positive_int
+from .groups import split_groups
 from .numerics import SCALE_DTYPES, code_range, round_half_even, safe_scale
-from .packing import pack_int4, packed_size, unpack_int4
+from .packing import pack_bytes_into, pack_int4, packed_size, unpack_int4
 from .scales import asymmetric_scales, symmetric_scales
 from .tensor import QuantizedTensor
 
@@ -48,6 +48,30 @@ def _check_scale_dtype(scale_dtype: Any) -> np.dtype:
     if dt not in SCALE_DTYPES:
         raise TypeError(f"scale_dtype must be float32 or float16, got {dt}")
     return dt
+
+
+#: Float32 bytes of one slab of groups processed at once (fits in L2 cache).
+SLAB_BYTES = 1 << 20
+
+
+def _round_groups(
+    w: np.ndarray, s: np.ndarray, z: np.ndarray | None, out: np.ndarray, qmin: int, qmax: int
+) -> None:
+    """``out = clip(rint(w / s) + z, qmin, qmax)``, ``z`` (or 0) where ``s == 0``.
+
+    ``w`` and ``out`` have the same shape; ``s`` and ``z`` broadcast against
+    it through a length-1 group axis. This is the spec's one rounding step.
+    """
+    zero = s == 0  # (..., groups, 1, ...)
+    any_zero = bool(zero.any())
+    q = np.divide(w, safe_scale(s) if any_zero else s, dtype=np.float32)
+    round_half_even(q, out=q)
+    if z is not None:
+        q += z.astype(np.float32)
+    np.clip(q, np.float32(qmin), np.float32(qmax), out=q)
+    if any_zero:
+        np.copyto(q, np.float32(0) if z is None else z.astype(np.float32), where=zero)
+    np.copyto(out, q, casting="unsafe")  # integral values in range: exact
 
 
 def quantize_codes(
@@ -68,23 +92,74 @@ def quantize_codes(
     """
     signed = zero_point is None
     qmin, qmax = code_range(bits, signed)
-    length = w.shape[axis]
-    s_el = expand_groups(safe_scale(scale), axis, group_size, length)
-    q = np.divide(w, s_el, dtype=np.float32)
-    round_half_even(q, out=q)
-    if zero_point is not None:
-        q += expand_groups(zero_point.astype(np.float32), axis, group_size, length)
-    np.clip(q, qmin, qmax, out=q)
-    zero = expand_groups(scale == 0, axis, group_size, length)
-    if zero.any():
-        q[zero] = 0 if zero_point is None else expand_groups(zero_point, axis, group_size, length)[zero]
-    return q.astype(np.int8 if signed else np.uint8)
+    out = np.empty(w.shape, np.int8 if signed else np.uint8)
+    w_head, w_tail = split_groups(w, axis, group_size)
+    o_head, o_tail = split_groups(out, axis, group_size)
+    n_full = w_head.shape[axis] if w_head is not None else 0
+    if w_head is not None:
+        # (..., n_full, 1, ...): group-wise values broadcast over the group axis
+        s_head = np.expand_dims(scale[_index(scale.ndim, axis, slice(0, n_full))], axis + 1)
+        z_head = None
+        if zero_point is not None:
+            z_head = np.expand_dims(zero_point[_index(zero_point.ndim, axis, slice(0, n_full))], axis + 1)
+        per_group = max(1, w_head[_index(w_head.ndim, axis, slice(0, 1))].size)
+        step = max(1, (SLAB_BYTES // 4) // per_group)  # groups per slab
+        for g0 in range(0, n_full, step):
+            sl = _index(w_head.ndim, axis, slice(g0, g0 + step))
+            _round_groups(
+                w_head[sl], s_head[sl], None if z_head is None else z_head[sl], o_head[sl], qmin, qmax
+            )
+    if w_tail is not None:
+        last = _index(scale.ndim, axis, slice(n_full, n_full + 1))
+        _round_groups(
+            w_tail, scale[last], None if zero_point is None else zero_point[last], o_tail, qmin, qmax
+        )
+    return out
+
+
+def _index(ndim: int, axis: int, sl: slice) -> tuple[slice, ...]:
+    return (slice(None),) * axis + (sl,) + (slice(None),) * (ndim - axis - 1)
 
 
 def _pack(codes: np.ndarray, bits: int) -> np.ndarray:
     if bits == 4:
         return pack_int4(codes)
     return np.ascontiguousarray(codes).reshape(-1).view(np.uint8).copy()
+
+
+def _codes_packed(
+    w: np.ndarray, scale: np.ndarray, zp: np.ndarray | None, axis: int, group_size: int, bits: int
+) -> np.ndarray:
+    """``_pack(quantize_codes(w, ...), bits)``, slab by slab when groups run along axis 0.
+
+    Each slab is whole groups of rows, about ``SLAB_BYTES`` of float32, so
+    its codes are packed while still in cache. Bit-identical to the one-shot
+    form: the codes come from :func:`quantize_codes` and the bytes from
+    :func:`pack_bytes_into`, the one definition of nibble order.
+    """
+    if axis != 0 or w.ndim < 2 or w.size == 0:
+        return _pack(quantize_codes(w, scale, zp, axis=axis, group_size=group_size, bits=bits), bits)
+    k = w.shape[0]
+    inner = w.size // k
+    w2 = w.reshape(k, inner)  # (K, inner)
+    s2 = scale.reshape(scale.shape[0], inner)  # (G, inner)
+    z2 = zp.reshape(zp.shape[0], inner) if zp is not None else None  # (G, inner)
+    step = max(1, (SLAB_BYTES // 4) // (group_size * inner))  # groups per slab
+    if bits == 4 and (step * group_size * inner) % 2:
+        step += 1  # every slab but the last starts on a byte boundary
+    data = np.empty(packed_size(w.size) if bits == 4 else w.size, np.uint8)
+    for g0 in range(0, scale.shape[0], step):
+        g1 = min(g0 + step, scale.shape[0])
+        k0, k1 = g0 * group_size, min(g1 * group_size, k)
+        codes = quantize_codes(
+            w2[k0:k1], s2[g0:g1], None if z2 is None else z2[g0:g1], axis=0, group_size=group_size, bits=bits
+        )  # (k1 - k0, inner)
+        flat = codes.reshape(-1).view(np.uint8)
+        if bits == 4:
+            pack_bytes_into(flat, data[k0 * inner // 2 : packed_size(k1 * inner)])
+        else:
+            data[k0 * inner : k1 * inner] = flat
+    return data
 
 
 def quantize(
@@ -126,7 +201,6 @@ def quantize(
     sdt = _check_scale_dtype(scale_dtype)
     if not isinstance(symmetric, (bool, np.bool_)):
         raise TypeError(f"symmetric must be a bool, got {type(symmetric).__name__}")
-    check_finite(w32, "w")
     length = w32.shape[axis]
     bits = 4
     if int8_fallback and 0 < length < group_size:
@@ -136,9 +210,9 @@ def quantize(
         zp = None
     else:
         scale, zp = asymmetric_scales(w32, group_size=group_size, axis=axis, bits=bits, scale_dtype=sdt)
-    codes = quantize_codes(w32, scale, zp, axis=axis, group_size=group_size, bits=bits)
+    # the scale functions raise for NaN/inf in w (spec 4.1): their reductions see them
     return QuantizedTensor(
-        data=_pack(codes, bits),
+        data=_codes_packed(w32, scale, zp, axis, group_size, bits),
         shape=w32.shape,
         axis=axis,
         block_size=group_size,
@@ -164,6 +238,28 @@ def _slice_codes(qt: QuantizedTensor, start: int, stop: int) -> np.ndarray:
     return rows.astype(np.float32)
 
 
+def _scale_in_place(v: np.ndarray, s: np.ndarray, z: np.ndarray | None) -> None:
+    """``v = (v - z) * s`` in place, ``s``/``z`` broadcasting against ``v``."""
+    if z is not None:
+        v -= z.astype(np.float32)
+    v *= s
+
+
+def _dequantize_along(vals: np.ndarray, scale: np.ndarray, zp: np.ndarray | None, axis: int, group: int) -> None:
+    """Scale float codes ``vals`` in place; groups of ``group`` run along ``axis``
+    from index 0 and ``scale``/``zp`` hold one entry per group on that axis."""
+    head, tail = split_groups(vals, axis, group)
+    n = head.shape[axis] if head is not None else 0
+    if head is not None:  # (..., n, group, ...) against (..., n, 1, ...)
+        sl = _index(scale.ndim, axis, slice(0, n))
+        _scale_in_place(
+            head, np.expand_dims(scale[sl], axis + 1), None if zp is None else np.expand_dims(zp[sl], axis + 1)
+        )
+    if tail is not None:
+        sl = _index(scale.ndim, axis, slice(n, n + 1))
+        _scale_in_place(tail, scale[sl], None if zp is None else zp[sl])
+
+
 def dequantize_slice(qt: QuantizedTensor, start: int, stop: int) -> np.ndarray:
     """Dequantize the stored rows ``start:stop`` along axis 0, ignoring ``perm`` (float32).
 
@@ -174,19 +270,20 @@ def dequantize_slice(qt: QuantizedTensor, start: int, stop: int) -> np.ndarray:
     scale = qt.scale.astype(np.float32)
     zp = qt.zero_point
     if qt.axis == 0:
-        g0, g1 = start // qt.block_size, (stop - 1) // qt.block_size + 1
-        scale = scale[g0:g1]
-        zp = zp[g0:g1] if zp is not None else None
-        off = start - g0 * qt.block_size
-        s_el = expand_groups(scale, 0, qt.block_size, off + stop - start)[off:]
-        z_el = expand_groups(zp, 0, qt.block_size, off + stop - start)[off:] if zp is not None else None
+        bs = qt.block_size
+        g0 = start // bs
+        first = min(stop, (g0 + 1) * bs) - start if start % bs else 0  # rows in a group begun before start
+        if first:
+            _scale_in_place(vals[:first], scale[g0 : g0 + 1], None if zp is None else zp[g0 : g0 + 1])
+            g0 += 1
+        rest = vals[first:]
+        if rest.shape[0]:
+            g1 = g0 + -(-rest.shape[0] // bs)
+            _dequantize_along(rest, scale[g0:g1], None if zp is None else zp[g0:g1], 0, bs)
     else:  # axis 0 is not the group axis: scale rows are weight rows
-        n = qt.shape[qt.axis]
-        s_el = expand_groups(scale[start:stop], qt.axis, qt.block_size, n)
-        z_el = expand_groups(zp[start:stop], qt.axis, qt.block_size, n) if zp is not None else None
-    if z_el is not None:
-        vals -= z_el.astype(np.float32)
-    vals *= s_el
+        _dequantize_along(
+            vals, scale[start:stop], None if zp is None else zp[start:stop], qt.axis, qt.block_size
+        )
     return vals
 
 

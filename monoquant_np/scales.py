@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import check_finite
 from .groups import group_reduce
 from .numerics import code_range, round_half_even, safe_scale, store_scale
 
@@ -42,10 +43,18 @@ def symmetric_scales(
     """``s = max|w_g| / qmax`` per group, stored in ``scale_dtype``.
 
     Shapes: ``w`` float32 ``S`` -> ``group_shape(S, axis, group_size)``.
-    An all-zero group has ``s = 0``.
+    An all-zero group has ``s = 0``. Raises ``ValueError`` if ``w`` holds NaN or inf.
     """
     _, qmax = code_range(bits, True)
-    absmax = group_reduce(np.maximum, np.abs(w), axis, group_size)
+    # max|w_g| = max(max w_g, -min w_g): two reductions and no |w| temporary.
+    # NaN and inf propagate into them, so the finiteness check costs nothing.
+    hi = group_reduce(np.maximum, w, axis, group_size)
+    lo = group_reduce(np.minimum, w, axis, group_size)
+    if not (np.isfinite(hi).all() and np.isfinite(lo).all()):
+        check_finite(w, "w")
+    np.negative(lo, out=lo)
+    absmax = np.maximum(hi, lo)
+    absmax += np.float32(0)  # -0.0 + 0.0 = +0.0, as |-0.0| is
     s32 = absmax / np.float32(qmax)
     return store_scale(s32, np.dtype(scale_dtype))
 
@@ -61,11 +70,14 @@ def asymmetric_scales(
     """``(s, z)`` per group for unsigned codes; ``z`` is uint8 in ``0..qmax``.
 
     Shapes: ``w`` float32 ``S`` -> both ``group_shape(S, axis, group_size)``.
-    Raises ``ValueError`` if ``hi - lo`` overflows float32.
+    Raises ``ValueError`` if ``w`` holds NaN or inf or if ``hi - lo``
+    overflows float32.
     """
     _, qmax = code_range(bits, False)
     lo = np.minimum(group_reduce(np.minimum, w, axis, group_size), np.float32(0))
     hi = np.maximum(group_reduce(np.maximum, w, axis, group_size), np.float32(0))
+    if not (np.isfinite(hi).all() and np.isfinite(lo).all()):
+        check_finite(w, "w")
     with np.errstate(over="ignore"):
         span = hi - lo
     if not np.isfinite(span).all():

@@ -116,6 +116,15 @@ def test_golden_tie_vector_spec_10():
     assert dequantize(qt).tolist() == [1.0, 0.0, float(NF4_CODEBOOK[8]), 0.0]
 
 
+def test_golden_two_columns_spec_10():
+    """spec/10-nf4.md, example 3: r = float32(1 / 0.9) for both columns."""
+    w = np.array([[0.3, -0.9], [-0.6, 0.6], [0.9, 0.1], [0.0, 0.45]], np.float32)
+    qt = quantize_nf4(w, block_size=4)
+    assert qt.scale.tolist() == [[float(np.float32(0.9))] * 2]
+    assert qt.codes().T.tolist() == [[11, 1, 15, 7], [0, 14, 8, 12]]
+    assert dequantize(qt)[0, 0] == np.float32(0.9) * NF4_CODEBOOK[11]
+
+
 def test_tie_with_absmax_two_is_exact_reciprocal():
     """absmax 2 -> r = 0.5 exactly, so w = 2 * midpoint is a tie too."""
     w = np.array([2.0, 2 * NF4_MIDPOINTS[10], 2 * NF4_MIDPOINTS[3]], np.float32)

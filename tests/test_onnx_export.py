@@ -19,6 +19,7 @@ from monoquant_np.cli import main  # noqa: E402
 from monoquant_np.demo import gelu  # noqa: E402
 from monoquant_np.onnx import (  # noqa: E402
     fused_op_types,
+    int8_activation_reference,
     linear_model,
     make_session,
     matmulnbits_arrays,
@@ -253,6 +254,19 @@ def test_accuracy_level_4_differs_measurably():
     assert e1 < TOL and e4 > 1e-3 and n4 > 1e-3, (e1, e4, n4)
     unfused = run_model(qdq, x, disable_optimizations=True)[0]
     assert max_relative_error(unfused, ref) < TOL
+
+
+@pytest.mark.parametrize("g", [16, 32, 128])
+@pytest.mark.parametrize("fmt", ["qdq", "matmulnbits"])
+def test_accuracy_level_4_is_int8_activations_per_block(g, fmt):
+    """spec 9.6: level 4 = activations rounded to int8 per weight block (s_a = max|x|/127), then exact."""
+    rng = np.random.default_rng(g)
+    qt = quantize(_w(rng, (5 * g + 3, 7)), group_size=g, symmetric=fmt == "qdq")
+    bias = _w(rng, (7,))
+    x = _w(rng, (3, qt.shape[0]))
+    y4 = run_model(linear_model(qt, bias, format=fmt, accuracy_level=4), x, accuracy_level=4)[0]
+    assert max_relative_error(y4, int8_activation_reference(x, qt, bias)) < TOL
+    assert max_relative_error(y4, dequant_matmul(x, qt, bias)) > 1e-3
 
 
 # --------------------------------------------------------------- models

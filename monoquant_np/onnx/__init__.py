@@ -17,7 +17,14 @@ from .export import (
 )
 from .graphs import linear_model, mlp_model
 from .matmulnbits import matmulnbits_arrays, matmulnbits_block_size, matmulnbits_node
-from .runtime import fused_op_types, make_session, max_relative_error, optimized_model, run_model
+from .runtime import (
+    fused_op_types,
+    int8_activation_reference,
+    make_session,
+    max_relative_error,
+    optimized_model,
+    run_model,
+)
 
 __all__ = [
     # tensors and subgraphs (spec 9.1-9.3)
@@ -38,6 +45,7 @@ __all__ = [
     "optimized_model",
     "fused_op_types",
     "max_relative_error",
+    "int8_activation_reference",
     # constants
     "OPSET",
     "IR_VERSION",

@@ -1,0 +1,167 @@
+"""Tests of monoquant_np.formats.matmulnbits (spec 12.1): layout and onnxruntime's DEFAULT quantizer."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monoquant_np import dequantize, quantize
+from monoquant_np.formats import matmulnbits_pack, matmulnbits_unpack, ort_default_quantize
+from monoquant_np.formats.matmulnbits import MATMULNBITS_BLOCK_SIZES
+from monoquant_np.testing import cases
+
+ort_pybind = pytest.importorskip("onnxruntime.capi._pybind_state")
+
+
+def kernel(w: np.ndarray, block_size: int, symmetric: bool):
+    """onnxruntime's own quantizer, called as matmul_nbits_quantizer.py calls it."""
+    k, n = w.shape
+    nb = -(-k // block_size)
+    b = np.zeros((n, nb, block_size // 2), np.uint8)
+    zp = np.zeros((n, (nb + 1) // 2), np.uint8)
+    scales = np.zeros((n, nb), w.dtype)
+    ort_pybind.quantize_matmul_4bits(b, w, scales, zp, block_size, n, k, symmetric)
+    return b, scales, zp
+
+
+def mask_stale_nibble(b: np.ndarray, k: int, block_size: int) -> np.ndarray:
+    """For odd K the kernel leaves the previous row's code in the last byte's padding nibble."""
+    b = b.copy()
+    if k % 2:
+        b[:, (k - 1) // block_size, ((k - 1) % block_size) // 2] &= 0x0F
+    return b
+
+
+def assert_same_as_kernel(w: np.ndarray, block_size: int, symmetric: bool) -> None:
+    b, scales, zp = kernel(w, block_size, symmetric)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        qt = ort_default_quantize(w, block_size=block_size, symmetric=symmetric)
+    b2, s2, z2 = matmulnbits_pack(qt)
+    k = w.shape[0]
+    diff = np.argwhere(mask_stale_nibble(b, k, block_size) != b2)
+    assert diff.size == 0, f"B differs at (n, block, byte) {diff[:3].tolist()}"
+    assert s2.dtype == scales.dtype
+    sdiff = np.argwhere(scales.view(np.uint16 if scales.dtype == np.float16 else np.uint32)
+                        != s2.view(np.uint16 if s2.dtype == np.float16 else np.uint32))
+    assert sdiff.size == 0, f"scales differ at (n, block) {sdiff[:3].tolist()}: {scales[tuple(sdiff[0])]} vs"
+    if symmetric:
+        assert z2 is None
+    else:
+        assert np.array_equal(zp, z2), f"zero points differ at {np.argwhere(zp != z2)[:3].tolist()}"
+
+
+# ------------------------------------------------------------------ hand-checkable vectors
+def test_golden_symmetric_signed_max_over_minus_8():
+    # block of 16 rows [4, -1, 4, -1, ...]: the extreme is +4, s = 4 / -8 = -0.5,
+    # codes 4 / -0.5 = -8 and -1 / -0.5 = 2; stored +8: 0 and 10, byte 0xA0.
+    w = np.array([[4.0], [-1.0]] * 8, np.float32)
+    qt = ort_default_quantize(w, block_size=16)
+    assert qt.scale.tolist() == [[-0.5]]
+    assert qt.codes()[:2, 0].tolist() == [-8, 2]
+    b, s, z = matmulnbits_pack(qt)
+    assert b.tolist() == [[[0xA0] * 8]] and s.tolist() == [[-0.5]] and z is None
+    assert dequantize(qt)[:2, 0].tolist() == [4.0, -1.0]
+
+
+def test_golden_tie_takes_the_minimum_and_rounds_half_away():
+    # |max| == |min| = 1: the minimum is taken, s = -(-1) / 8 = 0.125. 0.0625 / 0.125 = 0.5 -> roundf 1.
+    w = np.zeros((16, 1), np.float32)
+    w[:3, 0] = [1.0, -1.0, 0.0625]
+    qt = ort_default_quantize(w, block_size=16)
+    assert qt.scale.tolist() == [[0.125]]
+    assert qt.codes()[:3, 0].tolist() == [7, -8, 1]  # 8 clamps to 7: w=1 is not exact
+    assert_same_as_kernel(w, 16, True)
+
+
+def test_golden_asymmetric():
+    # lo = -1, hi = 2: s = 3 / 15 = 0.2, zp = roundf(1 / 0.2) = 5; 2 / 0.2 + 5 = 15.
+    w = np.zeros((16, 1), np.float32)
+    w[:2, 0] = [-1.0, 2.0]
+    qt = ort_default_quantize(w, block_size=16, symmetric=False)
+    assert qt.scale.tolist() == [[np.float32(0.2)]] and qt.zero_point.tolist() == [[5]]
+    assert qt.codes()[:3, 0].tolist() == [0, 15, 5]
+    b, s, z = matmulnbits_pack(qt)
+    assert b[0, 0, :2].tolist() == [0xF0, 0x55] and z.tolist() == [[0x85]]  # missing zp nibble = 8
+    assert_same_as_kernel(w, 16, False)
+
+
+def test_all_zero_block_and_signed_zero_scales():
+    w = np.zeros((32, 3), np.float32)
+    w[:, 1] = -0.0
+    for sym in (True, False):
+        assert_same_as_kernel(w, 16, sym)
+    qt = ort_default_quantize(w, block_size=16)
+    assert np.signbit(qt.scale[:, 0]).all() and not np.signbit(qt.scale[:, 1]).any()  # -(+0)/8, -(-0)/8
+    assert (dequantize(qt) == 0).all()
+
+
+# ------------------------------------------------------------------ byte-identical with the kernel
+@settings(max_examples=60, deadline=None)
+@given(case=cases(ndims=(2,), axes_=(0,), group_sizes_=MATMULNBITS_BLOCK_SIZES, max_side=300))
+def test_byte_identical_with_quantize_matmul_4bits(case):
+    w = case.w.astype(case.scale_dtype)  # float16 scales come from the float16 kernel
+    assert_same_as_kernel(w, case.group_size, case.symmetric)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_byte_identical_random_sizes(dtype, symmetric):
+    rng = np.random.default_rng(7)
+    for _ in range(25):
+        k, n = int(rng.integers(1, 400)), int(rng.integers(1, 12))
+        bs = int(rng.choice(MATMULNBITS_BLOCK_SIZES))
+        w = (rng.standard_normal((k, n)) * 10 ** rng.uniform(-2, 2)).astype(dtype)
+        if rng.random() < 0.5:
+            w = (np.round(w * 4) / 4).astype(dtype)  # ties
+        assert_same_as_kernel(w, bs, symmetric)
+
+
+# ------------------------------------------------------------------ layout round trips
+@settings(max_examples=40, deadline=None)
+@given(case=cases(ndims=(2,), axes_=(0,), group_sizes_=(16, 32, 64, 128)))
+def test_pack_unpack_round_trip(case):
+    qt = quantize(case.w, group_size=case.group_size, symmetric=case.symmetric, scale_dtype=case.scale_dtype,
+                  int8_fallback=False)
+    back = matmulnbits_unpack(*matmulnbits_pack(qt), k=qt.shape[0])
+    assert back.equals(qt)
+
+
+def test_agrees_with_the_exporters_layout():
+    # monoquant_np.onnx pads with the zero point and widens scales; both decode to the same tensor.
+    onnx_mnb = pytest.importorskip("monoquant_np.onnx.matmulnbits")
+    rng = np.random.default_rng(3)
+    for sym in (True, False):
+        qt = quantize(rng.standard_normal((75, 6)).astype(np.float32), group_size=32, symmetric=sym)
+        b, s, z = onnx_mnb.matmulnbits_arrays(qt, 32)
+        assert matmulnbits_unpack(b, s, z, k=75).equals(qt)
+        b2, s2, z2 = matmulnbits_pack(qt)
+        assert np.array_equal(b2[:, :2], b[:, :2])  # full blocks are byte-identical
+
+
+# ------------------------------------------------------------------ errors
+def test_errors_name_the_argument():
+    qt = quantize(np.ones((48, 4), np.float32), group_size=24)
+    with pytest.raises(ValueError, match="power of two"):
+        matmulnbits_pack(qt)
+    with pytest.raises(ValueError, match="axis 0"):
+        matmulnbits_pack(quantize(np.ones((4, 48), np.float32), group_size=16, axis=1))
+    with pytest.raises(TypeError, match="w must be a float32 or float16"):
+        ort_default_quantize(np.ones((16, 2), np.int32), block_size=16)
+    with pytest.raises(ValueError, match="block_size must be one of"):
+        ort_default_quantize(np.ones((16, 2), np.float32), block_size=48)
+    with pytest.raises(ValueError, match="k must lie in"):
+        matmulnbits_unpack(np.zeros((2, 1, 8), np.uint8), np.ones((2, 1), np.float32), k=17)
+    with pytest.raises(TypeError, match="B must be a numpy uint8"):
+        matmulnbits_unpack(np.zeros((2, 1, 8), np.int8), np.ones((2, 1), np.float32), k=16)
+
+
+@given(st.integers(0, 255))
+def test_every_byte_unpacks_to_its_two_codes(byte):
+    b = np.full((1, 1, 8), byte, np.uint8)
+    qt = matmulnbits_unpack(b, np.ones((1, 1), np.float32), k=16)
+    assert qt.codes()[:2, 0].tolist() == [(byte & 15) - 8, (byte >> 4) - 8]

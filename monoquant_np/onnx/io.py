@@ -26,7 +26,10 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto
 
-__all__ = ["load_model", "save_model", "iter_graphs", "iter_tensors", "tensor_nbytes", "PROTOBUF_LIMIT"]
+__all__ = [
+    "load_model", "save_model", "write_text_atomic", "copy_atomic",
+    "iter_graphs", "iter_tensors", "tensor_nbytes", "PROTOBUF_LIMIT",
+]
 
 #: protobuf refuses to serialize a message of 2 GiB or more.
 PROTOBUF_LIMIT = 2**31 - 1
@@ -272,3 +275,33 @@ def _externalize(
             offset += len(raw)
             del raw
     return m
+
+
+def write_text_atomic(path: str | os.PathLike, text: str, *, inputs: tuple[str | os.PathLike, ...] = ()) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (never a partial file)."""
+    out = Path(path)
+    _check_output_path(out, inputs)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def copy_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Copy ``src`` byte for byte to ``dst`` through a temporary file and a rename."""
+    import shutil
+
+    out = Path(dst)
+    _check_output_path(out, (src,))
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -22,8 +22,9 @@ Extension points (spec 13.3), for calibrated algorithms (issue 7) and dialects (
 * ``algorithm`` is ``"rtn"`` (built in), an :class:`Algorithm`, a plain
   callable ``f(ctx: WeightContext) -> QuantizedTensor``, or another name
   looked up in the registry (:func:`register_algorithm`); names not yet
-  registered are resolved by importing ``monoquant_np.onnx.calibration``,
-  which registers ``mse``, ``gptq`` and ``awq`` when it exists.
+  registered are resolved by importing ``monoquant_np.onnx.calibrate``
+  (:data:`ALGORITHM_MODULE`), which is to call :func:`register_algorithm`
+  for ``mse``, ``gptq`` and ``awq``.
 * An :class:`Algorithm` may have ``prepare(model, sites, feeds, options) ->
   {weight name: stats}``, run once on the float (opset-21) model before any
   weight is quantized; ``WeightContext.stats`` then carries the weight's
@@ -72,6 +73,10 @@ SCHEMES = ("int4", "uint4", "nf4")
 FORMATS = ("qdq", "matmulnbits")
 OPS = ("MatMul", "Gemm", "Gather")
 GATHER_OPS = ("GatherBlockQuantized", "DequantizeLinear")
+#: Algorithm names the command line offers, and which of them need calibration inputs.
+KNOWN_ALGORITHMS = {"rtn": False, "mse": False, "gptq": True, "awq": True}
+#: The module that registers the calibrated algorithms when imported (issue 7).
+ALGORITHM_MODULE = "monoquant_np.onnx.calibrate"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,13 +159,16 @@ def get_algorithm(algorithm: str | Algorithm | Callable) -> Algorithm:
         raise TypeError(f"algorithm must be a name or a callable, got {type(algorithm).__name__}")
     if algorithm not in _REGISTRY:
         try:
-            importlib.import_module("monoquant_np.onnx.calibration")
+            importlib.import_module(ALGORITHM_MODULE)
         except ImportError as e:
-            raise ValueError(
-                f"algorithm {algorithm!r} is not available: monoquant_np.onnx.calibration cannot be imported ({e})"
-            ) from None
+            raise ValueError(f"algorithm {algorithm!r} is not available: {ALGORITHM_MODULE} cannot be imported ({e})"
+                             ) from None
     if algorithm not in _REGISTRY:
-        raise ValueError(f"algorithm must be one of {', '.join(sorted(_REGISTRY))}, got {algorithm!r}")
+        if algorithm in KNOWN_ALGORITHMS:
+            raise ValueError(f"algorithm {algorithm!r} is not available yet: {ALGORITHM_MODULE} does not register it "
+                             f"(available: {', '.join(sorted(_REGISTRY))})")
+        raise ValueError(f"algorithm must be one of {', '.join(sorted(set(_REGISTRY) | set(KNOWN_ALGORITHMS)))}, "
+                         f"got {algorithm!r}")
     return _REGISTRY[algorithm]
 
 
@@ -320,6 +328,8 @@ def quantize_model_with_report(
             re.compile(exclude)
         except re.error as e:
             raise ValueError(f"exclude must be a valid regular expression, got {exclude!r}: {e}") from None
+    if isinstance(algorithm, str) and KNOWN_ALGORITHMS.get(algorithm) and calibration is None:
+        raise ValueError(f"algorithm {algorithm!r} needs calibration inputs (--calibration FEEDS.npz)")
     alg = get_algorithm(algorithm)
     feeds = load_feeds(calibration) if calibration is not None else None
     if alg.needs_calibration and feeds is None:

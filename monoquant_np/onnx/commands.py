@@ -1,0 +1,190 @@
+"""The ``quantize``, ``verify`` and ``inspect`` subcommands (spec section 13.9).
+
+``monoquant_np.cli`` adds them with :func:`add_model_commands`; every error
+of bad input reaches ``cli.main`` as ``ValueError``/``TypeError``/``OSError``
+and becomes one line on stderr with exit status 2. ``verify`` exits 1 when an
+output's cosine is below ``--min-cosine``. Output files are written to a
+temporary name and renamed; the input is never written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["add_model_commands"]
+
+
+def _file_bytes(path: Path) -> int:
+    n = path.stat().st_size
+    data = path.with_name(path.name + ".data")
+    return n + (data.stat().st_size if data.exists() else 0)
+
+
+def _input_bytes(path: Path) -> int:
+    import onnx
+
+    from .io import iter_graphs, tensor_nbytes
+
+    m = onnx.load(str(path), load_external_data=False)
+    ext = sum(tensor_nbytes(t) for g in iter_graphs(m.graph) for t in g.initializer if t.external_data)
+    return path.stat().st_size + ext
+
+
+def _progress_printer(enabled: bool):
+    """Progress on stderr: one rewritten line on a terminal, one line per weight otherwise."""
+    if not enabled:
+        return None
+    tty = sys.stderr.isatty()
+
+    def show(i: int, n: int, name: str) -> None:
+        text = f"quantizing [{i + 1}/{n}] {name[-60:]}" if i < n else f"quantized {n} weights"
+        if tty:
+            print(f"\r\033[K{text}", end="\n" if i >= n else "", file=sys.stderr, flush=True)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    return show
+
+
+def _check_paths(inp: Path, out: Path, report: str | None) -> None:
+    from .io import _check_output_path
+
+    if not inp.exists():
+        raise OSError(f"input {str(inp)!r} does not exist")
+    _check_output_path(out, (inp,))
+    if report:
+        _check_output_path(Path(report), (inp, out))
+
+
+def _cmd_quantize(args: argparse.Namespace) -> int:
+    from .io import copy_atomic, load_model, save_model, write_text_atomic
+    from .model import quantize_model_with_report
+
+    inp, out = Path(args.input), Path(args.output)
+    _check_paths(inp, out, args.report)
+    load_model(inp, load_external_data=False)  # clear errors before any work
+    scheme = args.scheme
+    if args.asymmetric:
+        if scheme not in (None, "uint4"):
+            raise ValueError(f"--asymmetric means --scheme uint4, got --scheme {scheme}")
+        scheme = "uint4"
+    model, report = quantize_model_with_report(
+        inp, group_size=args.group_size, scheme=scheme or "int4", scale_dtype=args.scale_dtype,
+        format=args.format, ops=args.ops, exclude=args.exclude, min_elements=args.min_elements,
+        double_quant=args.double_quant, algorithm=args.algorithm, calibration=args.calibration,
+        gather_op=args.gather_op, accuracy_level=args.accuracy_level,
+        progress=_progress_printer(args.progress or sys.stderr.isatty()),
+    )
+    report.file_bytes_before = _input_bytes(inp)
+    if not report.rows:
+        has_ext = any(t.external_data for t in model.graph.initializer)
+        if has_ext or args.external_data:
+            save_model(model, out, external_data=args.external_data, base_dir=inp.parent, inputs=(inp,),
+                       consume=True)
+        else:
+            copy_atomic(inp, out)
+        print(f"nothing to quantize in {inp}: wrote it unchanged to {out}")
+    else:
+        save_model(model, out, external_data=args.external_data, base_dir=inp.parent, inputs=(inp,), consume=True)
+    del model
+    report.file_bytes_after = _file_bytes(out)
+    print(report.format())
+    if args.report:
+        write_text_atomic(args.report, report.to_json() + "\n", inputs=(inp, out))
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from .model import load_feeds
+    from .verify import format_diffs, verify_models
+
+    feeds = load_feeds(args.inputs) if args.inputs else None
+    diffs = verify_models(args.reference, args.candidate, feeds, samples=args.samples, seq_len=args.seq_len,
+                          accuracy_level=args.accuracy_level)
+    print(format_diffs(diffs))
+    if args.min_cosine is not None:
+        low = [d for d in diffs if d.cosine < args.min_cosine]
+        if low:
+            names = ", ".join(f"{d.name} ({d.cosine:.6f})" for d in low)
+            print(f"monoquant-np: verify: cosine below --min-cosine {args.min_cosine}: {names}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from .inspect import format_inspection, inspect_model
+
+    rows, totals = inspect_model(args.model)
+    if args.json:
+        import dataclasses
+        import json
+
+        print(json.dumps({"tensors": [dataclasses.asdict(r) for r in rows], "totals": totals}, indent=2))
+    else:
+        print(format_inspection(rows, totals))
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {v}")
+    return v
+
+
+def _cosine(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [-1, 1], got {text!r}") from None
+    if not -1.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [-1, 1], got {v}")
+    return v
+
+
+def add_model_commands(sub) -> None:
+    """Add ``quantize``, ``verify`` and ``inspect`` to an argparse subparsers object."""
+    q = sub.add_parser("quantize", help="quantize a float ONNX model's weights to 4 bits")
+    q.add_argument("input", help="the float32/float16 .onnx model (never modified)")
+    q.add_argument("output", help="the .onnx file to write (its folder must exist)")
+    q.add_argument("--group-size", type=_positive_int, default=128, help="elements per group (default 128)")
+    q.add_argument("--asymmetric", action="store_true", help="uint4 codes with zero points (= --scheme uint4)")
+    q.add_argument("--scheme", choices=("int4", "uint4", "nf4"), default=None, help="code scheme (default int4)")
+    q.add_argument("--scale-dtype", choices=("float32", "float16"), default="float32")
+    q.add_argument("--format", choices=("qdq", "matmulnbits"), default="qdq",
+                   help="DequantizeLinear->MatMul (standard ONNX, default) or com.microsoft.MatMulNBits")
+    q.add_argument("--ops", default="MatMul,Gemm", help="comma list of MatMul, Gemm, Gather (default MatMul,Gemm)")
+    q.add_argument("--exclude", metavar="REGEX", help="leave weights (or reader nodes) matching REGEX float")
+    q.add_argument("--min-elements", type=_positive_int, default=4096, help="skip smaller weights (default 4096)")
+    q.add_argument("--double-quant", action="store_true", help="store group scales in 8 bits")
+    q.add_argument("--algorithm", choices=("rtn", "mse", "gptq", "awq"), default="rtn")
+    q.add_argument("--calibration", metavar="FEEDS.npz", help="calibration inputs (gptq, awq)")
+    q.add_argument("--gather-op", choices=("GatherBlockQuantized", "DequantizeLinear"),
+                   default="GatherBlockQuantized", help="how Gather tables are read (default GatherBlockQuantized)")
+    q.add_argument("--accuracy-level", type=int, choices=(0, 1, 2, 3, 4), default=None,
+                   help="MatMulNBits accuracy_level with --format matmulnbits")
+    q.add_argument("--external-data", action="store_true", help="write weights to OUTPUT.data")
+    q.add_argument("--report", metavar="REPORT.json", help="write the per-layer report as JSON")
+    q.add_argument("--progress", action="store_true", help="show progress on stderr even when not a terminal")
+    q.set_defaults(func=_cmd_quantize)
+
+    v = sub.add_parser("verify", help="compare a quantized model with its reference in onnxruntime")
+    v.add_argument("reference")
+    v.add_argument("candidate")
+    v.add_argument("--inputs", metavar="FEEDS.npz", help="arrays named after the model inputs")
+    v.add_argument("--samples", type=_positive_int, default=2, help="batch size of generated inputs (default 2)")
+    v.add_argument("--seq-len", type=_positive_int, default=16, help="other symbolic dims (default 16)")
+    v.add_argument("--min-cosine", type=_cosine, default=None, help="exit 1 if an output's cosine is lower")
+    v.add_argument("--accuracy-level", type=int, choices=(0, 1, 2, 3, 4), default=1,
+                   help="session.qdq_matmulnbits_accuracy_level (1 = float32, the spec; default 1)")
+    v.set_defaults(func=_cmd_verify)
+
+    i = sub.add_parser("inspect", help="list what a model stores quantized, and how")
+    i.add_argument("model")
+    i.add_argument("--json", action="store_true", help="print JSON")
+    i.set_defaults(func=_cmd_inspect)

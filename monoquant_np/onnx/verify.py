@@ -1,0 +1,214 @@
+"""Comparing a quantized model with its float reference in onnxruntime (spec section 13.7).
+
+:func:`verify_models` runs both models on the same inputs and reports, per
+output present in both, with ``a`` the reference and ``b`` the candidate
+(float64 arithmetic)::
+
+    max_abs_err = max |a - b|
+    rel_err     = ||a - b||_F / ||a||_F                      (0 when a is all zero)
+    cosine      = mean over samples i of  a_i . b_i / (||a_i|| ||b_i||)
+
+where sample ``i`` is the output's slice ``[i]`` along axis 0 flattened (a
+0-D or 1-D output is one sample). For MiniLM's output ``461`` (``(batch,
+384)`` sentence embeddings) this is the mean sentence-embedding cosine.
+Two zero vectors have cosine 1, one zero vector cosine 0.
+
+Inputs are the user's (``.npz``: arrays named after the model inputs) or
+made by :func:`make_inputs` from the declared types and shapes:
+
+* symbolic dimensions: the first is ``samples``, the others ``seq_len``;
+* floats: standard normal (seeded);
+* integers named like ``*mask*``: ones; ``*token_type*``/``*segment*``: zeros;
+  ``*position*``: ``0..seq_len-1``; any integer input read as the indices of
+  a ``Gather`` on a constant table: uniform in ``[0, table rows)`` (so
+  ``input_ids`` stay within the vocabulary); other integers: ``0`` or ``1``;
+* bools: True.
+
+    >>> float(cosine_per_sample(np.array([[1.0, 0.0]]), np.array([[1.0, 1.0]])))  # 1/sqrt(2)
+    0.7071067811865475
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from .io import load_model
+
+__all__ = ["OutputDiff", "make_inputs", "verify_models", "cosine_per_sample", "format_diffs"]
+
+
+@dataclasses.dataclass
+class OutputDiff:
+    """The differences of one output."""
+
+    name: str
+    shape: tuple[int, ...]
+    max_abs_err: float
+    rel_err: float
+    cosine: float
+
+
+def cosine_per_sample(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean cosine similarity of ``a[i]`` and ``b[i]`` over axis 0 (see the module docstring)."""
+    a64 = np.asarray(a, dtype=np.float64)
+    b64 = np.asarray(b, dtype=np.float64)
+    if a64.ndim <= 1:
+        a64, b64 = a64.reshape(1, -1), b64.reshape(1, -1)
+    a64 = a64.reshape(a64.shape[0], -1)  # (samples, features)
+    b64 = b64.reshape(b64.shape[0], -1)
+    if a64.shape[0] == 0:
+        return 1.0
+    na, nb = np.linalg.norm(a64, axis=1), np.linalg.norm(b64, axis=1)
+    dot = np.sum(a64 * b64, axis=1)
+    both_zero = (na == 0) & (nb == 0)
+    cos = np.where(both_zero, 1.0, dot / np.where(na * nb == 0, 1.0, na * nb))
+    cos = np.where(~both_zero & (na * nb == 0), 0.0, cos)
+    return float(np.mean(cos))
+
+
+def _gather_table_rows(model: onnx.ModelProto) -> dict[str, int]:
+    """input name -> rows of the constant ``Gather`` table it indexes (main graph)."""
+    consts = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    for n in model.graph.node:
+        if n.op_type == "Constant" and n.output:
+            for a in n.attribute:
+                if a.name == "value":
+                    consts[n.output[0]] = tuple(a.t.dims)
+    rows: dict[str, int] = {}
+    for n in model.graph.node:
+        if n.op_type in ("Gather", "GatherBlockQuantized") and len(n.input) > 1 and n.input[0] in consts:
+            shape = consts[n.input[0]]
+            axis = 0
+            for a in n.attribute:
+                if a.name in ("axis", "gather_axis"):
+                    axis = helper.get_attribute_value(a)
+            if shape:
+                r = shape[axis]
+                rows[n.input[1]] = min(rows.get(n.input[1], r), r)
+    return rows
+
+
+def make_inputs(model: onnx.ModelProto, *, samples: int = 2, seq_len: int = 16, seed: int = 0
+                ) -> dict[str, np.ndarray]:
+    """Inputs for every graph input that is not an initializer, by the rules of the module docstring."""
+    if samples <= 0 or seq_len <= 0:
+        raise ValueError(f"samples and seq_len must be positive ints, got {samples}, {seq_len}")
+    rng = np.random.default_rng(seed)
+    inits = {t.name for t in model.graph.initializer}
+    table_rows = _gather_table_rows(model)
+    feeds: dict[str, np.ndarray] = {}
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        tt = vi.type.tensor_type
+        if not vi.type.HasField("tensor_type"):
+            raise ValueError(f"input {vi.name!r} is not a tensor; pass --inputs FEEDS.npz")
+        dims = []
+        for i, d in enumerate(tt.shape.dim):
+            if d.HasField("dim_value") and d.dim_value > 0:
+                dims.append(int(d.dim_value))
+            else:
+                dims.append(samples if i == 0 else seq_len)
+        dt = helper.tensor_dtype_to_np_dtype(tt.elem_type)
+        low = vi.name.lower()
+        if dt.kind == "f":
+            x = rng.standard_normal(dims).astype(dt)
+        elif dt.kind == "b":
+            x = np.ones(dims, dtype=dt)
+        elif dt.kind in "iu":
+            if "mask" in low:
+                x = np.ones(dims, dtype=dt)
+            elif "token_type" in low or "segment" in low:
+                x = np.zeros(dims, dtype=dt)
+            elif "position" in low and dims:
+                x = np.broadcast_to(np.arange(dims[-1]), dims).astype(dt)
+            elif vi.name in table_rows:
+                x = rng.integers(0, table_rows[vi.name], size=dims).astype(dt)
+            else:
+                x = rng.integers(0, 2, size=dims).astype(dt)
+        else:
+            raise ValueError(f"input {vi.name!r} has type {TensorProto.DataType.Name(tt.elem_type)}; "
+                             "pass --inputs FEEDS.npz")
+        feeds[vi.name] = x
+    return feeds
+
+
+def _session(model: Any, accuracy_level: int):
+    from .runtime import make_session
+
+    try:
+        return make_session(model, accuracy_level)
+    except Exception as e:  # onnxruntime's own exceptions are not ValueError
+        raise ValueError(f"onnxruntime cannot load the model: {str(e).splitlines()[0]}") from None
+
+
+def verify_models(
+    reference: onnx.ModelProto | str | os.PathLike,
+    candidate: onnx.ModelProto | str | os.PathLike,
+    feeds: dict[str, np.ndarray] | None = None,
+    *,
+    samples: int = 2,
+    seq_len: int = 16,
+    seed: int = 0,
+    accuracy_level: int = 1,
+) -> list[OutputDiff]:
+    """Run both models in onnxruntime on ``feeds`` (or made inputs) and compare every shared output.
+
+    ``accuracy_level`` is the session option for fused ``MatMulNBits`` (1:
+    float32, the spec; 4: onnxruntime's default int8 activations).
+    """
+    if isinstance(reference, onnx.ModelProto):
+        ref_model = reference
+    else:
+        ref_model = load_model(reference, what="reference", load_external_data=False)
+    if not isinstance(candidate, onnx.ModelProto):
+        load_model(candidate, what="candidate", load_external_data=False)  # clear errors for bad files
+    if feeds is None:
+        feeds = make_inputs(ref_model, samples=samples, seq_len=seq_len, seed=seed)
+    s_ref = _session(reference, accuracy_level)
+    s_cand = _session(candidate, accuracy_level)
+    names = [o.name for o in s_ref.get_outputs()]
+    cand_names = {o.name for o in s_cand.get_outputs()}
+    shared = [n for n in names if n in cand_names]
+    if not shared:
+        raise ValueError(f"the models share no output name (reference {names}, candidate {sorted(cand_names)})")
+    want = {i.name for i in s_ref.get_inputs()}
+    missing = sorted(want - set(feeds))
+    if missing:
+        raise ValueError(f"inputs lack {missing}; the model's inputs are {sorted(want)}")
+    run_feeds = {k: v for k, v in feeds.items() if k in want}
+    try:
+        ra = s_ref.run(shared, run_feeds)
+        rb = s_cand.run(shared, {k: v for k, v in feeds.items() if k in {i.name for i in s_cand.get_inputs()}})
+    except Exception as e:
+        raise ValueError(f"onnxruntime failed to run the models on these inputs: {str(e).splitlines()[0]}") from None
+    out = []
+    for name, a, b in zip(shared, ra, rb):
+        a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        if a64.shape != b64.shape:
+            raise ValueError(f"output {name!r} has shape {a64.shape} in the reference, {b64.shape} in the candidate")
+        d = a64 - b64
+        den = float(np.linalg.norm(a64))
+        out.append(OutputDiff(
+            name=name, shape=tuple(a64.shape),
+            max_abs_err=float(np.max(np.abs(d))) if d.size else 0.0,
+            rel_err=float(np.linalg.norm(d)) / den if den > 0 else float(np.linalg.norm(d) > 0),
+            cosine=cosine_per_sample(a64, b64),
+        ))
+    return out
+
+
+def format_diffs(diffs: list[OutputDiff]) -> str:
+    """A text table of ``diffs``."""
+    head = f"{'output':<24} {'shape':<16} {'max abs err':>12} {'rel err':>10} {'cosine':>10}"
+    lines = [head, "-" * len(head)]
+    for d in diffs:
+        lines.append(f"{d.name[:24]:<24} {'x'.join(map(str, d.shape)):<16} {d.max_abs_err:>12.4g} "
+                     f"{d.rel_err:>10.4g} {d.cosine:>10.6f}")
+    return "\n".join(lines)

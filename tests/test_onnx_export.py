@@ -203,7 +203,7 @@ def _layer_case(draw):
             draw(st.sampled_from(["qdq", "matmulnbits"])), draw(st.booleans()), seed)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(_layer_case())
 def test_onnxruntime_equals_spec(case):
     k, n, g, sym, sdt, fmt, with_bias, seed = case

@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--asymmetric", action="store_true", help="uint4 with zero points")
     d.add_argument("--output", metavar="DIR", help="also save the exported ONNX model in DIR (demo_mlp.onnx)")
     d.set_defaults(func=_cmd_demo)
+    from .onnx.commands import add_model_commands  # quantize, verify, inspect (spec 13.9)
+
+    add_model_commands(sub)
     return p
 
 

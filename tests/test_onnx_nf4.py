@@ -1,4 +1,4 @@
-"""ONNX export of NF4 and double-quantized weights (spec 10.4, 11.3), run in onnxruntime."""
+"""ONNX export of NF4 and double-quantized weights (spec 10.6, 11.4), run in onnxruntime."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from monoquant_np.onnx.export import tensor_from_onnx, weight_subgraph
 from monoquant_np.onnx.nf4 import (
     IR_VERSION,
     OPSET,
+    SCALE_REBUILDS,
     bnb4_layout,
     nf4_linear_model,
     nf4_weight_subgraph,
@@ -24,9 +25,9 @@ from monoquant_np.onnx.runtime import fused_op_types, make_session, max_relative
 from monoquant_np.quantize import dequantize_slice
 
 
-def weight_model(qt, name="w"):
+def weight_model(qt, name="w", rebuild="dequantizelinear"):
     """A model with no input whose output is the weight subgraph's float32 tensor."""
-    inits, nodes = nf4_weight_subgraph(qt, name, "out")
+    inits, nodes = nf4_weight_subgraph(qt, name, "out", scale_rebuild=rebuild)
     graph = helper.make_graph(nodes, "weight", [], [helper.make_tensor_value_info("out", TensorProto.FLOAT,
                                                                                      list(qt.shape))], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
@@ -34,8 +35,8 @@ def weight_model(qt, name="w"):
     return model
 
 
-def run_weight(qt, **kw):
-    model = weight_model(qt)
+def run_weight(qt, rebuild="dequantizelinear", **kw):
+    model = weight_model(qt, rebuild=rebuild)
     onnx.checker.check_model(model, full_check=True)
     return make_session(model, disable_optimizations=True, intra_op_threads=1, **kw).run(None, {})[0]
 
@@ -94,23 +95,24 @@ def nf4_cases(draw):
     dq = draw(st.booleans())
     dq_block = draw(st.sampled_from([1, 2, 5, 64, 256]))
     seed = draw(st.integers(0, 2**31))
-    return k, n, block, dq, dq_block, seed
+    rebuild = draw(st.sampled_from(SCALE_REBUILDS))
+    return k, n, block, dq, dq_block, seed, rebuild
 
 
 @settings(max_examples=40, deadline=None)
 @given(nf4_cases())
 def test_nf4_gather_graph_equals_spec(case):
-    k, n, block, dq, dq_block, seed = case
+    k, n, block, dq, dq_block, seed, rebuild = case
     rng = np.random.default_rng(seed)
     w = rng.standard_normal((k, n)).astype(np.float32)
     w[rng.random((k, n)) < 0.05] = 0.0
     qt = quantize_nf4(w, block_size=block, double_quant=dq, dq_block_size=dq_block)
     # the weight, bit for bit
-    assert np.array_equal(run_weight(qt), dequantize_slice(qt, 0, k)), f"weight differs for {case}"
+    assert np.array_equal(run_weight(qt, rebuild), dequantize_slice(qt, 0, k)), f"weight differs for {case}"
     # the linear layer, within float32 rounding
     x = rng.standard_normal((3, k)).astype(np.float32)
     bias = rng.standard_normal(n).astype(np.float32)
-    model = nf4_linear_model(qt, bias)
+    model = nf4_linear_model(qt, bias, scale_rebuild=rebuild)
     onnx.checker.check_model(model, full_check=True)
     err = max_relative_error(run_linear(model, x), dequant_matmul(x, qt, bias))
     assert err < 2e-5, f"onnxruntime vs spec: relative error {err:.2e} for {case}"
@@ -123,19 +125,20 @@ def linear_cases(draw):
     group = draw(st.sampled_from([16, 32, 50, 64, 128]))
     symmetric = draw(st.booleans())
     dq_block = draw(st.sampled_from([1, 3, 64, 256]))
-    return k, n, group, symmetric, dq_block, draw(st.integers(0, 2**31))
+    rebuild = draw(st.sampled_from(SCALE_REBUILDS))
+    return k, n, group, symmetric, dq_block, draw(st.integers(0, 2**31)), rebuild
 
 
 @settings(max_examples=30, deadline=None)
 @given(linear_cases())
 def test_double_quantized_int4_graph_equals_spec(case):
-    k, n, group, symmetric, dq_block, seed = case
+    k, n, group, symmetric, dq_block, seed, rebuild = case
     rng = np.random.default_rng(seed)
     w = rng.standard_normal((k, n)).astype(np.float32)
     qt = double_quantize(quantize(w, group_size=group, symmetric=symmetric), block_size=dq_block, w=w)
-    assert np.array_equal(run_weight(qt), dequantize_slice(qt, 0, k)), f"weight differs for {case}"
+    assert np.array_equal(run_weight(qt, rebuild), dequantize_slice(qt, 0, k)), f"weight differs for {case}"
     x = rng.standard_normal((2, k)).astype(np.float32)
-    model = nf4_linear_model(qt)
+    model = nf4_linear_model(qt, scale_rebuild=rebuild)
     onnx.checker.check_model(model, full_check=True)
     err = max_relative_error(run_linear(model, x), dequant_matmul(x, qt))
     assert err < 2e-5, f"onnxruntime vs spec: relative error {err:.2e} for {case}"
@@ -213,3 +216,18 @@ def test_onnxruntime_folds_the_plain_nf4_lookup():
     assert fused_op_types(nf4_linear_model(quantize_nf4(w), format="bnb4")) == {"MatMulBnb4": 1}
     int4dq = double_quantize(quantize(w, group_size=64), w=w)
     assert "MatMulNBits" not in fused_op_types(nf4_linear_model(int4dq))
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_arithmetic_rebuild_lets_double_quantized_int4_fuse(symmetric):
+    """spec 11.4: Cast/Expand/Slice/Mul/Add are constant-folded, so the layer becomes MatMulNBits,
+    and its output still equals the spec."""
+    rng = np.random.default_rng(17)
+    w = rng.standard_normal((256, 48)).astype(np.float32)
+    qt = double_quantize(quantize(w, group_size=64, symmetric=symmetric), w=w, block_size=100)
+    model = nf4_linear_model(qt, scale_rebuild="arithmetic")
+    assert fused_op_types(model) == {"MatMulNBits": 1}
+    x = rng.standard_normal((4, 256)).astype(np.float32)
+    assert max_relative_error(run_linear(model, x), dequant_matmul(x, qt)) < 2e-5
+    with pytest.raises(ValueError, match="scale_rebuild must be one of"):
+        nf4_weight_subgraph(qt, "w", "out", scale_rebuild="fold")

@@ -17,8 +17,9 @@ Forms: float32 MatMul (peer); INT4 g64 QDQ, fused into MatMulNBits (accuracy
 level 1); NF4 b64 ``Gather`` graph (default session: constant-folded); the same
 with onnxruntime's ``ConstantFolding`` disabled (the weight stays 4-bit in
 memory, the lookup runs on every call); NF4 b64 with double quantization; NF4
-b64 as ``com.microsoft.MatMulBnb4``; INT4 g64 with double quantization (its
-DequantizeLinear has a computed scale and is not fused).
+b64 as ``com.microsoft.MatMulBnb4``; INT4 g64 with double quantization, its
+scales rebuilt by ``DequantizeLinear`` (a computed scale: not fused) or by
+``scale_rebuild="arithmetic"`` (constant-folded, then fused into MatMulNBits).
 """
 
 from __future__ import annotations
@@ -112,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         ("NF4 b64 Gather, no folding", nf4_linear_model(nf4), nf4, True),
         ("NF4 b64 +DQ Gather", nf4_linear_model(nf4dq), nf4dq, False),
         ("NF4 b64 MatMulBnb4", nf4_linear_model(nf4, format="bnb4"), nf4, False),
-        ("INT4 g64 +DQ QDQ (unfused)", nf4_linear_model(int4dq), int4dq, False),
+        ("INT4 g64 +DQ, DQL rebuild (unfused)", nf4_linear_model(int4dq), int4dq, False),
+        ("INT4 g64 +DQ, arithmetic rebuild", nf4_linear_model(int4dq, scale_rebuild="arithmetic"), int4dq, False),
     ]
     print(f"W {args.k}x{args.n}, {args.threads} thread(s), median of {args.runs} runs, onnxruntime {ort.__version__}")
     head = ["form", "file MB", "resident MB", "ops after optimization", "max rel err"]

@@ -1,4 +1,4 @@
-"""ONNX export of NF4 and of double-quantized weights (spec sections 10.4 and 11.3).
+"""ONNX export of NF4 and of double-quantized weights (spec sections 10.6 and 11.4).
 
 Standard operators only (opset 21), so any runtime runs the graph.
 
@@ -39,11 +39,16 @@ Costs in onnxruntime (measured by ``tools/bench_nf4.py``, see the README):
 * ``format="bnb4"``: onnxruntime's contrib ``com.microsoft.MatMulBnb4``
   (quant_type 1 = NF4) runs the same codes and absmax; its CPU kernel
   dequantizes the whole weight on every call, then runs a float GEMM.
-* Double-quantized int4/uint4: the scale input of the weight's
-  ``DequantizeLinear`` is computed, not an initializer. ONNX allows that, but
-  onnxruntime's QDQ fusion into ``MatMulNBits`` needs constant scales, so the
-  graph runs unfused (``DequantizeLinear`` of the whole weight on each call,
-  then ``MatMul``).
+* Double-quantized int4/uint4 with ``scale_rebuild="dequantizelinear"``
+  (the default): the scale input of the weight's ``DequantizeLinear`` is
+  computed, not an initializer. ONNX allows that, but onnxruntime's QDQ fusion
+  into ``MatMulNBits`` needs constant scales and it never constant-folds
+  ``DequantizeLinear``, so the layer runs unfused (``DequantizeLinear`` of the
+  whole weight on each call, then ``MatMul``).
+* ``scale_rebuild="arithmetic"`` rebuilds the same scales with ``Cast``,
+  ``Expand``, ``Slice``, ``Mul`` and ``Add``, which onnxruntime constant-folds at
+  session creation: the file keeps the 8-bit scales and the session fuses the
+  layer into ``MatMulNBits`` as if it had float scales.
 
 # Note: bitsandbytes packs the *high* nibble first and blocks a ``(N, K)``
 # weight in C order; ``MatMulBnb4`` expects that layout, so ``format="bnb4"``
@@ -63,7 +68,8 @@ from onnx import TensorProto, helper
 from ..packing import unpack_int4
 from ..tensor import QuantizedTensor
 
-__all__ = ["nf4_weight_subgraph", "nf4_linear_model", "bnb4_layout", "OPSET", "IR_VERSION", "FORMATS"]
+__all__ = ["nf4_weight_subgraph", "nf4_linear_model", "bnb4_layout", "OPSET", "IR_VERSION", "FORMATS",
+           "SCALE_REBUILDS"]
 
 #: The opset of every graph built here (blocked DequantizeLinear and INT4/UINT4).
 OPSET = 21
@@ -71,6 +77,8 @@ OPSET = 21
 IR_VERSION = 10
 #: ``nf4_linear_model`` formats.
 FORMATS = ("gather", "bnb4")
+#: ``scale_rebuild`` choices for double-quantized scales.
+SCALE_REBUILDS = ("dequantizelinear", "arithmetic")
 #: Block sizes ``com.microsoft.MatMulBnb4`` implements.
 BNB4_BLOCK_SIZES = (16, 32, 64, 128, 256)
 
@@ -99,8 +107,45 @@ def _node(op: str, ins: list[str], outs: list[str], name: str, **attrs: Any) -> 
     return helper.make_node(op, ins, outs, name=name, **attrs)
 
 
+def _rebuild_scale(
+    qt: QuantizedTensor, name: str, sdims: list[int], mode: str
+) -> tuple[list[TensorProto], list[onnx.NodeProto]]:
+    """Nodes making ``name_scale_rebuilt`` = ``qt.double_quant.rebuild()`` (shape ``sdims``)."""
+    dq = qt.double_quant
+    if dq is None:
+        raise ValueError(f"qt has no double_quant to rebuild for {name!r}")
+    k, kc = name + "_scale_k", name + "_scale_kc"
+    inits = [_i64(name + "_scale_flat_shape", [-1]), _i64(name + "_scale_dims", sdims)]
+    nodes = [_node("Reshape", [name + "_scale_codes", name + "_scale_flat_shape"], [k], name + "_scale_flatten")]
+    if mode == "dequantizelinear":  # float32 k * c_j by DequantizeLinear's block layout
+        # onnxruntime reads a one-element scale as per-tensor and then refuses block_size.
+        attrs = {"axis": 0, "block_size": dq.block_size} if dq.scale.size > 1 else {}
+        nodes.append(_node("DequantizeLinear", [k, name + "_scale_scale"], [kc], name + "_scale_dq", **attrs))
+    else:  # "arithmetic": Cast(k) * c_el, c_el = c repeated block_size times, cut to n
+        nb, n = int(dq.scale.size), int(dq.codes.size)
+        inits += [_i64(name + "_scale_nb1", [nb, 1]), _i64(name + "_scale_nbB", [nb, dq.block_size]),
+                  _i64(name + "_scale_zero", [0]), _i64(name + "_scale_n", [n])]
+        nodes += [
+            _node("Cast", [k], [k + "f"], name + "_scale_cast", to=TensorProto.FLOAT),
+            _node("Reshape", [name + "_scale_scale", name + "_scale_nb1"], [name + "_scale_c1"],
+                  name + "_scale_c_col"),
+            _node("Expand", [name + "_scale_c1", name + "_scale_nbB"], [name + "_scale_cB"], name + "_scale_c_rep"),
+            _node("Reshape", [name + "_scale_cB", name + "_scale_flat_shape"], [name + "_scale_cflat"],
+                  name + "_scale_c_flat"),
+            _node("Slice", [name + "_scale_cflat", name + "_scale_zero", name + "_scale_n"], [name + "_scale_cel"],
+                  name + "_scale_c_cut"),
+            _node("Mul", [k + "f", name + "_scale_cel"], [kc], name + "_scale_mul"),
+        ]
+    nodes += [
+        _node("Add", [kc, name + "_scale_offset"], [name + "_scale_flat"], name + "_scale_add"),
+        _node("Reshape", [name + "_scale_flat", name + "_scale_dims"], [name + "_scale_rebuilt"],
+              name + "_scale_reshape"),
+    ]
+    return inits, nodes
+
+
 def nf4_weight_subgraph(
-    qt: QuantizedTensor, name: str, out_name: str
+    qt: QuantizedTensor, name: str, out_name: str, *, scale_rebuild: str = "dequantizelinear"
 ) -> tuple[list[TensorProto], list[onnx.NodeProto]]:
     """The float32 weight of an NF4 or double-quantized tensor, as ONNX initializers and nodes.
 
@@ -117,6 +162,13 @@ def nf4_weight_subgraph(
         name: the weight's name (prefix of every initializer and node).
         out_name: the output tensor: float32 of shape ``qt.shape``, in stored
             order (``qt.perm`` is *not* undone; permute the activations).
+        scale_rebuild: how double-quantized scales are rebuilt (spec 11.4):
+            ``"dequantizelinear"`` (``DequantizeLinear(k, c, block_size)``
+            then ``Add``), or ``"arithmetic"`` (``Cast(k) * c + offset`` with
+            ``c`` repeated by ``Expand``/``Slice``), which onnxruntime
+            constant-folds, so a double-quantized int4/uint4 weight still
+            fuses into ``MatMulNBits``. Both are bit-identical to
+            ``DoubleQuant.rebuild()``.
 
     Returns:
         ``(initializers, nodes)``, opset 21, standard domain only. The output
@@ -125,6 +177,9 @@ def nf4_weight_subgraph(
     from .export import tensor_to_onnx  # the one definition of the initializers' layout
 
     qt = _check_qt(qt)
+    if scale_rebuild not in SCALE_REBUILDS:
+        raise ValueError(f"scale_rebuild must be one of {', '.join(map(repr, SCALE_REBUILDS))}, "
+                         f"got {scale_rebuild!r}")
     if not isinstance(name, str) or not name or not isinstance(out_name, str) or not out_name:
         raise ValueError(f"name and out_name must be non-empty strings, got {name!r}, {out_name!r}")
     inits = [t for t in tensor_to_onnx(qt, name) if t.name != name + "_perm"]
@@ -133,20 +188,10 @@ def nf4_weight_subgraph(
     dq = qt.double_quant
     sdims = list(by_name[name + ("_scale" if dq is None else "_scale_codes")].dims)
     scale = name + "_scale"
-    if dq is not None:  # rebuild: DequantizeLinear(k, c, block) + offset, operation for operation
-        # onnxruntime reads a one-element scale as per-tensor and then refuses block_size.
-        dq_attrs = {"axis": 0, "block_size": dq.block_size} if dq.scale.size > 1 else {}
-        inits += [_i64(name + "_scale_flat_shape", [-1]), _i64(name + "_scale_dims", sdims)]
-        nodes += [
-            _node("Reshape", [name + "_scale_codes", name + "_scale_flat_shape"], [name + "_scale_k"],
-                  name + "_scale_flatten"),
-            _node("DequantizeLinear", [name + "_scale_k", name + "_scale_scale"], [name + "_scale_kc"],
-                  name + "_scale_dq", **dq_attrs),
-            _node("Add", [name + "_scale_kc", name + "_scale_offset"], [name + "_scale_flat"],
-                  name + "_scale_add"),
-            _node("Reshape", [name + "_scale_flat", name + "_scale_dims"], [name + "_scale_rebuilt"],
-                  name + "_scale_reshape"),
-        ]
+    if dq is not None:
+        rb_inits, rb_nodes = _rebuild_scale(qt, name, sdims, scale_rebuild)
+        inits += rb_inits
+        nodes += rb_nodes
         scale = name + "_scale_rebuilt"
     elif qt.scale.dtype == np.float16:
         nodes.append(_node("Cast", [scale], [name + "_scale_f32"], name + "_scale_cast", to=TensorProto.FLOAT))
@@ -225,6 +270,7 @@ def nf4_linear_model(
     format: str = "gather",
     input_name: str = "x",
     output_name: str = "y",
+    scale_rebuild: str = "dequantizelinear",
 ) -> onnx.ModelProto:
     """A one-layer model ``y = x @ W + bias`` for an NF4 (or double-quantized) ``(K, N)`` weight.
 
@@ -238,6 +284,7 @@ def nf4_linear_model(
             (``com.microsoft.MatMulBnb4``, onnxruntime only).
         input_name, output_name: graph input ``(batch, K)`` and output
             ``(batch, N)``, float32.
+        scale_rebuild: see :func:`nf4_weight_subgraph` (``"gather"`` only).
 
     Returns:
         An ``onnx.ModelProto``, opset 21 (plus ``com.microsoft`` 1 for
@@ -262,7 +309,7 @@ def nf4_linear_model(
             inits.append(_i64("W_perm", qt.perm))
             nodes.append(_node("Gather", [input_name, "W_perm"], ["x_perm"], "W_perm_gather", axis=-1))
             x_in = "x_perm"
-        w_inits, w_nodes = nf4_weight_subgraph(qt, "W", "W_float")
+        w_inits, w_nodes = nf4_weight_subgraph(qt, "W", "W_float", scale_rebuild=scale_rebuild)
         inits += w_inits
         nodes += w_nodes
         nodes.append(helper.make_node("MatMul", [x_in, "W_float"], [mm_out], name="matmul"))

@@ -1,0 +1,180 @@
+"""Tests of monoquant_np.formats.gptq and .awq (spec 12.4, 12.5).
+
+The peers' own packing and unpacking loops (AutoGPTQ ``qlinear_cuda_old.py``
+``pack``/``forward``, AutoAWQ ``WQLinear_GEMM.from_linear`` and
+``unpack_awq``) are transcribed below in NumPy, loop for loop, and the
+dialects are checked against them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monoquant_np import QuantizedTensor, dequant_matmul, dequantize, pack_int4, quantize
+from monoquant_np.formats import awq_decode, awq_encode, gptq_decode, gptq_encode
+
+
+# ------------------------------------------------------------------ the peers, transcribed
+def autogptq_pack(intweight: np.ndarray, zeros: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """AutoGPTQ ``pack`` for bits=4: ``intweight`` (K, N), ``zeros`` (G, N) -> qweight, qzeros."""
+    intweight = intweight.astype(np.uint32)
+    qweight = np.zeros((intweight.shape[0] // 32 * 4, intweight.shape[1]), dtype=np.uint32)
+    i, row = 0, 0
+    while row < qweight.shape[0]:
+        for j in range(i, i + 8):
+            qweight[row] |= intweight[j] << (4 * (j - i))
+        i += 8
+        row += 1
+    zeros = (zeros.astype(np.int64) - 1).astype(np.uint32)  # v1: zeros -= 1
+    qzeros = np.zeros((zeros.shape[0], zeros.shape[1] // 32 * 4), dtype=np.uint32)
+    i, col = 0, 0
+    while col < qzeros.shape[1]:
+        for j in range(i, i + 8):
+            qzeros[:, col] |= zeros[:, j] << (4 * (j - i))
+        i += 8
+        col += 1
+    return qweight.astype(np.int32), qzeros.astype(np.int32)
+
+
+def autogptq_weight(qweight, qzeros, scales, g_idx) -> np.ndarray:
+    """AutoGPTQ ``forward``'s dequantization, in float32 (it uses float16): (K, N)."""
+    wf = np.arange(0, 32, 4, dtype=np.int32)[None, :]
+    zeros = (qzeros[:, :, None] >> wf[None]) & 15  # (G, N/8, 8)
+    zeros = (zeros + 1).reshape(scales.shape)
+    weight = (qweight[:, None, :] >> wf[..., None]) & 15  # (K/8, 8, N)
+    weight = weight.reshape(-1, weight.shape[2])
+    return scales[g_idx].astype(np.float32) * (weight - zeros[g_idx]).astype(np.float32)
+
+
+AWQ_ORDER_MAP = [0, 2, 4, 6, 1, 3, 5, 7]
+
+
+def autoawq_pack(intweight: np.ndarray) -> np.ndarray:
+    """AutoAWQ ``WQLinear_GEMM.from_linear`` packing of (rows, N) codes into (rows, N/8) int32."""
+    intweight = intweight.astype(np.int32)
+    q = np.zeros((intweight.shape[0], intweight.shape[1] // 8), dtype=np.int32)
+    for col in range(intweight.shape[1] // 8):
+        for i in range(8):
+            q[:, col] |= intweight[:, col * 8 + AWQ_ORDER_MAP[i]] << (i * 4)
+    return q
+
+
+def autoawq_unpack(q: np.ndarray) -> np.ndarray:
+    """AutoAWQ ``unpack_awq`` + ``reverse_awq_order``: (rows, N/8) int32 -> (rows, N) codes."""
+    shifts = np.arange(0, 32, 4, dtype=np.int32)
+    raw = ((q[:, :, None] >> shifts[None, None, :]) & 15).reshape(q.shape[0], -1)
+    reverse = np.arange(raw.shape[1]).reshape(-1, 8)[:, [0, 4, 1, 5, 2, 6, 3, 7]].reshape(-1)
+    return raw[:, reverse]
+
+
+def random_layer(rng, k, n, gs, act_order):
+    g = -(-k // gs)
+    codes = rng.integers(0, 16, (k, n))
+    zeros = rng.integers(1, 16, (g, n))  # v1 cannot hold 0
+    scales = (rng.random((g, n)) * 0.1 + 0.01).astype(np.float16)
+    if act_order:
+        perm = rng.permutation(k)
+        g_idx = np.empty(k, np.int32)
+        g_idx[perm] = np.arange(k) // gs
+    else:
+        g_idx = (np.arange(k) // gs).astype(np.int32)
+    return codes, zeros, scales, g_idx
+
+
+# ------------------------------------------------------------------ GPTQ
+def test_gptq_golden_words():
+    # column 0 has codes 0..7 down K -> 0x76543210; zero point 8 stored as 7 -> 0x77777777.
+    qt = QuantizedTensor(pack_int4(np.tile(np.arange(8, dtype=np.uint8)[:, None], (1, 8))), (8, 8), 0, 8,
+                         np.ones((1, 8), np.float16), np.full((1, 8), 8, np.uint8), signed=False)
+    t = gptq_encode(qt)
+    assert hex(int(t["qweight"].view(np.uint32)[0, 0])) == "0x76543210"
+    assert hex(int(t["qzeros"].view(np.uint32)[0, 0])) == "0x77777777"
+    assert dequantize(gptq_decode(**t))[:, 0].tolist() == [-8, -7, -6, -5, -4, -3, -2, -1]
+
+
+@settings(max_examples=25, deadline=None)
+@given(k32=st.integers(1, 4), n32=st.integers(1, 2), gs=st.sampled_from([8, 16, 32, 24]), act=st.booleans(),
+       seed=st.integers(0, 999))
+def test_gptq_matches_autogptq_both_ways(k32, n32, gs, act, seed):
+    # AutoGPTQ sizes its buffers as K // 32 * 4 and N // 32 * 4: it needs multiples of 32
+    rng = np.random.default_rng(seed)
+    k, n = 32 * k32, 32 * n32
+    codes, zeros, scales, g_idx = random_layer(rng, k, n, gs, act)
+    qweight, qzeros = autogptq_pack(codes, zeros)
+    qt = gptq_decode(qweight, qzeros, scales, g_idx)
+    assert (qt.perm is not None) == (act and not np.array_equal(g_idx, np.arange(k) // gs))
+    want = autogptq_weight(qweight, qzeros, scales, g_idx)
+    assert np.array_equal(dequantize(qt), want)
+    x = rng.standard_normal((3, k)).astype(np.float32)
+    np.testing.assert_allclose(dequant_matmul(x, qt), x @ want, rtol=1e-5, atol=1e-5)
+    t = gptq_encode(qt)
+    assert np.array_equal(t["qweight"], qweight) and np.array_equal(t["qzeros"], qzeros)
+    assert np.array_equal(t["scales"], scales) and np.array_equal(t["g_idx"], g_idx)
+
+
+def test_gptq_from_the_spec_quantizer():
+    w = np.random.default_rng(4).standard_normal((64, 16)).astype(np.float32)
+    qt = quantize(w, group_size=32, symmetric=False, scale_dtype=np.float16)
+    t = gptq_encode(qt, checkpoint_format="gptq_v2")  # v2: zero points as they are (0 allowed)
+    back = gptq_decode(**t, checkpoint_format="gptq_v2")
+    assert back.equals(qt)
+    signed = quantize(w, group_size=32)  # int4 -> code + 8 with zero point 8: exact
+    assert np.array_equal(dequantize(gptq_decode(**gptq_encode(signed))), dequantize(signed))
+
+
+def test_gptq_v1_zero_point_limits():
+    qt = QuantizedTensor(pack_int4(np.zeros((8, 8), np.uint8)), (8, 8), 0, 8, np.ones((1, 8), np.float32),
+                         np.zeros((1, 8), np.uint8), signed=False)
+    with pytest.raises(ValueError, match="zero point 0.*gptq_v2"):
+        gptq_encode(qt)
+    q = np.zeros((1, 8), np.int32)
+    with pytest.raises(ValueError, match="zero point 16"):
+        gptq_decode(q, np.full((1, 1), -1, np.int32), np.ones((1, 8), np.float16), np.zeros(8, np.int32))
+
+
+def test_gptq_unequal_groups_raise():
+    q = np.zeros((2, 8), np.int32)
+    with pytest.raises(ValueError, match="same number of rows"):
+        gptq_decode(q, np.zeros((2, 1), np.int32), np.ones((2, 8), np.float16),
+                    np.array([0] * 6 + [1] * 10, np.int32))
+    with pytest.raises(ValueError, match="group_size is required"):
+        gptq_decode(q, np.zeros((2, 1), np.int32), np.ones((2, 8), np.float16))
+
+
+# ------------------------------------------------------------------ AWQ
+def test_awq_golden_order():
+    # columns 0..7 hold codes 0..7: nibble i holds column ORDER[i], so the word reads 0x75316420
+    codes = np.arange(8, dtype=np.uint8)[None, :].repeat(8, 0)
+    qt = QuantizedTensor(pack_int4(codes), (8, 8), 0, 8, np.ones((1, 8), np.float16), np.zeros((1, 8), np.uint8),
+                         signed=False)
+    t = awq_encode(qt)
+    assert hex(int(t["qweight"].view(np.uint32)[0, 0])) == "0x75316420"
+    assert awq_decode(**t).equals(qt)
+
+
+@settings(max_examples=25, deadline=None)
+@given(k=st.sampled_from([32, 64, 96]), n8=st.integers(1, 4), gs=st.sampled_from([16, 32]), seed=st.integers(0, 999))
+def test_awq_matches_autoawq_both_ways(k, n8, gs, seed):
+    rng = np.random.default_rng(seed)
+    n = 8 * n8
+    codes = rng.integers(0, 16, (k, n))
+    zeros = rng.integers(0, 16, (k // gs, n))
+    scales = (rng.random((k // gs, n)) * 0.1).astype(np.float16)
+    qweight, qzeros = autoawq_pack(codes), autoawq_pack(zeros)
+    qt = awq_decode(qweight, qzeros, scales)
+    assert np.array_equal(qt.codes(), autoawq_unpack(qweight)) and np.array_equal(qt.zero_point, zeros)
+    want = (codes - np.repeat(zeros, gs, 0)).astype(np.float32) * np.repeat(scales, gs, 0).astype(np.float32)
+    assert np.array_equal(dequantize(qt), want)
+    t = awq_encode(qt)
+    assert np.array_equal(t["qweight"], qweight) and np.array_equal(t["qzeros"], qzeros)
+
+
+def test_awq_errors():
+    qt = quantize(np.ones((24, 8), np.float32), group_size=16)
+    with pytest.raises(ValueError, match="K % group_size"):
+        awq_encode(qt)
+    with pytest.raises(ValueError, match="multiple of the number of groups"):
+        awq_decode(np.zeros((10, 1), np.int32), np.zeros((3, 1), np.int32), np.ones((3, 8), np.float16))

@@ -66,7 +66,7 @@ __all__ = [
 
 #: The opset of every exported model: blocked DequantizeLinear and INT4/UINT4 arrived in 21.
 OPSET = 21
-#: IR version 10 goes with opset 21; onnxruntime 1.3x loads IR <= 13 (onnx 1.23 writes 13).
+#: IR version 10 goes with opset 21; onnxruntime 1.32 loads IR <= 13 (onnx 1.23 writes 14).
 IR_VERSION = 10
 #: The domain of onnxruntime's contrib operators (MatMulNBits).
 MS_DOMAIN = "com.microsoft"

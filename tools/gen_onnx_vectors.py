@@ -177,7 +177,28 @@ def generate(out_dir: str) -> list[str]:
         manifest["cases"].append(entry)
     _write(os.path.join(out_dir, "manifest.json"), (json.dumps(manifest, indent=1) + "\n").encode())
     written.append("manifest.json")
+    _write(os.path.join(out_dir, "README.md"), _readme(manifest).encode())
+    written.append("README.md")
     return written
+
+
+def _readme(manifest: dict) -> str:
+    lines = [
+        "# Golden ONNX vectors (spec 9.8)",
+        "",
+        "Written by `python tools/gen_onnx_vectors.py`; do not edit by hand (a test regenerates them).",
+        "Each folder: `model.onnx` (opset 21, IR 10), `test_data_set_0/input_0.pb` (`x`) and",
+        "`output_0.pb` (`y`, the expected output), and `data.npz` (`x`, `y`, `w_dequantized`).",
+        "A runtime conforms when `max|y - y_expected| <= tolerance * max|y_expected|`",
+        "(tolerance 0: bit-exact). `manifest.json` holds the SHA-256 of every file.",
+        "",
+        "| case | format | schemes | groups | tolerance | exercises |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for c in manifest["cases"]:
+        lines.append(f"| `{c['name']}` | {c['format']} | {', '.join(c['schemes'])} | "
+                     f"{', '.join(map(str, c['group_sizes']))} | {c['tolerance']:g} | {c['what']} |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str]) -> int:

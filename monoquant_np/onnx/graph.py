@@ -225,7 +225,9 @@ def find_weight_sites(
             axes = [c.axis for c in s.consumers]
             s.axis = int(axes[0])  # type: ignore[arg-type]
             if len(set(axes)) > 1:
-                notes.append(f"{s.name}: readers want different group axes {sorted(set(axes))}; grouped along axis {s.axis}")
+                notes.append(
+                    f"{s.name}: readers want different group axes {sorted(set(axes))}; grouped along axis {s.axis}"
+                )
             c0 = s.consumers[0]
             if len(s.consumers) == 1 and c0.role == "gemm" and c0.axis == 1:
                 s.transpose, s.axis = True, 0

@@ -151,9 +151,11 @@ def format_inspection(rows: list[TensorInfo], totals: dict) -> str:
     head = ("tensor", "shape", "scheme", "group", "bytes", "stored as")
     body = [(r.name if len(r.name) <= 60 else "..." + r.name[-57:], "x".join(map(str, r.shape)), r.scheme,
              str(r.group_size or "-"), f"{r.nbytes:,}", r.stored_as) for r in rows]
-    width = [max(len(x) for x in col) for col in zip(head, *body)]
-    lines = ["  ".join(c.rjust(w) if j in (3, 4) else c.ljust(w) for j, (c, w) in enumerate(zip(cells, width)))
-             .rstrip() for cells in [head, *body]]
+    width = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
+    lines = []
+    for cells in [head, *body]:
+        parts = (c.rjust(w) if j in (3, 4) else c.ljust(w) for j, (c, w) in enumerate(zip(cells, width, strict=True)))
+        lines.append("  ".join(parts).rstrip())
     lines.insert(1, "  ".join("-" * w for w in width))
     lines.append(
         f"quantized: {totals['quantized_weights']} weights, {totals['quantized_bytes']:,} bytes; "

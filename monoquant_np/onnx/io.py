@@ -141,9 +141,11 @@ def _check_output_path(path: Path, inputs: tuple[str | os.PathLike, ...]) -> Non
     for src in inputs:
         s = Path(src)
         if s.exists() and path.exists() and os.path.samefile(s, path):
-            raise ValueError(f"output {str(path)!r} is the input file; choose another name, the input is never overwritten")
+            raise ValueError(f"output {str(path)!r} is the input file; choose another name "
+                             "(the input is never overwritten)")
         if s.resolve() == path.resolve():
-            raise ValueError(f"output {str(path)!r} is the input file; choose another name, the input is never overwritten")
+            raise ValueError(f"output {str(path)!r} is the input file; choose another name "
+                             "(the input is never overwritten)")
 
 
 def save_model(

@@ -153,13 +153,13 @@ def format_rows(rows: list[LayerRow]) -> str:
         )
         for r in rows
     ]
-    width = [max(len(x) for x in col) for col in zip(head, *body)]
+    width = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
     width[0] = min(width[0], 60)
     out = []
     for i, cells in enumerate([head, *body]):
         name = cells[0] if len(cells[0]) <= 60 else "..." + cells[0][-57:]
         parts = [name.ljust(width[0])] + [c.rjust(w) if j in (3, 4, 5, 6) else c.ljust(w)
-                                          for j, (c, w) in enumerate(zip(cells[1:], width[1:]), 1)]
+                                          for j, (c, w) in enumerate(zip(cells[1:], width[1:], strict=True), 1)]
         out.append("  ".join(parts).rstrip())
         if i == 0:
             out.append("  ".join("-" * w for w in width))

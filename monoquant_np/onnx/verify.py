@@ -189,7 +189,7 @@ def verify_models(
     except Exception as e:
         raise ValueError(f"onnxruntime failed to run the models on these inputs: {str(e).splitlines()[0]}") from None
     out = []
-    for name, a, b in zip(shared, ra, rb):
+    for name, a, b in zip(shared, ra, rb, strict=True):
         a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
         if a64.shape != b64.shape:
             raise ValueError(f"output {name!r} has shape {a64.shape} in the reference, {b64.shape} in the candidate")

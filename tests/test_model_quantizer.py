@@ -1,0 +1,396 @@
+"""quantize_model on small synthetic graphs: every case of spec chapter 13, compared with the NumPy spec.
+
+Each model is run in onnxruntime (accuracy level 1, float32 arithmetic) and
+its output compared with the same computation on ``dequantize(quantize(W))``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from monoquant_np import dequantize, quantize
+from monoquant_np.onnx.graph import find_weight_sites
+from monoquant_np.onnx.io import load_model, save_model
+from monoquant_np.onnx.model import Algorithm, WeightContext, quantize_model, quantize_model_with_report
+from monoquant_np.onnx.runtime import fused_op_types, make_session
+
+RNG = np.random.default_rng(1234)
+F32 = TensorProto.FLOAT
+
+
+def _model(nodes, inputs, outputs, inits=(), opset=21, extra_opsets=()):
+    g = helper.make_graph(nodes, "g", inputs, outputs, list(inits))
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset), *extra_opsets])
+    m.ir_version = 10 if opset >= 21 else 8
+    return m
+
+
+def _run(model, feeds):
+    return make_session(model, 1).run(None, feeds)
+
+
+def _w(*shape, dtype=np.float32):
+    return RNG.standard_normal(shape).astype(dtype)
+
+
+def _rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def _spec(w, g=32, axis=0, symmetric=True):
+    return dequantize(quantize(w, group_size=g, axis=axis, symmetric=symmetric))
+
+
+def _matmul_model(k=64, n=48, opset=21, const=False):
+    w = _w(k, n)
+    x = helper.make_tensor_value_info("x", F32, ["b", k])
+    y = helper.make_tensor_value_info("y", F32, ["b", n])
+    if const:
+        nodes = [helper.make_node("Constant", [], ["W"], value=numpy_helper.from_array(w, "W")),
+                 helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")]
+        return _model(nodes, [x], [y], opset=opset), w
+    return _model([helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")], [x], [y],
+                  [numpy_helper.from_array(w, "W")], opset=opset), w
+
+
+# --------------------------------------------------------------- MatMul
+@pytest.mark.parametrize("fmt", ["qdq", "matmulnbits"])
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_matmul_equals_spec_and_fuses(fmt, symmetric):
+    m, w = _matmul_model()
+    q, rep = quantize_model_with_report(m, group_size=32, min_elements=1, format=fmt, symmetric=symmetric)
+    x = _w(5, 64)
+    (y,) = _run(q, {"x": x})
+    assert _rel(y, x @ _spec(w, symmetric=symmetric)) < 2e-5
+    assert fused_op_types(q).get("MatMulNBits") == 1
+    assert "DequantizeLinear" not in fused_op_types(q)
+    onnx.checker.check_model(q, full_check=True)
+    (row,) = rep.rows
+    assert row.shape == (64, 48) and row.scheme == ("int4" if symmetric else "uint4")
+    assert row.bytes_before == 64 * 48 * 4
+    # 4-bit codes (1536 B) + 2x48 float32 scales (384 B) [+ 96 packed zero points (48 B)]
+    assert row.bytes_after == 1536 + 384 + (0 if symmetric else 48)
+    assert 0 < row.rel_err < 0.2
+
+
+def test_input_model_not_modified_and_constant_weight():
+    m, w = _matmul_model(const=True)
+    before = m.SerializeToString()
+    q = quantize_model(m, group_size=32, min_elements=1)
+    assert m.SerializeToString() == before
+    assert not any(n.op_type == "Constant" for n in q.graph.node)
+    x = _w(3, 64)
+    assert _rel(_run(q, {"x": x})[0], x @ _spec(w)) < 2e-5
+
+
+# ----------------------------------------------------------------- Gemm
+@pytest.mark.parametrize("trans_b,alpha,beta", [(0, 1.0, 1.0), (1, 1.0, 1.0), (0, 0.5, 2.0), (1, 1.5, 0.25)])
+@pytest.mark.parametrize("fmt", ["qdq", "matmulnbits"])
+def test_gemm(trans_b, alpha, beta, fmt):
+    k, n = 64, 40
+    w_kn = _w(k, n)
+    stored = w_kn.T.copy() if trans_b else w_kn
+    c = _w(n)
+    m = _model([helper.make_node("Gemm", ["x", "W", "C"], ["y"], name="gemm", transB=trans_b, alpha=alpha,
+                                 beta=beta)],
+               [helper.make_tensor_value_info("x", F32, ["b", k])], [helper.make_tensor_value_info("y", F32, None)],
+               [numpy_helper.from_array(stored, "W"), numpy_helper.from_array(c, "C")])
+    q, rep = quantize_model_with_report(m, group_size=32, min_elements=1, format=fmt)
+    x = _w(6, k)
+    want = alpha * (x @ _spec(w_kn)) + beta * c  # groups along K whatever the storage
+    assert _rel(_run(q, {"x": x})[0], want) < 2e-5
+    assert rep.rows[0].shape == (k, n)  # quantized in (K, N) orientation
+    if alpha == 1.0 and beta == 1.0:  # a plain Gemm fuses (transB=1 is rewritten to transB=0)
+        assert fused_op_types(q).get("MatMulNBits") == 1
+
+
+# --------------------------------------------------------------- Gather
+@pytest.mark.parametrize("gather_op", ["GatherBlockQuantized", "DequantizeLinear"])
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_gather_embedding(gather_op, symmetric):
+    v, d = 100, 64
+    table = _w(v, d)
+    m = _model([helper.make_node("Gather", ["E", "ids"], ["y"], name="emb")],
+               [helper.make_tensor_value_info("ids", TensorProto.INT64, ["b", "t"])],
+               [helper.make_tensor_value_info("y", F32, None)], [numpy_helper.from_array(table, "E")])
+    q, rep = quantize_model_with_report(m, ops="Gather", group_size=32, min_elements=1, gather_op=gather_op,
+                                        symmetric=symmetric)
+    ids = RNG.integers(0, v, (3, 7)).astype(np.int64)
+    want = _spec(table, axis=1, symmetric=symmetric)[ids]  # grouped along the embedding axis
+    np.testing.assert_allclose(_run(q, {"ids": ids})[0], want, rtol=1e-6, atol=1e-6)
+    assert rep.rows[0].served_as == ("GatherBlockQuantized" if gather_op == "GatherBlockQuantized" else "qdq")
+    ops = {n.op_type for n in q.graph.node}
+    assert ("GatherBlockQuantized" in ops) == (gather_op == "GatherBlockQuantized")
+
+
+def test_gather_not_in_ops_is_left_float():
+    m = _model([helper.make_node("Gather", ["E", "ids"], ["y"])],
+               [helper.make_tensor_value_info("ids", TensorProto.INT64, ["n"])],
+               [helper.make_tensor_value_info("y", F32, None)], [numpy_helper.from_array(_w(100, 64), "E")])
+    q, rep = quantize_model_with_report(m, min_elements=1)  # default ops: MatMul, Gemm
+    assert not rep.rows and q.SerializeToString() == m.SerializeToString()
+    assert any("nothing eligible" in n for n in rep.notes)
+
+
+# ------------------------------------------------------- tied embeddings
+@pytest.mark.parametrize("head", ["transpose_matmul", "gemm_transB"])
+def test_tied_embedding_quantized_once(head):
+    v, d = 96, 64
+    table = _w(v, d)
+    nodes = [helper.make_node("Gather", ["E", "ids"], ["h"], name="emb")]
+    if head == "transpose_matmul":
+        nodes += [helper.make_node("Transpose", ["E"], ["Et"], perm=[1, 0]),
+                  helper.make_node("MatMul", ["h", "Et"], ["logits"], name="head")]
+    else:
+        nodes += [helper.make_node("Reshape", ["h", "shape"], ["h2"]),
+                  helper.make_node("Gemm", ["h2", "E"], ["logits"], name="head", transB=1)]
+    m = _model(nodes, [helper.make_tensor_value_info("ids", TensorProto.INT64, ["n"])],
+               [helper.make_tensor_value_info("logits", F32, None)],
+               [numpy_helper.from_array(table, "E"), numpy_helper.from_array(np.array([-1, d], np.int64), "shape")])
+    q, rep = quantize_model_with_report(m, ops="MatMul,Gemm,Gather", group_size=32, min_elements=1)
+    assert len(rep.rows) == 1 and rep.rows[0].shape == (v, d)
+    int4 = [t for t in q.graph.initializer if t.data_type == TensorProto.INT4]
+    assert len(int4) == 1  # one copy of the codes serves both readers
+    ids = np.array([0, 5, 95], np.int64)
+    e = _spec(table, axis=1)
+    assert _rel(_run(q, {"ids": ids})[0], e[ids] @ e.T) < 2e-5
+
+
+def test_shared_weight_with_other_reader_is_skipped():
+    w = _w(64, 64)
+    m = _model([helper.make_node("MatMul", ["x", "W"], ["a"]), helper.make_node("Add", ["a", "W"], ["y"])],
+               [helper.make_tensor_value_info("x", F32, [64, 64])], [helper.make_tensor_value_info("y", F32, None)],
+               [numpy_helper.from_array(w, "W")])
+    _, rep = quantize_model_with_report(m, min_elements=1)
+    assert not rep.rows and rep.skipped == [("W", "also read by Add (not quantizable there with ops=MatMul,Gemm)")]
+
+
+# ------------------------------------------------------------ subgraphs
+def _body(name, w_name, inits):
+    return helper.make_graph([helper.make_node("MatMul", ["x", w_name], [name + "_y"], name=name + "_mm")], name,
+                             [], [helper.make_tensor_value_info(name + "_y", F32, [2, 32])], inits)
+
+
+def test_if_branches_local_and_outer_weights():
+    w_then, w_else = _w(64, 32), _w(64, 32)
+    then_g = _body("then", "Wt", [numpy_helper.from_array(w_then, "Wt")])  # weight local to the branch
+    else_g = _body("else", "We", [])  # weight from the outer scope
+    m = _model([helper.make_node("If", ["c"], ["y"], then_branch=then_g, else_branch=else_g)],
+               [helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+                helper.make_tensor_value_info("x", F32, [2, 64])],
+               [helper.make_tensor_value_info("y", F32, [2, 32])], [numpy_helper.from_array(w_else, "We")])
+    q, rep = quantize_model_with_report(m, group_size=32, min_elements=1)
+    assert sorted(r.name for r in rep.rows) == ["We", "Wt"]
+    x = _w(2, 64)
+    for cond, w in ((True, w_then), (False, w_else)):
+        assert _rel(_run(q, {"c": np.array(cond), "x": x})[0], x @ _spec(w)) < 2e-5
+    onnx.checker.check_model(q, full_check=True)
+
+
+def test_loop_and_scan_bodies():
+    wl, ws = _w(32, 32), _w(32, 32)
+    loop_body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+         helper.make_node("MatMul", ["h_in", "WL"], ["h_out"], name="loop_mm")],
+        "loop", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                 helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+                 helper.make_tensor_value_info("h_in", F32, None)],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("h_out", F32, None)],
+        [numpy_helper.from_array(wl, "WL")])
+    scan_body = helper.make_graph(
+        [helper.make_node("MatMul", ["row", "WS"], ["out_row"], name="scan_mm"),
+         helper.make_node("Identity", ["s_in"], ["s_out"])],
+        "scan", [helper.make_tensor_value_info("s_in", F32, None), helper.make_tensor_value_info("row", F32, [1, 32])],
+        [helper.make_tensor_value_info("s_out", F32, None), helper.make_tensor_value_info("out_row", F32, None)])
+    m = _model([helper.make_node("Loop", ["n", "", "x"], ["h"], body=loop_body),
+                helper.make_node("Scan", ["s0", "h"], ["s_final", "y"], body=scan_body, num_scan_inputs=1)],
+               [helper.make_tensor_value_info("n", TensorProto.INT64, []),
+                helper.make_tensor_value_info("x", F32, [3, 1, 32]),
+                helper.make_tensor_value_info("s0", F32, [1])],
+               [helper.make_tensor_value_info("y", F32, None)], [numpy_helper.from_array(ws, "WS")])
+    q, rep = quantize_model_with_report(m, group_size=16, min_elements=1)
+    assert sorted(r.name for r in rep.rows) == ["WL", "WS"]
+    x = _w(3, 1, 32)
+    wl_q, ws_q = _spec(wl, g=16), _spec(ws, g=16)
+    want = np.stack([r @ ws_q for r in (x @ wl_q @ wl_q)])
+    got = _run(q, {"n": np.array(2, np.int64), "x": x, "s0": np.zeros(1, np.float32)})[0]
+    assert _rel(got, want) < 2e-5
+
+
+# -------------------------------------------------------------- float16
+@pytest.mark.parametrize("scale_dtype", ["float16", "float32"])
+def test_float16_model(scale_dtype):
+    w = _w(64, 48, dtype=np.float16)
+    m = _model([helper.make_node("MatMul", ["x", "W"], ["y"])],
+               [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["b", 64])],
+               [helper.make_tensor_value_info("y", TensorProto.FLOAT16, None)], [numpy_helper.from_array(w, "W")])
+    q, rep = quantize_model_with_report(m, group_size=32, min_elements=1, scale_dtype=scale_dtype)
+    assert rep.rows[0].bytes_before == 64 * 48 * 2
+    x = _w(4, 64, dtype=np.float16)
+    w_hat = dequantize(quantize(w, group_size=32, scale_dtype=scale_dtype)).astype(np.float16)
+    want = x.astype(np.float32) @ w_hat.astype(np.float32)
+    got = _run(q, {"x": x})[0]
+    assert got.dtype == np.float16 and _rel(got, want) < 3e-3  # float16 output rounding
+
+
+# ------------------------------------------------ already quantized / none
+def test_already_quantized_model_left_alone():
+    qt = quantize(_w(64, 32), group_size=32)
+    from monoquant_np.onnx.export import matmulnbits_node, weight_subgraph
+
+    inits, nodes = weight_subgraph(qt, "Q", "Wdq")
+    nb_inits, nb_node = matmulnbits_node(qt, "x", "y2", "NB")
+    w8 = RNG.integers(-100, 100, (64, 16)).astype(np.int8)
+    nodes += [helper.make_node("MatMul", ["x", "Wdq"], ["y1"]), nb_node,
+              helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
+              helper.make_node("MatMulInteger", ["xq", "W8", "xz"], ["y3"])]
+    m = _model(nodes, [helper.make_tensor_value_info("x", F32, ["b", 64])],
+               [helper.make_tensor_value_info(n, TensorProto.INT32 if n == "y3" else F32, None)
+                for n in ("y1", "y2", "y3")],
+               inits + nb_inits + [numpy_helper.from_array(w8, "W8")],
+               extra_opsets=[helper.make_opsetid("com.microsoft", 1)])
+    q, rep = quantize_model_with_report(m, min_elements=1, ops="MatMul,Gemm,Gather")
+    assert not rep.rows and q.SerializeToString() == m.SerializeToString()
+    assert any("already contains quantized operators" in n and "MatMulNBits" in n for n in rep.notes)
+
+
+# ---------------------------------------------------------------- opset
+def test_opset_13_is_converted_and_checked():
+    m, w = _matmul_model(opset=13)
+    m.graph.node.append(helper.make_node("Softmax", ["y"], ["p"], axis=-1))
+    m.graph.output.append(helper.make_tensor_value_info("p", F32, None))
+    q = quantize_model(m, group_size=32, min_elements=1)
+    assert [o.version for o in q.opset_import if o.domain == ""] == [21] and q.ir_version == 10
+    onnx.checker.check_model(q, full_check=True)
+    x = _w(3, 64)
+    y = x @ _spec(w)
+    e = np.exp(y - y.max(-1, keepdims=True))
+    assert _rel(_run(q, {"x": x})[1], e / e.sum(-1, keepdims=True)) < 2e-5
+
+
+# ------------------------------------------------------- external data
+def test_external_data_save_and_streamed_input(tmp_path):
+    m, w = _matmul_model(k=128, n=64)
+    m.graph.node.append(helper.make_node("Add", ["y", "B"], ["z"]))
+    m.graph.initializer.append(numpy_helper.from_array(_w(64), "B"))
+    m.graph.output[0].name = "z"
+    src = tmp_path / "in.onnx"
+    save_model(m, src, external_data=True, size_threshold=16)  # the float input with a side file
+    assert (tmp_path / "in.onnx.data").stat().st_size >= 128 * 64 * 4
+    q = quantize_model(src, group_size=32, min_elements=1)  # tensors are streamed from in.onnx.data
+    out = tmp_path / "out.onnx"
+    data = save_model(q, out, external_data=True, size_threshold=16, base_dir=tmp_path, inputs=(src,))
+    assert data == tmp_path / "out.onnx.data" and data.exists()
+    assert sorted(os.listdir(tmp_path)) == ["in.onnx", "in.onnx.data", "out.onnx", "out.onnx.data"]
+    stored = {t.name: t for t in load_model(out, load_external_data=False).graph.initializer}
+    assert stored["W_Q4"].data_location == TensorProto.EXTERNAL and not stored["W_Q4"].raw_data
+    assert stored["B"].data_location == TensorProto.EXTERNAL  # copied across from in.onnx.data
+    x = _w(2, 128)
+    b = numpy_helper.to_array(m.graph.initializer[1])
+    assert _rel(_run(str(out), {"x": x})[0], x @ _spec(w) + b) < 2e-5
+
+
+def test_save_refuses_input_and_missing_folder(tmp_path):
+    m, _ = _matmul_model()
+    p = tmp_path / "m.onnx"
+    save_model(m, p)
+    with pytest.raises(ValueError, match="is the input file"):
+        save_model(m, p, inputs=(p,))
+    with pytest.raises(OSError, match="does not exist"):
+        save_model(m, tmp_path / "nope" / "m.onnx")
+    assert os.listdir(tmp_path) == ["m.onnx"]
+
+
+# -------------------------------------------------- options and hooks
+def test_exclude_and_min_elements():
+    w1, w2 = _w(64, 64), _w(64, 16)
+    m = _model([helper.make_node("MatMul", ["x", "W1"], ["a"], name="keep_me"),
+                helper.make_node("MatMul", ["a", "W2"], ["y"], name="small")],
+               [helper.make_tensor_value_info("x", F32, ["b", 64])], [helper.make_tensor_value_info("y", F32, None)],
+               [numpy_helper.from_array(w1, "W1"), numpy_helper.from_array(w2, "W2")])
+    _, rep = quantize_model_with_report(m, min_elements=2000)
+    assert [r.name for r in rep.rows] == ["W1"] and rep.skipped == [("W2", "1024 elements < min_elements 2000")]
+    _, rep = quantize_model_with_report(m, min_elements=1, exclude="^keep")
+    assert [r.name for r in rep.rows] == ["W2"] and rep.skipped[0][0] == "W1"
+
+
+def test_prequantized_exported_losslessly_with_perm():
+    m, w = _matmul_model()
+    qt = quantize(w[::-1].copy(), group_size=32)  # codes of w.take(perm, 0) with perm reversed
+    from dataclasses import replace
+
+    qt = replace(qt, perm=np.arange(64)[::-1].copy())
+    q = quantize_model(m, prequantized={"W": qt}, min_elements=1)
+    x = _w(3, 64)
+    assert _rel(_run(q, {"x": x})[0], x @ dequantize(qt)) < 2e-5
+    with pytest.raises(ValueError, match="not eligible weights"):
+        quantize_model(m, prequantized={"nope": qt})
+
+
+def test_algorithm_hook_and_calibration_prepass():
+    m, w = _matmul_model()
+    seen = {}
+
+    def prepare(model, sites, feeds, opts):
+        seen["act"] = sites[0].consumers[0].node.input[0]
+        return {"W": float(np.abs(feeds["x"]).mean())}
+
+    def half_scale(ctx: WeightContext):
+        seen["stats"], seen["axis"] = ctx.stats, ctx.axis
+        return quantize(ctx.w * 0.5, group_size=ctx.options.group_size, axis=ctx.axis)
+
+    alg = Algorithm("half", half_scale, needs_calibration=True, prepare=prepare)
+    with pytest.raises(ValueError, match="needs calibration"):
+        quantize_model(m, algorithm=alg)
+    q = quantize_model(m, algorithm=alg, calibration={"x": np.ones((2, 64), np.float32)}, group_size=32,
+                       min_elements=1)
+    assert seen == {"act": "x", "stats": 1.0, "axis": 0}
+    x = _w(2, 64)
+    assert _rel(_run(q, {"x": x})[0], x @ _spec(w * 0.5)) < 2e-5
+
+
+@pytest.mark.parametrize("kw,msg", [
+    ({"group_size": 0}, "group_size must be a positive int"),
+    ({"format": "gguf"}, "format must be one of"),
+    ({"ops": "MatMul,Conv"}, "ops entry must be one of"),
+    ({"scheme": "int3"}, "scheme must be one of"),
+    ({"exclude": "("}, "exclude must be a valid regular expression"),
+    ({"algorithm": "gptq"}, "needs calibration inputs"),
+    ({"algorithm": "nonsense"}, "algorithm must be one of"),
+    ({"scheme": "int4", "symmetric": False}, "scheme='int4' is symmetric"),
+])
+def test_bad_options(kw, msg):
+    m, _ = _matmul_model()
+    with pytest.raises(ValueError, match=msg.replace("(", r"\(")):
+        quantize_model(m, **kw)
+
+
+def test_nf4_and_double_quant_schemes():
+    pytest.importorskip("monoquant_np.nf4")
+    from monoquant_np.nf4 import quantize_nf4
+
+    m, w = _matmul_model()
+    x = _w(3, 64)
+    q, rep = quantize_model_with_report(m, scheme="nf4", group_size=32, min_elements=1)
+    assert rep.rows[0].scheme == "nf4"
+    assert _rel(_run(q, {"x": x})[0], x @ dequantize(quantize_nf4(w, block_size=32))) < 2e-5
+    q, rep = quantize_model_with_report(m, double_quant=True, group_size=32, min_elements=1)
+    assert rep.rows[0].bits_per_weight < 4.0 + 32 / 32 + 1e-9  # 8-bit scales: 4 + 8/32 + block overhead
+
+
+def test_report_json_and_find_sites_notes():
+    m, _ = _matmul_model()
+    _, rep = quantize_model_with_report(m, group_size=32, min_elements=1)
+    d = json.loads(rep.to_json())
+    assert d["layers"][0]["name"] == "W" and d["layers"][0]["shape"] == [64, 48]
+    assert d["totals"]["bits_per_weight"] == pytest.approx(8 * (1536 + 384) / (64 * 48))
+    sites, notes = find_weight_sites(m, ops=("MatMul",), min_elements=1)
+    assert [(s.name, s.axis, s.skip) for s in sites] == [("W", 0, None)] and notes == []

@@ -269,6 +269,27 @@ def test_accuracy_level_4_is_int8_activations_per_block(g, fmt):
     assert max_relative_error(y4, dequant_matmul(x, qt, bias)) > 1e-3
 
 
+@pytest.mark.parametrize("fmt", ["qdq", "matmulnbits"])
+def test_unsigned_codes_without_zero_point(fmt):
+    """uint4 codes with no zero point dequantize as q * s (DQ's and our default zero point 0, not 8)."""
+    from monoquant_np import pack_int4
+    rng = np.random.default_rng(11)
+    codes = rng.integers(0, 16, size=(40, 3)).astype(np.uint8)
+    qt = QuantizedTensor(pack_int4(codes), (40, 3), 0, 16, rng.random((3, 3)).astype(np.float32), signed=False)
+    x = _w(rng, (2, 40))
+    y = run_model(_check(linear_model(qt, format=fmt)), x)[0]
+    assert max_relative_error(y, dequant_matmul(x, qt)) < TOL
+
+
+def test_module_doctests():
+    import doctest
+
+    from monoquant_np.onnx import export, matmulnbits
+    for mod in (export, matmulnbits):
+        result = doctest.testmod(mod)
+        assert result.failed == 0 and result.attempted > 0, mod.__name__
+
+
 # --------------------------------------------------------------- models
 def test_perm_axis0_and_axis1_match_spec():
     rng = np.random.default_rng(7)

@@ -226,7 +226,7 @@ def tensor_from_onnx(*tensors: TensorProto, axis: int | None = None, block_size:
     if "weight" not in by_role:
         raise ValueError(f"tensors must include the weight, got roles {sorted(by_role)}")
     w = by_role["weight"]
-    types = {TensorProto.INT4: (4, True), TensorProto.UINT4: (4, False),
+    types: dict[int, tuple[int, bool]] = {TensorProto.INT4: (4, True), TensorProto.UINT4: (4, False),
              TensorProto.INT8: (8, True), TensorProto.UINT8: (8, False)}
     if w.data_type not in types:
         got = TensorProto.DataType.Name(w.data_type)
@@ -308,6 +308,7 @@ def weight_subgraph(qt: QuantizedTensor, name: str, out_name: str) -> tuple[list
         nodes.append(helper.make_node("Cast", [name + "_scale"], [scale_in], name=name + "_scale_cast",
                                       to=TensorProto.FLOAT))
     inputs = [name, scale_in] + ([name + "_zero_point"] if qt.zero_point is not None else [])
+    attrs: dict[str, Any]
     if _per_axis(qt):
         attrs = {"axis": 1 - qt.axis}
     elif len(qt.shape) == 1 and qt.n_groups == 1:

@@ -71,7 +71,7 @@ def _layer(
     unperm = qt.perm is not None and qt.axis == 1
     out = y if bias_t is None and not unperm else prefix + "_matmul"
     nodes.append(helper.make_node("MatMul", [a, prefix + "_w_dq"], [out], name=prefix + "_matmul"))
-    if unperm:  # stored columns are w[:, perm]: undo on the output
+    if unperm and qt.perm is not None:  # stored columns are w[:, perm]: undo on the output
         inv = numpy_helper.from_array(np.argsort(qt.perm).astype(np.int64), prefix + "_w_perm_inverse")
         inits.append(inv)
         nxt = y if bias_t is None else prefix + "_unperm"

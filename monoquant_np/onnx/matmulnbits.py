@@ -100,9 +100,10 @@ def matmulnbits_arrays(qt: QuantizedTensor, block_size: int) -> tuple[np.ndarray
         u = (codes.astype(np.int16) + (1 << (bits - 1))).astype(np.uint8)  # (K, N) in 0..2**bits-1
         zp_blocks = None
         pad_value = np.full((1, n), 1 << (bits - 1), np.uint8)
-    else:
+    else:  # unsigned codes without a zero point dequantize as q * s: zero point 0
         u = codes
-        zp_blocks = qt.zero_point[first]  # (nb, N)
+        zp = qt.zero_point if qt.zero_point is not None else np.zeros(qt.scale.shape, np.uint8)
+        zp_blocks = zp[first]  # (nb, N)
         pad_value = zp_blocks[-1:]  # (1, N)
     full = np.empty((nb * block_size, n), np.uint8)
     full[:k] = u

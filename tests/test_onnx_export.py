@@ -151,6 +151,18 @@ def test_weight_subgraph_equals_stored_dequantize(qt):
     np.testing.assert_array_equal(got, dequantize_slice(qt, 0, qt.shape[0]))
 
 
+@pytest.mark.parametrize("double_quant", [False, True])
+def test_linear_model_dispatches_nf4(double_quant):
+    nf4 = pytest.importorskip("monoquant_np.nf4")
+    pytest.importorskip("monoquant_np.onnx.nf4")
+    rng = np.random.default_rng(12)
+    qt = nf4.quantize_nf4(_w(rng, (200, 9)), block_size=64, double_quant=double_quant)
+    x = _w(rng, (3, 200))
+    for fmt in ("qdq", "matmulnbits"):  # MatMulNBits cannot hold a codebook: QDQ-style subgraph either way
+        y = run_model(_check(linear_model(qt, format=fmt)), x)[0]
+        assert max_relative_error(y, dequant_matmul(x, qt)) < TOL
+
+
 def test_weight_subgraph_nf4_without_module_is_a_value_error(monkeypatch):
     codebook = np.linspace(-1, 1, 16, dtype=np.float32)
     from monoquant_np import pack_int4

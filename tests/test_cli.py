@@ -1,0 +1,206 @@
+"""The quantize / verify / inspect commands: results, and the bad-input contract.
+
+Bad input: one line on stderr, a non-zero exit, no traceback, the input
+file's bytes unchanged, and no output (nor temporary) file left behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from monoquant_np import dequantize, quantize
+from monoquant_np.cli import main
+from monoquant_np.onnx.runtime import make_session
+
+RNG = np.random.default_rng(7)
+
+
+def _write_model(path, k=128, n=64, opset=17):
+    w = RNG.standard_normal((k, n)).astype(np.float32)
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"], name="mm"), helper.make_node("Relu", ["y"], ["z"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", k])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["b", n])], [numpy_helper.from_array(w, "W")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+    return w
+
+
+def _sha(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def _one_error_line(capsys, code):
+    out = capsys.readouterr()
+    lines = out.err.strip().splitlines()
+    assert code != 0
+    assert len(lines) == 1 and "Traceback" not in out.err, out.err
+    return lines[0]
+
+
+# --------------------------------------------------------------- quantize
+def test_quantize_writes_model_table_and_report(tmp_path, capsys):
+    src, dst, rep = tmp_path / "f.onnx", tmp_path / "q.onnx", tmp_path / "r.json"
+    w = _write_model(src)
+    digest = _sha(src)
+    assert main(["quantize", str(src), str(dst), "--group-size", "64", "--report", str(rep), "--progress"]) == 0
+    out = capsys.readouterr()
+    assert "W" in out.out and "int4" in out.out and "bits/weight" in out.out
+    assert "quantized 1 weights" in out.err  # --progress, to stderr
+    assert _sha(src) == digest
+    d = json.loads(rep.read_text())
+    assert d["layers"][0]["shape"] == [128, 64] and d["totals"]["file_bytes_after"] == dst.stat().st_size
+    x = RNG.standard_normal((3, 128)).astype(np.float32)
+    got = make_session(str(dst)).run(None, {"x": x})[0]
+    want = np.maximum(x @ dequantize(quantize(w, group_size=64)), 0)
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+    assert sorted(os.listdir(tmp_path)) == ["f.onnx", "q.onnx", "r.json"]
+
+
+def test_quantize_external_data(tmp_path, capsys):
+    src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
+    _write_model(src, k=256, n=128)
+    assert main(["quantize", str(src), str(dst), "--external-data"]) == 0
+    assert (tmp_path / "q.onnx.data").stat().st_size >= 256 * 128 // 2
+    m = onnx.load(str(dst), load_external_data=False)
+    assert any(t.data_location == TensorProto.EXTERNAL for t in m.graph.initializer)
+    make_session(str(dst)).run(None, {"x": np.ones((1, 256), np.float32)})
+
+
+def test_nothing_eligible_writes_input_unchanged(tmp_path, capsys):
+    src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
+    _write_model(src, k=16, n=16)  # 256 elements < --min-elements 4096
+    assert main(["quantize", str(src), str(dst)]) == 0
+    assert "nothing to quantize" in capsys.readouterr().out
+    assert _sha(dst) == _sha(src)
+
+
+# ------------------------------------------------------------- bad input
+def _bad_files(tmp_path):
+    good = tmp_path / "good.onnx"
+    _write_model(good)
+    (tmp_path / "text.onnx").write_text("this is not a model\n")
+    data = good.read_bytes()
+    (tmp_path / "trunc.onnx").write_bytes(data[: len(data) // 2])
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    return good
+
+
+@pytest.mark.parametrize("case,expect", [
+    ("missing", "does not exist"),
+    ("text", "not a readable ONNX model"),
+    ("trunc", "not a readable ONNX model"),
+    ("empty", "is empty"),
+    ("same", "is the input file"),
+    ("nofolder", "does not exist"),
+    ("group0", "expected a positive int"),
+    ("badops", "ops entry must be one of"),
+    ("badformat", "invalid choice"),
+    ("gptq", "needs calibration inputs"),
+    ("badregex", "valid regular expression"),
+    ("asym_int4", "--asymmetric means --scheme uint4"),
+])
+def test_quantize_bad_input(tmp_path, capsys, case, expect):
+    good = _bad_files(tmp_path)
+    out = str(tmp_path / "out.onnx")
+    args = {
+        "missing": [str(tmp_path / "nope.onnx"), out],
+        "text": [str(tmp_path / "text.onnx"), out],
+        "trunc": [str(tmp_path / "trunc.onnx"), out],
+        "empty": [str(tmp_path / "empty.onnx"), out],
+        "same": [str(good), str(good)],
+        "nofolder": [str(good), str(tmp_path / "no" / "out.onnx")],
+        "group0": [str(good), out, "--group-size", "0"],
+        "badops": [str(good), out, "--ops", "MatMul,Conv"],
+        "badformat": [str(good), out, "--format", "gguf"],
+        "gptq": [str(good), out, "--algorithm", "gptq"],
+        "badregex": [str(good), out, "--exclude", "("],
+        "asym_int4": [str(good), out, "--asymmetric", "--scheme", "int4"],
+    }[case]
+    before = {p: _sha(tmp_path / p) for p in os.listdir(tmp_path)}
+    line = _one_error_line(capsys, main(["quantize", *args]))
+    assert expect in line
+    assert {p: _sha(tmp_path / p) for p in os.listdir(tmp_path)} == before  # inputs untouched, nothing new
+
+
+def test_failed_write_leaves_no_partial_output(tmp_path, capsys, monkeypatch):
+    good = _bad_files(tmp_path)
+    import monoquant_np.onnx.io as io
+
+    def boom(*a, **k):
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(io, "_externalize", boom)
+    before = sorted(os.listdir(tmp_path))
+    line = _one_error_line(capsys, main(["quantize", str(good), str(tmp_path / "out.onnx"), "--external-data"]))
+    assert "disk full" in line
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_subprocess_bad_input_has_no_traceback(tmp_path):
+    good = _bad_files(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "monoquant_np", "quantize", str(tmp_path / "trunc.onnx"),
+                        str(tmp_path / "o.onnx")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "monoquant_np", "quantize", str(good), str(good)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "is the input file" in r.stderr and "Traceback" not in r.stderr
+
+
+# ----------------------------------------------------------------- verify
+def test_verify_generated_and_given_inputs(tmp_path, capsys):
+    src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
+    _write_model(src)
+    assert main(["quantize", str(src), str(dst)]) == 0
+    capsys.readouterr()
+    assert main(["verify", str(src), str(dst), "--min-cosine", "0.95"]) == 0
+    out = capsys.readouterr().out
+    assert "z" in out and "cosine" in out
+    assert main(["verify", str(src), str(dst), "--min-cosine", "0.999999"]) == 1
+    assert "below --min-cosine" in capsys.readouterr().err
+    feeds = tmp_path / "feeds.npz"
+    np.savez(feeds, x=np.ones((2, 128), np.float32))
+    assert main(["verify", str(src), str(src), "--inputs", str(feeds), "--min-cosine", "1.0"]) == 0
+    row = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("z")][0]
+    assert row.split()[2:] == ["0", "0", "1.000000"]  # identical models: zero error, cosine 1
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["missing.onnx", "good.onnx"], "does not exist"),
+    (["good.onnx", "text.onnx"], "not a readable ONNX model"),
+    (["good.onnx", "good.onnx", "--min-cosine", "2"], "expected a number in [-1, 1]"),
+    (["good.onnx", "good.onnx", "--inputs", "text.onnx"], "not a readable .npz"),
+])
+def test_verify_bad_input(tmp_path, capsys, monkeypatch, args, expect):
+    _bad_files(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert expect in _one_error_line(capsys, main(["verify", *args]))
+
+
+# ---------------------------------------------------------------- inspect
+def test_inspect_float_and_quantized(tmp_path, capsys):
+    src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
+    _write_model(src)
+    assert main(["inspect", str(src)]) == 0
+    out = capsys.readouterr().out
+    assert "float32" in out and "quantized: 0 weights" in out
+    assert main(["quantize", str(src), str(dst), "--format", "matmulnbits", "--group-size", "32"]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(dst), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    (t,) = d["tensors"]
+    assert (t["scheme"], t["group_size"], t["stored_as"], t["shape"]) == ("int4", 32, "MatMulNBits", [128, 64])
+    assert t["nbytes"] == 128 * 64 // 2 + 4 * 64 * 4  # codes + (N, 4 blocks) float32 scales
+    assert d["totals"]["opset"] == 21 and d["totals"]["ir_version"] == 10
+    assert "not a readable ONNX model" in _one_error_line(capsys, main(["inspect", str(_bad_files(tmp_path).parent
+                                                                                      / "text.onnx")]))

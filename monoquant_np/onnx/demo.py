@@ -25,6 +25,8 @@ DEMO_FILENAME = "demo_mlp.onnx"
 
 def _save(model: onnx.ModelProto, folder: str) -> str:
     """Write ``model`` to ``folder/DEMO_FILENAME`` through a temporary name; return the path."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise OSError(f"--output {folder!r} is a file, expected a folder")
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, DEMO_FILENAME)
     tmp = os.path.join(folder, f".{DEMO_FILENAME}.{os.getpid()}.tmp")
@@ -60,6 +62,8 @@ def demo_onnx(args: argparse.Namespace, totals: dict) -> dict:
           f"(relative {max_relative_error(y4, y_spec):.3g})")
     verdict = "all fused" if n_dq == 0 and n_fused == len(layers) else "NOT all fused"
     print(f"  optimized graph: {n_fused} MatMulNBits, {n_dq} DequantizeLinear of {len(layers)} layers ({verdict})")
+    if n_dq:
+        print("  (onnxruntime fuses group sizes that are powers of two >= 16; the others run unfused, spec 9.5)")
     path = None
     if getattr(args, "output", None):
         path = _save(model, args.output)

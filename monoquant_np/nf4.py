@@ -12,7 +12,9 @@ roughly normal weights. Per block ``b`` of ``block_size`` elements along
     q = #{ i : NF4_MIDPOINTS[i] < x }             (searchsorted(mid, x, side="left"))
     w' = NF4_CODEBOOK[q] * a                      (float32)
 
-``q`` is the index of the codebook entry nearest to ``x``; a value exactly on
+``x`` is ``w`` times the float32 reciprocal, as bitsandbytes' kernels compute
+it (not ``w / a``, which can differ by one ulp). ``q`` is the index of the
+codebook entry nearest to ``x``; a value exactly on
 a midpoint goes to the *lower* code, as bitsandbytes' ``dQuantizeNF4`` does
 (its decision tree tests ``x > midpoint``). The codes are unsigned 4-bit
 indices ``0..15``, packed like uint4 (spec 5); code 7 is the exact zero.

@@ -65,8 +65,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from ..packing import unpack_int4
 from ..tensor import QuantizedTensor
+from .bnb4 import bnb4_layout
 
 __all__ = ["nf4_weight_subgraph", "nf4_linear_model", "bnb4_layout", "OPSET", "IR_VERSION", "FORMATS",
            "SCALE_REBUILDS"]
@@ -79,8 +79,6 @@ IR_VERSION = 10
 FORMATS = ("gather", "bnb4")
 #: ``scale_rebuild`` choices for double-quantized scales.
 SCALE_REBUILDS = ("dequantizelinear", "arithmetic")
-#: Block sizes ``com.microsoft.MatMulBnb4`` implements.
-BNB4_BLOCK_SIZES = (16, 32, 64, 128, 256)
 
 
 def _check_qt(qt: Any) -> QuantizedTensor:
@@ -228,39 +226,6 @@ def nf4_weight_subgraph(
             _node("Mul", [name + "_vals", name + "_scale_el"], [out_name], name + "_mul"),
         ]
     return inits, nodes
-
-
-def bnb4_layout(qt: QuantizedTensor) -> tuple[np.ndarray, np.ndarray]:
-    """``(B, absmax)`` inputs of ``com.microsoft.MatMulBnb4`` for a 2-D NF4 weight ``(K, N)``.
-
-    ``B``: uint8 ``(ceil(N*K/2),)``, the codes of ``W.T`` (``(N, K)``, C order)
-    packed two per byte, **first element in the high nibble** (bitsandbytes).
-    ``absmax``: float32 ``(N * K / block_size,)``, ``scale.T`` in C order
-    (the rebuilt scales when double-quantized).
-
-    Raises ``ValueError`` unless ``qt`` is NF4, 2-D, grouped along axis 0
-    with ``K % block_size == 0``, a block size of 16..256 (powers of two),
-    and no ``perm``.
-    """
-    if not isinstance(qt, QuantizedTensor):
-        raise TypeError(f"qt must be a QuantizedTensor, got {type(qt).__name__}")
-    if qt.codebook is None:
-        raise ValueError(f"format='bnb4' needs an NF4 tensor, got {qt.scheme}")
-    if len(qt.shape) != 2 or qt.axis != 0:
-        raise ValueError(f"format='bnb4' needs a 2-D (K, N) weight grouped along axis 0, got shape "
-                         f"{qt.shape} axis {qt.axis}")
-    k, n = qt.shape
-    if qt.block_size not in BNB4_BLOCK_SIZES or k % qt.block_size:
-        raise ValueError(f"format='bnb4' needs block_size in {BNB4_BLOCK_SIZES} dividing K={k}, "
-                         f"got {qt.block_size}")
-    if qt.perm is not None:
-        raise ValueError("format='bnb4' cannot express perm; use format='gather'")
-    codes = unpack_int4(qt.data, qt.size, signed=False).reshape(k, n).T.reshape(-1)  # (N*K,) W.T order
-    if codes.size % 2:
-        codes = np.concatenate([codes, np.zeros(1, np.uint8)])
-    b = (codes[0::2] << 4) | codes[1::2]  # high nibble first
-    absmax = np.ascontiguousarray(qt.scale.astype(np.float32).T).reshape(-1)  # (N * K/bs,)
-    return b.astype(np.uint8), absmax
 
 
 def nf4_linear_model(

@@ -1,0 +1,65 @@
+"""onnxruntime's ``com.microsoft.MatMulBnb4`` layout for NF4 weights (spec section 10.6).
+
+``MatMulBnb4(A, B, absmax; K, N, block_size, quant_type)`` (onnxruntime
+contrib operator, ``quant_type`` 0 = FP4, 1 = NF4) dequantizes a weight
+``(N, K)`` stored the bitsandbytes way and computes ``A @ W.T``:
+
+* ``B``: uint8 ``(ceil(N*K/2),)``: the codes of the ``(N, K)`` weight in C
+  order, two per byte, **first element in the high nibble**;
+* ``absmax``: float32 ``(ceil(N*K/block_size),)``, one per block of
+  ``block_size`` consecutive elements of that flattened weight.
+
+For our ``(K, N)`` weight grouped along axis 0 this is the transposed codes
+and ``scale.T``, provided ``K % block_size == 0`` (so that no block straddles
+two rows of ``W.T``). Provenance: onnxruntime
+``contrib_ops/cpu/quantization/blockwise_quant_block_bnb4.h``
+(``QuantizeBlockBnb4`` writes ``(vi0 << 4) | vi1``) and ``matmul_bnb4.cc``.
+
+# Note: the spec packs the *low* nibble first (spec 5); ``bnb4_layout``
+# repacks. onnxruntime implements block sizes 16, 32, 64, 128 and 256 only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..packing import unpack_int4
+from ..tensor import QuantizedTensor
+
+__all__ = ["bnb4_layout", "BNB4_BLOCK_SIZES"]
+
+#: Block sizes ``com.microsoft.MatMulBnb4`` implements.
+BNB4_BLOCK_SIZES = (16, 32, 64, 128, 256)
+
+
+def bnb4_layout(qt: QuantizedTensor) -> tuple[np.ndarray, np.ndarray]:
+    """``(B, absmax)`` inputs of ``com.microsoft.MatMulBnb4`` for a 2-D NF4 weight ``(K, N)``.
+
+    ``B``: uint8 ``(ceil(N*K/2),)``, the codes of ``W.T`` (``(N, K)``, C order)
+    packed two per byte, **first element in the high nibble** (bitsandbytes).
+    ``absmax``: float32 ``(N * K / block_size,)``, ``scale.T`` in C order
+    (the rebuilt scales when double-quantized).
+
+    Raises ``ValueError`` unless ``qt`` is NF4, 2-D, grouped along axis 0
+    with ``K % block_size == 0``, a block size of 16..256 (powers of two),
+    and no ``perm``.
+    """
+    if not isinstance(qt, QuantizedTensor):
+        raise TypeError(f"qt must be a QuantizedTensor, got {type(qt).__name__}")
+    if qt.codebook is None:
+        raise ValueError(f"format='bnb4' needs an NF4 tensor, got {qt.scheme}")
+    if len(qt.shape) != 2 or qt.axis != 0:
+        raise ValueError(f"format='bnb4' needs a 2-D (K, N) weight grouped along axis 0, got shape "
+                         f"{qt.shape} axis {qt.axis}")
+    k, n = qt.shape
+    if qt.block_size not in BNB4_BLOCK_SIZES or k % qt.block_size:
+        raise ValueError(f"format='bnb4' needs block_size in {BNB4_BLOCK_SIZES} dividing K={k}, "
+                         f"got {qt.block_size}")
+    if qt.perm is not None:
+        raise ValueError("format='bnb4' cannot express perm; use format='gather'")
+    codes = unpack_int4(qt.data, qt.size, signed=False).reshape(k, n).T.reshape(-1)  # (N*K,) W.T order
+    if codes.size % 2:
+        codes = np.concatenate([codes, np.zeros(1, np.uint8)])
+    b = (codes[0::2] << 4) | codes[1::2]  # high nibble first
+    absmax = np.ascontiguousarray(qt.scale.astype(np.float32).T).reshape(-1)  # (N * K/bs,)
+    return b.astype(np.uint8), absmax

@@ -176,6 +176,8 @@ def quantize_nf4(
     if not isinstance(double_quant, (bool, np.bool_)):
         raise TypeError(f"double_quant must be a bool, got {type(double_quant).__name__}")
     check_finite(w32, "w")
+    if w32.shape[axis] == 0:
+        raise ValueError(f"w must have at least one element along axis {axis}, got shape {w32.shape}")
     absmax = group_reduce(np.maximum, np.abs(w32), axis, block_size).astype(np.float32)
     codes = nf4_block_codes(w32, absmax, axis=axis, block_size=block_size)
     qt = QuantizedTensor(

@@ -16,14 +16,17 @@ two rows of ``W.T``). Provenance: onnxruntime
 (``QuantizeBlockBnb4`` writes ``(vi0 << 4) | vi1``) and ``matmul_bnb4.cc``.
 
 # Note: the spec packs the *low* nibble first (spec 5); ``bnb4_layout``
-# repacks. onnxruntime implements block sizes 16, 32, 64, 128 and 256 only.
+# repacks with ``monoquant_np.formats.bnb_nf4_pack`` (spec 12.3).
+# onnxruntime implements block sizes 16, 32, 64, 128 and 256 only.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from ..packing import unpack_int4
+from ..formats import bnb_nf4_pack, transpose
 from ..tensor import QuantizedTensor
 
 __all__ = ["bnb4_layout", "BNB4_BLOCK_SIZES"]
@@ -57,9 +60,7 @@ def bnb4_layout(qt: QuantizedTensor) -> tuple[np.ndarray, np.ndarray]:
                          f"got {qt.block_size}")
     if qt.perm is not None:
         raise ValueError("format='bnb4' cannot express perm; use format='gather'")
-    codes = unpack_int4(qt.data, qt.size, signed=False).reshape(k, n).T.reshape(-1)  # (N*K,) W.T order
-    if codes.size % 2:
-        codes = np.concatenate([codes, np.zeros(1, np.uint8)])
-    b = (codes[0::2] << 4) | codes[1::2]  # high nibble first
-    absmax = np.ascontiguousarray(qt.scale.astype(np.float32).T).reshape(-1)  # (N * K/bs,)
-    return b.astype(np.uint8), absmax
+    # The one definition of bitsandbytes' layout is monoquant_np.formats.bnb; MatMulBnb4 reads W.T.
+    # Its absmax input is float32: a double-quantized tensor gives its rebuilt scales (qt.scale).
+    packed, absmax = bnb_nf4_pack(transpose(dataclasses.replace(qt, double_quant=None)))
+    return packed.reshape(-1), absmax

@@ -1,4 +1,4 @@
-"""The conformance kit: hypothesis strategies and backend checks (spec section 13).
+"""The conformance kit: hypothesis strategies and backend checks (spec section 12.7).
 
 Needs ``hypothesis`` (and ``pytest`` for :func:`conformance_tests`); the
 NumPy core never imports this package.

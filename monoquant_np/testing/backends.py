@@ -1,4 +1,4 @@
-"""Ready-made backends for the conformance kit (spec section 13.3).
+"""Ready-made backends for the conformance kit (spec section 12.7.3).
 
 * :data:`~monoquant_np.testing.conformance.SPEC`: the reference itself.
 * :func:`onnxruntime_backend`: ``dequant_matmul`` run by onnxruntime on the

@@ -1,4 +1,4 @@
-"""The conformance kit: check a backend against the reference (spec section 13.2).
+"""The conformance kit: check a backend against the reference (spec section 12.7.2).
 
 A :class:`Backend` names up to four functions; :func:`check_backend` runs the
 strategies of :mod:`monoquant_np.testing.strategies` through each one the

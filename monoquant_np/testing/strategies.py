@@ -1,4 +1,4 @@
-"""Hypothesis strategies for quantization tests, valid by construction (spec section 13.1).
+"""Hypothesis strategies for quantization tests, valid by construction (spec section 12.7.1).
 
 Every strategy here draws only inputs the spec accepts: finite weights whose
 scales fit the drawn scale dtype, group sizes >= 1, axes inside the shape.

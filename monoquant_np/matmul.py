@@ -48,6 +48,8 @@ __all__ = ["dequant_matmul", "chunk_rows"]
 CHUNK_BYTES = 4 << 20
 #: Largest batch for which scales multiply the per-group products (see module docstring).
 SMALL_BATCH = 16
+#: Upper bound of one decoded tile for larger batches (float32 bytes), see :func:`_large_batch`.
+BIG_TILE_BYTES = 32 << 20
 
 
 def chunk_rows(qt: QuantizedTensor) -> int:
@@ -61,15 +63,30 @@ def chunk_rows(qt: QuantizedTensor) -> int:
     return min(rows, max(k, 1))
 
 
-def _tile_shape(k: int, j: int, group: int) -> tuple[int, int]:
-    """``(rows, byte columns)`` of one tile of a ``(k, j)`` byte array: whole
-    groups of rows, as many as fit in the budget (at most 1/16 of the float32
-    weight, which is ``8 * k * j`` bytes), the full width when possible."""
-    budget = min(CHUNK_BYTES, max(k * j // 2, 4 * group)) // 4  # floats per plane tile
-    if group * j <= budget:
-        rows = max(group, (budget // j) // group * group)
-        return min(rows, k), j
-    return group, max(1, budget // group)
+def _decode(tile: np.ndarray, h: int, qt: QuantizedTensor, z: np.ndarray | None,
+            ub: np.ndarray, f: np.ndarray) -> None:
+    """Write the float32 codes of nibble plane ``h`` (0: low, 1: high) of the
+    byte ``tile`` ``(rows, cols)`` into ``f`` ``(rows, cols)``, through the
+    contiguous byte buffer ``ub``; ``z`` (``(groups, 1, cols)`` int8) is
+    subtracted exactly, in int8, before the conversion."""
+    ib = ub.view(np.int8)
+    if qt.signed:  # sign-extend the nibble through an int8 arithmetic shift
+        if h == 0:
+            np.multiply(tile, np.uint8(16), out=ub)  # low nibble to the top, mod 256
+            np.right_shift(ib, np.int8(4), out=ib)
+        else:
+            np.right_shift(tile.view(np.int8), np.int8(4), out=ib)
+    elif h == 0:
+        np.bitwise_and(tile, np.uint8(15), out=ub)
+    else:
+        np.right_shift(tile, np.uint8(4), out=ub)
+    if z is not None:  # q - z in -15..15
+        ib3 = ib.reshape(z.shape[0], -1, ib.shape[1])  # (groups, group, cols)
+        np.subtract(ib3, z, out=ib3)
+    if qt.codebook is not None:
+        np.take(qt.codebook, ub, out=f)
+    else:
+        np.copyto(f, ib if (qt.signed or z is not None) else ub)
 
 
 def _planes_matmul(x2: np.ndarray, qt: QuantizedTensor, k: int) -> np.ndarray:
@@ -82,62 +99,77 @@ def _planes_matmul(x2: np.ndarray, qt: QuantizedTensor, k: int) -> np.ndarray:
     packed = qt.data[: k * j].reshape(k, j)  # (K, N/2): low nibble = even column
     scale = qt.scale[:g].astype(np.float32)  # (G, N)
     planes_s = [np.ascontiguousarray(scale[:, h::2]) for h in (0, 1)]  # 2 x (G, N/2)
-    planes_z = None
+    planes_z = [None, None]
     if qt.zero_point is not None:
         planes_z = [np.ascontiguousarray(qt.zero_point[:g, h::2]).view(np.int8) for h in (0, 1)]
-    codebook = qt.codebook
-    small = m <= SMALL_BATCH
-    if small:
-        xg = np.ascontiguousarray(x2[:, :k].reshape(m, g, group).transpose(1, 0, 2))  # (G, M, group)
-    kc, jc = _tile_shape(k, j, group)
-    byte_buf = np.empty(kc * jc, np.uint8)
-    float_buf = np.empty(kc * jc, np.float32)
-    outs = [np.zeros((m, j), np.float32), np.zeros((m, j), np.float32)]  # even, odd columns
+    out = np.zeros((m, j, 2), np.float32)  # (M, N/2, 2) == (M, N): [..., h] is plane h
+    if m <= SMALL_BATCH and group >= 4 * m:  # the (groups, M, cols) products stay < 1/4 of the tile
+        _small_batch(x2, packed, planes_s, planes_z, qt, out)
+    else:
+        _large_batch(x2, packed, planes_s, planes_z, qt, out)
+    return out.reshape(m, n)
+
+
+def _small_batch(x2, packed, planes_s, planes_z, qt, out) -> None:  # type: ignore[no-untyped-def]
+    """Row tiles of whole groups over the full width (cache-sized); per plane,
+    ``out[:, :, h] += sum_g s_g * (x_g @ c_g)``: many small products, each
+    single-threaded in BLAS, and ``M * N * K / group`` scalings."""
+    k, j = packed.shape
+    m, group = x2.shape[0], qt.block_size
+    xg = np.ascontiguousarray(x2[:, :k].reshape(m, k // group, group).transpose(1, 0, 2))  # (G, M, group)
+    budget = min(CHUNK_BYTES, max(k * j // 2, 16 * group)) // 4  # floats: <= 1/16 of the weight
+    if group * j <= budget:
+        kc, jc = min(k, max(1, budget // (group * j)) * group), j
+    else:
+        kc, jc = group, max(1, budget // group)
+    ub_buf, f_buf = np.empty(kc * jc, np.uint8), np.empty(kc * jc, np.float32)
+    acc = np.empty((m, jc), np.float32)
     for k0 in range(0, k, kc):
         k1 = min(k0 + kc, k)
         g0, g1 = k0 // group, k1 // group
         for j0 in range(0, j, jc):
             j1 = min(j0 + jc, j)
             tile = packed[k0:k1, j0:j1]  # (rows, cols) bytes
-            shape = tile.shape
-            ub = byte_buf[: tile.size].reshape(shape)
-            ib = ub.view(np.int8)
-            f = float_buf[: tile.size].reshape(shape)
-            f3 = f.reshape(g1 - g0, group, shape[1])  # (groups, group, cols)
+            ub = ub_buf[: tile.size].reshape(tile.shape)
+            f = f_buf[: tile.size].reshape(tile.shape)
+            f3 = f.reshape(g1 - g0, group, j1 - j0)  # (groups, group, cols)
             for h in (0, 1):
-                if qt.signed:  # sign-extend the nibble through an int8 arithmetic shift
-                    if h == 0:
-                        np.multiply(tile, np.uint8(16), out=ub)
-                        np.right_shift(ib, np.int8(4), out=ib)
-                    else:
-                        np.right_shift(tile.view(np.int8), np.int8(4), out=ib)
-                elif h == 0:
-                    np.bitwise_and(tile, np.uint8(15), out=ub)
-                else:
-                    np.right_shift(tile, np.uint8(4), out=ub)
-                if planes_z is not None:  # q - z in -15..15, exact in int8
-                    ib3 = ib.reshape(f3.shape)
-                    np.subtract(ib3, planes_z[h][g0:g1, None, j0:j1], out=ib3)
-                if codebook is not None:
-                    np.take(codebook, ub, out=f)
-                else:
-                    np.copyto(f, ib if (qt.signed or planes_z is not None) else ub)
-                s = planes_s[h][g0:g1, None, j0:j1]  # (groups, 1, cols)
-                dst = outs[h][:, j0:j1]
-                if small:  # scale the per-group products: (groups, M, cols)
-                    prod = np.matmul(xg[g0:g1], f3)
-                    prod *= s
-                    dst += prod.sum(axis=0)
-                else:  # scale the tile (bit-identical to dequantize) and use one product
-                    np.multiply(f3, s, out=f3)
-                    if k0 == 0 and j1 - j0 == j:
-                        np.matmul(x2[:, k0:k1], f, out=dst)
-                    else:
-                        dst += x2[:, k0:k1] @ f
-    out = np.empty((m, j, 2), np.float32)  # (M, N/2, 2) == (M, N) interleaved
-    out[:, :, 0] = outs[0]
-    out[:, :, 1] = outs[1]
-    return out.reshape(m, n)
+                z = planes_z[h]
+                _decode(tile, h, qt, None if z is None else z[g0:g1, None, j0:j1], ub, f)
+                prod = np.matmul(xg[g0:g1], f3)  # (groups, M, cols)
+                prod *= planes_s[h][g0:g1, None, j0:j1]
+                a = acc[:, : j1 - j0]
+                np.sum(prod, axis=0, out=a)
+                out[:, j0:j1, h] += a
+
+
+def _large_batch(x2, packed, planes_s, planes_z, qt, out) -> None:  # type: ignore[no-untyped-def]
+    """Column tiles over all of K holding both planes side by side, scaled in
+    place (bit-identical to :func:`dequantize`): one multithreaded BLAS
+    product per tile, at most 1/8 of the float32 weight and
+    ``BIG_TILE_BYTES``, and no accumulation over K."""
+    k, j = packed.shape
+    group = qt.block_size
+    g = k // group
+    budget = min(BIG_TILE_BYTES, k * j) // 4  # floats: <= 1/8 of the weight
+    jc = min(j, max(1, budget // (2 * k)))
+    ub_buf, f_buf = np.empty(k * jc, np.uint8), np.empty(2 * k * jc, np.float32)
+    xk = x2[:, :k]
+    for j0 in range(0, j, jc):
+        j1 = min(j0 + jc, j)
+        w = j1 - j0
+        tile = packed[:, j0:j1]  # (K, w) bytes
+        ub = ub_buf[: k * w].reshape(k, w)
+        f = f_buf[: 2 * k * w].reshape(k, 2 * w)  # [:, :w] plane 0, [:, w:] plane 1
+        for h in (0, 1):
+            z = planes_z[h]
+            _decode(tile, h, qt, None if z is None else z[:, None, j0:j1], ub, f[:, h * w : (h + 1) * w])
+        s = np.concatenate([planes_s[0][:, j0:j1], planes_s[1][:, j0:j1]], axis=1)  # (G, 2w)
+        f3 = f.reshape(g, group, 2 * w)  # (G, group, 2w)
+        np.multiply(f3, s[:, None, :], out=f3)
+        prod = xk @ f  # (M, 2w)
+        out[:, j0:j1, 0] = prod[:, :w]
+        out[:, j0:j1, 1] = prod[:, w:]
 
 
 def _fast_rows(qt: QuantizedTensor) -> int:

@@ -1,0 +1,423 @@
+"""Benchmarks of monoquant_np's NumPy kernels against their peers (issue 8; README "Performance").
+
+Usage::
+
+    python tools/bench.py [--quick] [--reps 5] [--json bench.json] [--only quant,unpack,matmul,memory,model]
+
+One run, every row a ratio ``ours / peer`` of medians measured side by side
+in the same run: the candidates of a row group are timed round-robin
+(``--reps`` rounds after one warm-up call), so a load spike from another
+process hits all of them alike. Sections:
+
+* ``quant``: quantize + pack a 4096x4096 float32 weight, group 128, symmetric
+  and asymmetric, against onnxruntime's C++ kernel
+  (``onnxruntime.capi._pybind_state.quantize_matmul_4bits``), gguf-py's NumPy
+  ``Q4_0`` (``Q4_1`` for asymmetric) and a plain NumPy implementation written
+  below (whose bytes must equal ours: checked);
+* ``unpack``: 16M int4 codes against a memcpy of the same 16 MB of output;
+* ``matmul``: ``dequant_matmul`` at batch 1, 32 and 256 against plain NumPy
+  dequantize-then-matmul, ``onnx.reference.ReferenceEvaluator`` on the same
+  exported graph (``linear_model(qt, format="qdq")``), onnxruntime on that
+  graph unfused (``ORT_DISABLE_ALL``) and fused (``MatMulNBits``, accuracy
+  levels 1 and 4; the fusion is checked in the optimized graph) and NumPy's
+  float32 matmul on the unquantized weight;
+* ``memory``: tracemalloc peak of ``dequant_matmul`` on a 4096x11008 weight as
+  a fraction of its float32 size (peer: plain dequantize-then-matmul);
+* ``model``: quantizing MiniLM-L3 with ``monoquant_np.onnx.model.quantize_model``
+  against onnxruntime's ``MatMulNBitsQuantizer``, and onnxruntime's latency on
+  both outputs (batch 8 x 128 tokens) at accuracy levels 1 and 4.
+
+``--quick`` shrinks the sizes (1024x1024, 1M codes, 1024x2752) for a smoke
+run; only the full run's figures go in the README. Rows that cannot run (a
+missing module or model) print the reason instead of figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from monoquant_np import dequant_matmul, quantize, unpack_int4  # noqa: E402
+
+ROWS: list[dict[str, Any]] = []
+
+
+# ---------------------------------------------------------------- harness
+def timeit(cands: dict[str, Callable[[], Any]], reps: int) -> dict[str, float]:
+    """Median seconds of each candidate, timed round-robin after one warm-up call each."""
+    times: dict[str, list[float]] = {k: [] for k in cands}
+    for f in cands.values():
+        f()
+    for _ in range(reps):
+        for k, f in cands.items():
+            t0 = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def add_row(section: str, case: str, ours: float | None, peer: str, theirs: float | None,
+            target: float | None = None, unit: str = "ms", note: str = "") -> None:
+    """One table row; ``ours``/``theirs`` in ``unit``; ``target`` bounds ``ours / theirs``."""
+    ratio = ours / theirs if ours is not None and theirs else None
+    met = None if target is None or ratio is None else ratio <= target
+    ROWS.append(dict(section=section, case=case, ours=ours, peer=peer, theirs=theirs, ratio=ratio,
+                     target=target, met=met, unit=unit, note=note))
+    print(_fmt(ROWS[-1]), flush=True)
+
+
+def skip_row(section: str, case: str, peer: str, reason: str) -> None:
+    ROWS.append(dict(section=section, case=case, ours=None, peer=peer, theirs=None, ratio=None,
+                     target=None, met=None, unit="", note=f"skipped: {reason}"))
+    print(_fmt(ROWS[-1]), flush=True)
+
+
+def _num(v: float | None, unit: str) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.3f}" if unit == "x weight" else f"{v:.2f}"
+
+
+def _fmt(r: dict[str, Any]) -> str:
+    tgt = "" if r["target"] is None else f"<= {r['target']:g}"
+    met = {None: "", True: "yes", False: "NO"}[r["met"]]
+    ratio = "-" if r["ratio"] is None else f"{r['ratio']:.3f}"
+    return (f"| {r['section']} | {r['case']} | {_num(r['ours'], r['unit'])} | {r['peer']} | "
+            f"{_num(r['theirs'], r['unit'])} | {ratio} | {tgt} | {met} | {r['note']} |")
+
+
+HEADER = ("| section | case | ours | peer | peer | ours/peer | target | met | note |\n"
+          "|---|---|---|---|---|---|---|---|---|")
+
+
+# ------------------------------------------------------- plain NumPy peers
+def plain_quantize(w: np.ndarray, group: int, symmetric: bool) -> np.ndarray:
+    """The textbook form of spec 3 + 5: one full-size temporary per step. Returns packed bytes."""
+    k, n = w.shape
+    g = w.reshape(k // group, group, n)  # (G, group, N)
+    if symmetric:
+        s = (np.abs(g).max(axis=1, keepdims=True) / np.float32(7)).astype(np.float32)
+        q = np.clip(np.rint(g / np.where(s == 0, np.float32(1), s)), -8, 7).astype(np.int8)
+    else:
+        lo = np.minimum(g.min(axis=1, keepdims=True), np.float32(0))
+        hi = np.maximum(g.max(axis=1, keepdims=True), np.float32(0))
+        s = ((hi - lo) / np.float32(15)).astype(np.float32)
+        ss = np.where(s == 0, np.float32(1), s)
+        z = np.clip(np.rint(-lo / ss), 0, 15)
+        q = np.clip(np.rint(g / ss) + z, 0, 15).astype(np.uint8)
+    flat = q.reshape(-1).view(np.uint8)
+    return (flat[0::2] & 0xF) | (flat[1::2] << 4)
+
+
+def plain_unpack(packed: np.ndarray) -> np.ndarray:
+    out = np.empty((packed.size, 2), np.uint8)  # (bytes, 2)
+    np.bitwise_and(packed, 0xF, out=out[:, 0])
+    np.right_shift(packed, 4, out=out[:, 1])
+    return ((out.reshape(-1) ^ 8).astype(np.int8) - 8).astype(np.int8)
+
+
+def plain_dequant_matmul(x: np.ndarray, qt: Any) -> np.ndarray:
+    k, n = qt.shape
+    codes = plain_unpack(qt.data)[: k * n].reshape(k // qt.block_size, qt.block_size, n)  # (G, group, N)
+    w = (codes.astype(np.float32) * qt.scale.astype(np.float32)[:, None, :]).reshape(k, n)
+    return x @ w
+
+
+# ---------------------------------------------------------------- sections
+def bench_quant(k: int, n: int, reps: int) -> None:
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((k, n), dtype=np.float32)
+    group = 128
+    try:
+        from onnxruntime.capi._pybind_state import quantize_matmul_4bits
+    except ImportError as e:
+        quantize_matmul_4bits = None
+        ort_reason = f"onnxruntime: {e}"
+    try:
+        import gguf.quants as gq
+        from gguf import GGMLQuantizationType
+    except ImportError as e:
+        gq = None
+        gguf_reason = f"gguf: {e}"
+    for symmetric in (True, False):
+        case = f"quantize+pack {k}x{n} g{group} {'sym' if symmetric else 'asym'}"
+        same = np.array_equal(quantize(w, symmetric=symmetric).data, plain_quantize(w, group, symmetric))
+        cands: dict[str, Callable[[], Any]] = {"ours": lambda s=symmetric: quantize(w, symmetric=s)}
+        cands["plain"] = lambda s=symmetric: plain_quantize(w, group, s)
+        if quantize_matmul_4bits is not None:
+            kb = -(-k // group)
+
+            def ort_q(s: bool = symmetric, kb: int = kb) -> None:
+                packed = np.zeros((n, kb, group // 2), np.uint8)
+                zp = np.zeros((n, (kb + 1) // 2), np.uint8)
+                sc = np.zeros((n, kb), np.float32)
+                quantize_matmul_4bits(packed, w, sc, zp, group, n, k, s)
+            cands["ort"] = ort_q
+        gtype = None
+        if gq is not None:
+            gtype = GGMLQuantizationType.Q4_0 if symmetric else GGMLQuantizationType.Q4_1
+            cands["gguf"] = lambda t=gtype: gq.quantize(w, t)
+        t = timeit(cands, reps)
+        ms = {name: v * 1e3 for name, v in t.items()}
+        if "ort" in ms:
+            add_row("quant", case, ms["ours"], "onnxruntime C++ quantize_matmul_4bits", ms["ort"], 1.0)
+        else:
+            skip_row("quant", case, "onnxruntime C++", ort_reason)
+        if "gguf" in ms:
+            add_row("quant", case, ms["ours"], f"gguf-py NumPy {gtype.name} (block 32)", ms["gguf"], 1.0)
+        else:
+            skip_row("quant", case, "gguf-py", gguf_reason)
+        add_row("quant", case, ms["ours"], "plain NumPy", ms["plain"],
+                note="bytes bit-identical" if same else "BYTES DIFFER")
+
+
+def bench_unpack(count: int, reps: int) -> None:
+    rng = np.random.default_rng(1)
+    packed = rng.integers(0, 256, count // 2, dtype=np.uint8)
+    src = rng.integers(0, 256, count, dtype=np.uint8)  # the output's bytes, for the memcpy
+    same = np.array_equal(unpack_int4(packed, count), plain_unpack(packed))
+    t = timeit({"ours": lambda: unpack_int4(packed, count), "memcpy": src.copy,
+                "plain": lambda: plain_unpack(packed)}, reps)
+    case = f"unpack {count // 2**20}M int4 codes"
+    add_row("unpack", case, t["ours"] * 1e3, f"memcpy of the {count // 2**20} MB output", t["memcpy"] * 1e3, 4.0)
+    add_row("unpack", case, t["ours"] * 1e3, "plain NumPy (strided nibbles)", t["plain"] * 1e3,
+            note="codes identical" if same else "CODES DIFFER")
+
+
+def _op_types(sess_opts: Any, model_bytes: bytes, level: str | None) -> tuple[Any, list[str]]:
+    """An onnxruntime session and the op types of the graph it optimized."""
+    import onnx
+    import onnxruntime as ort
+
+    # Spinning worker threads would steal the cores from the NumPy candidates
+    # timed in between (and OpenBLAS's from onnxruntime's): off, for every session.
+    sess_opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    sess_opts.log_severity_level = 3
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "opt.onnx")
+        sess_opts.optimized_model_filepath = path
+        if level is not None:
+            sess_opts.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", level)
+        sess = ort.InferenceSession(model_bytes, sess_opts, providers=["CPUExecutionProvider"])
+        ops = sorted({node.op_type for node in onnx.load(path).graph.node})
+    return sess, ops
+
+
+def bench_matmul(k: int, n: int, batches: list[int], reps: int) -> None:
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal((k, n), dtype=np.float32)
+    qt = quantize(w)
+    sessions: dict[str, Any] = {}
+    ref = None
+    reason = ""
+    try:
+        import onnxruntime as ort
+        from onnx.reference import ReferenceEvaluator
+
+        from monoquant_np.onnx.graphs import linear_model
+
+        model = linear_model(qt, format="qdq")
+        data = model.SerializeToString()
+        ref = ReferenceEvaluator(model)
+        for name, opt, level in (("unfused", ort.GraphOptimizationLevel.ORT_DISABLE_ALL, None),
+                                 ("fused1", ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "1"),
+                                 ("fused4", ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "4")):
+            so = ort.SessionOptions()
+            so.graph_optimization_level = opt
+            sess, ops = _op_types(so, data, level)
+            sessions[name] = (sess, ops)
+        in_name = sessions["unfused"][0].get_inputs()[0].name
+    except ImportError as e:
+        reason = f"{e}"
+    for m in batches:
+        x = rng.standard_normal((m, k), dtype=np.float32)
+        case = f"dequant_matmul {k}x{n} int4 g128, batch {m}"
+        want = x.astype(np.float64) @ (qt.codes().astype(np.float64).reshape(k // 128, 128, n)
+                                       * qt.scale.astype(np.float64)[:, None, :]).reshape(k, n)
+        got = dequant_matmul(x, qt)
+        err = float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
+        cands: dict[str, Callable[[], Any]] = {
+            "ours": lambda x=x: dequant_matmul(x, qt),
+            "plain": lambda x=x: plain_dequant_matmul(x, qt),
+            "f32": lambda x=x: x @ w,
+        }
+        for name, (sess, _) in sessions.items():
+            cands[name] = lambda x=x, s=sess: s.run(None, {in_name: x})
+        t = timeit(cands, reps)
+        ms = {kk: v * 1e3 for kk, v in t.items()}
+        add_row("matmul", case, ms["ours"], "plain NumPy dequantize-then-matmul", ms["plain"],
+                1 / 3 if m == 1 else None, note=f"rel err vs float64 {err:.1e}")
+        if sessions:
+            for name, label, target in (("unfused", "onnxruntime DQ+MatMul unfused (same graph)", 1.0),
+                                        ("fused1", "onnxruntime fused, accuracy 1", None),
+                                        ("fused4", "onnxruntime fused, accuracy 4", None)):
+                ops = sessions[name][1]
+                add_row("matmul", case, ms["ours"], label, ms[name], target if m == 1 else None,
+                        note="ops: " + "+".join(op for op in ops if op not in ("Identity",)))
+        else:
+            skip_row("matmul", case, "onnxruntime sessions", reason)
+        add_row("matmul", case, ms["ours"], "NumPy float32 matmul, float weight", ms["f32"],
+                1.5 if m >= 256 else None)
+        if ref is not None:
+            tr = timeit({"ref": lambda x=x: ref.run(None, {in_name: x})}, max(1, min(reps, 3)))["ref"]
+            add_row("matmul", case, ms["ours"], "onnx ReferenceEvaluator (same graph)", tr * 1e3)
+        else:
+            skip_row("matmul", case, "onnx ReferenceEvaluator", reason)
+
+
+def _peak(f: Callable[[], Any]) -> int:
+    tracemalloc.start()
+    try:
+        f()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def bench_memory(k: int, n: int, batches: list[int]) -> None:
+    rng = np.random.default_rng(3)
+    qt = quantize(rng.standard_normal((k, n), dtype=np.float32))
+    wbytes = 4 * k * n
+    for m in batches:
+        x = rng.standard_normal((m, k), dtype=np.float32)
+        ours = _peak(lambda x=x: dequant_matmul(x, qt)) / wbytes
+        plain = _peak(lambda x=x: plain_dequant_matmul(x, qt)) / wbytes
+        add_row("memory", f"dequant_matmul peak temporaries {k}x{n}, batch {m}", ours,
+                "plain NumPy dequantize-then-matmul", plain, target=None, unit="x weight",
+                note=f"target ours <= 0.25 of float32 weight: {'yes' if ours <= 0.25 else 'NO'}")
+        ROWS[-1]["met"] = ours <= 0.25
+
+
+def bench_model(reps: int, quick: bool) -> None:
+    section = "model"
+    try:
+        import onnx
+        import onnxruntime as ort
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+        from monoquant_np.assets import minilm_model_path
+        from monoquant_np.onnx.model import quantize_model
+    except ImportError as e:
+        skip_row(section, "MiniLM-L3", "onnxruntime matmul_nbits_quantizer", f"{e}")
+        return
+    path = minilm_model_path()
+    if path is None:
+        skip_row(section, "MiniLM-L3", "onnxruntime matmul_nbits_quantizer", "MiniLM model not installed")
+        return
+    import logging
+
+    logging.getLogger().setLevel(logging.WARNING)
+    float_model = onnx.load(str(path))
+    outs: dict[str, Any] = {}
+
+    def ours() -> None:
+        outs["ours"] = quantize_model(float_model, group_size=128, symmetric=True)
+
+    def theirs(level: int) -> Callable[[], None]:
+        def run() -> None:
+            q = MatMulNBitsQuantizer(onnx.ModelProto.FromString(float_model.SerializeToString()),
+                                     block_size=128, is_symmetric=True, accuracy_level=level)
+            q.process()
+            outs[f"ort{level}"] = q.model.model
+        return run
+
+    t = timeit({"ours": ours, "ort1": theirs(1), "ort4": theirs(4)}, max(1, min(reps, 3)))
+    add_row(section, "quantize MiniLM-L3 (all MatMuls, g128 sym)", t["ours"] * 1e3,
+            "onnxruntime MatMulNBitsQuantizer (incl. model copy)", t["ort1"] * 1e3, 1.0)
+    batch, seq = (2, 64) if quick else (8, 128)
+    rng = np.random.default_rng(4)
+    feeds = {"input_ids": rng.integers(1000, 20000, (batch, seq), dtype=np.int64),
+             "attention_mask": np.ones((batch, seq), np.int64)}
+    names = {i.name for i in float_model.graph.input}
+    feeds = {kk: v for kk, v in feeds.items() if kk in names}
+    sess: dict[str, Any] = {}
+    ops: dict[str, list[str]] = {}
+    for name, model, level in (("ours1", outs["ours"], "1"), ("ours4", outs["ours"], "4"),
+                               ("ort1", outs["ort1"], None), ("ort4", outs["ort4"], None),
+                               ("float", float_model, None)):
+        so = ort.SessionOptions()
+        sess[name], ops[name] = _op_types(so, model.SerializeToString(), level)
+    tt = timeit({kk: (lambda s=s: s.run(None, feeds)) for kk, s in sess.items()}, reps * 4)
+    n_nbits = {kk: sum(1 for n in onnx.load_from_string(v.SerializeToString()).graph.node
+                       if n.op_type in ("MatMulNBits", "DequantizeLinear")) for kk, v in outs.items()}
+    for level in ("1", "4"):
+        fused = "MatMulNBits" in ops[f"ours{level}"]
+        add_row(section, f"MiniLM-L3 inference {batch}x{seq}, accuracy {level}", tt[f"ours{level}"] * 1e3,
+                f"onnxruntime on its own quantizer's output (accuracy_level={level})",
+                tt[f"ort{level}"] * 1e3, 1.1,
+                note=("ours fused into MatMulNBits" if fused else "ours NOT fused")
+                + f"; quantized nodes ours {n_nbits['ours']}, ort {n_nbits[f'ort{level}']}")
+    add_row(section, f"MiniLM-L3 inference {batch}x{seq}, accuracy 1", tt["ours1"] * 1e3,
+            "onnxruntime on the float model", tt["float"] * 1e3)
+
+
+# ---------------------------------------------------------------- main
+SECTIONS = ("quant", "unpack", "matmul", "memory", "model")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    ap.add_argument("--reps", type=int, default=5, help="timed rounds per row group (median)")
+    ap.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
+    ap.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
+    args = ap.parse_args(argv)
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    bad = [s for s in only if s not in SECTIONS]
+    if bad or args.reps < 1:
+        print(f"bench.py: --only takes {','.join(SECTIONS)} and --reps >= 1, got {args.only!r} {args.reps}",
+              file=sys.stderr)
+        return 2
+    import onnxruntime
+
+    meta = dict(
+        command="python tools/bench.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        cpus=os.cpu_count(), machine=platform.processor() or platform.machine(),
+        python=platform.python_version(), numpy=np.__version__, onnxruntime=onnxruntime.__version__,
+        load_before=os.getloadavg()[0],
+    )
+    print(f"# {meta['command']}  ({meta['date']}; {meta['cpus']} cpus; numpy {meta['numpy']}, "
+          f"onnxruntime {meta['onnxruntime']}; load {meta['load_before']:.2f})")
+    print("# times in ms (memory: multiples of the float32 weight); ratio = ours / peer, medians of "
+          f"{args.reps} round-robin rounds")
+    print(HEADER)
+    q = args.quick
+    if "quant" in only:
+        bench_quant(1024 if q else 4096, 1024 if q else 4096, args.reps)
+    if "unpack" in only:
+        bench_unpack((1 if q else 16) * 2**20, args.reps)
+    if "matmul" in only:
+        bench_matmul(1024 if q else 4096, 1024 if q else 4096, [1, 32, 256], args.reps)
+    if "memory" in only:
+        bench_memory(1024 if q else 4096, 2752 if q else 11008, [1, 32])
+    if "model" in only:
+        bench_model(args.reps, q)
+    meta["load_after"] = os.getloadavg()[0]
+    missed = [r for r in ROWS if r["met"] is False]
+    print(f"# targets: {sum(r['met'] is True for r in ROWS)} met, {len(missed)} missed; "
+          f"load {meta['load_before']:.2f} -> {meta['load_after']:.2f}")
+    if args.json:
+        tmp = args.json + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(dict(meta=meta, rows=ROWS), f, indent=1)
+        os.replace(tmp, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

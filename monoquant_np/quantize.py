@@ -202,8 +202,10 @@ def quantize(
     if not isinstance(symmetric, (bool, np.bool_)):
         raise TypeError(f"symmetric must be a bool, got {type(symmetric).__name__}")
     length = w32.shape[axis]
+    if w32.size == 0:
+        raise ValueError(f"w must have at least one element, got shape {w32.shape}")
     bits = 4
-    if int8_fallback and 0 < length < group_size:
+    if int8_fallback and length < group_size:
         bits, group_size = 8, length
     if symmetric:
         scale = symmetric_scales(w32, group_size=group_size, axis=axis, bits=bits, scale_dtype=sdt)

@@ -113,6 +113,7 @@ def test_bits_per_weight():
     ([1, 2], TypeError, "w must be a floating-point array"),
     ("abc", TypeError, "w must be a numpy array"),
     (np.float32(1.0), ValueError, "w must have at least 1 dimension"),
+    (np.zeros((0, 5), f32), ValueError, r"w must have at least one element, got shape \(0, 5\)"),
 ])
 def test_bad_weights(w, exc, msg):
     with pytest.raises(exc, match=msg):

@@ -95,6 +95,17 @@ def test_gptq_golden_words():
     assert dequantize(gptq_decode(**t))[:, 0].tolist() == [-8, -7, -6, -5, -4, -3, -2, -1]
 
 
+def test_gptq_act_order_golden_perm():
+    # spec 12.4: g_idx alternating 1, 0 -> perm = stable argsort = odd rows, then even rows
+    codes = np.arange(64).reshape(8, 8) % 16
+    g_idx = np.array([1, 0, 1, 0, 1, 0, 1, 0], np.int32)
+    qweight, qzeros = autogptq_pack(np.pad(codes, ((0, 24), (0, 24))), np.ones((8, 32), np.int64))
+    qt = gptq_decode(qweight[:1, :8], qzeros[:2, :1], np.ones((2, 8), np.float16), g_idx)
+    assert qt.perm.tolist() == [1, 3, 5, 7, 0, 2, 4, 6] and qt.block_size == 4
+    assert np.array_equal(qt.codes(), codes[qt.perm])
+    assert np.array_equal(dequantize(qt), (codes - 1).astype(np.float32))
+
+
 @settings(max_examples=25, deadline=None)
 @given(k32=st.integers(1, 4), n32=st.integers(1, 2), gs=st.sampled_from([8, 16, 32, 24]), act=st.booleans(),
        seed=st.integers(0, 999))

@@ -1,0 +1,276 @@
+"""The optimized kernels equal a straightforward reference implementation kept here.
+
+The core kernels (slab-wise quantize + pack, uint16 nibble (un)packing,
+broadcast dequantize, the nibble-plane ``dequant_matmul``) are restructured for
+speed (issue 8); these tests pin them to the textbook form of the spec: codes,
+scales, zero points and packed bytes bit for bit, matmul results within float32
+rounding. The references use ``np.repeat`` / ``reduceat`` / strided nibbles,
+none of the code under test.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import monoquant_np.matmul as mm
+from monoquant_np import QuantizedTensor, dequant_matmul, dequantize, pack_int4, quantize, unpack_int4
+from monoquant_np.nf4 import NF4_CODEBOOK
+from monoquant_np.quantize import dequantize_slice, quantize_codes
+
+f32 = np.float32
+
+
+# ------------------------------------------------------------ references
+def ref_expand(g, axis, group, length):
+    return np.repeat(g, group, axis=axis).take(np.arange(length), axis=axis)
+
+
+def ref_reduce(ufunc, w, axis, group):
+    return ufunc.reduceat(w, np.arange(0, w.shape[axis], group), axis=axis)
+
+
+def ref_codes(w, s, z, axis, group, bits):
+    signed = z is None
+    qmin, qmax = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    length = w.shape[axis]
+    s_el = ref_expand(s.astype(f32), axis, group, length)
+    q = np.rint(w.astype(f32) / np.where(s_el == 0, f32(1), s_el))
+    if z is not None:
+        q = q + ref_expand(z.astype(f32), axis, group, length)
+    q = np.clip(q, qmin, qmax)
+    zero = s_el == 0
+    q[zero] = 0 if z is None else ref_expand(z, axis, group, length)[zero]
+    return q.astype(np.int8 if signed else np.uint8)
+
+
+def ref_pack(codes):
+    flat = codes.reshape(-1).astype(np.int64) & 0xF
+    if flat.size % 2:
+        flat = np.append(flat, 0)
+    return (flat[0::2] | (flat[1::2] << 4)).astype(np.uint8)
+
+
+def ref_unpack(packed, count, signed):
+    b = packed.astype(np.int64)
+    c = np.stack([b & 0xF, b >> 4], axis=1).reshape(-1)[:count]
+    return ((c ^ 8) - 8).astype(np.int8) if signed else c.astype(np.uint8)
+
+
+def ref_quantize(w, group, axis, symmetric, sdt):
+    w32 = w.astype(f32)
+    bits = 4
+    if 0 < w32.shape[axis] < group:
+        bits, group = 8, w32.shape[axis]
+    if symmetric:
+        qmax = (1 << (bits - 1)) - 1
+        s = (ref_reduce(np.maximum, np.abs(w32), axis, group) / f32(qmax)).astype(sdt)
+        z = None
+    else:
+        qmax = (1 << bits) - 1
+        lo = np.minimum(ref_reduce(np.minimum, w32, axis, group), f32(0))
+        hi = np.maximum(ref_reduce(np.maximum, w32, axis, group), f32(0))
+        s = ((hi - lo) / f32(qmax)).astype(sdt)
+        s32 = s.astype(f32)
+        z = np.clip(np.rint(-lo / np.where(s32 == 0, f32(1), s32)), 0, qmax)
+        z[s32 == 0] = 0
+        z = z.astype(np.uint8)
+    codes = ref_codes(w32, s, z, axis, group, bits)
+    data = ref_pack(codes) if bits == 4 else codes.reshape(-1).view(np.uint8)
+    return data, s, z, bits, group
+
+
+def ref_dequantize(qt):
+    c = ref_unpack(qt.data, qt.size, qt.signed).reshape(qt.shape) if qt.bits == 4 else qt.codes()
+    v = qt.codebook[c] if qt.codebook is not None else c.astype(f32)
+    if qt.zero_point is not None:
+        v = v - ref_expand(qt.zero_point.astype(f32), qt.axis, qt.block_size, qt.shape[qt.axis])
+    return v * ref_expand(qt.scale.astype(f32), qt.axis, qt.block_size, qt.shape[qt.axis])
+
+
+def assert_close(y, x, w):
+    bound = 4e-6 * np.sqrt(x.shape[-1]) * (np.abs(x) @ np.abs(w)) + 1e-6
+    assert (np.abs(y - x @ w) <= bound).all(), float(np.max(np.abs(y - x @ w) - bound))
+
+
+# ------------------------------------------------------------ quantize
+@st.composite
+def weights(draw):
+    ndim = draw(st.integers(1, 3))
+    shape = tuple(draw(st.lists(st.integers(1, 40), min_size=ndim, max_size=ndim)))
+    axis = draw(st.integers(0, ndim - 1))
+    group = draw(st.sampled_from([1, 2, 3, 7, 16, 32, 128]))
+    seed = draw(st.integers(0, 2**16))
+    kind = draw(st.sampled_from(["normal", "zeros", "ties", "tiny"]))
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal(shape).astype(f32)
+    if kind == "zeros":  # whole zero groups, -0.0 included
+        w[..., ::2] = -0.0 if seed % 2 else 0.0
+    elif kind == "ties":  # values on rounding ties
+        w = (rng.integers(-16, 16, shape) / f32(2)).astype(f32)
+    elif kind == "tiny":  # float16 scales underflow to zero or subnormal
+        w = w * f32(1e-7)
+    return w, group, axis
+
+
+@given(weights(), st.booleans(), st.sampled_from([np.float32, np.float16]))
+@settings(max_examples=150, deadline=None)
+def test_quantize_bit_identical_to_reference(case, symmetric, sdt):
+    w, group, axis = case
+    qt = quantize(w, group_size=group, axis=axis, symmetric=symmetric, scale_dtype=sdt)
+    data, s, z, bits, g = ref_quantize(w, group, axis, symmetric, sdt)
+    assert (qt.bits, qt.block_size) == (bits, g)
+    assert qt.scale.dtype == s.dtype and qt.scale.tobytes() == s.tobytes(), "scales differ (bitwise)"
+    if z is None:
+        assert qt.zero_point is None
+    else:
+        np.testing.assert_array_equal(qt.zero_point, z)
+    assert qt.data.tobytes() == data.tobytes(), "packed bytes differ"
+
+
+def test_quantize_large_slabs_bit_identical():
+    # several slabs of groups, a partial last group and an odd inner size
+    rng = np.random.default_rng(5)
+    for shape, group in [((1000, 300), 128), ((4096, 257), 64), ((257, 3, 5), 16)]:
+        w = rng.standard_normal(shape).astype(f32)
+        for symmetric in (True, False):
+            qt = quantize(w, group_size=group, symmetric=symmetric)
+            data, s, z, _, _ = ref_quantize(w, group, 0, symmetric, f32)
+            assert qt.data.tobytes() == data.tobytes() and qt.scale.tobytes() == s.tobytes()
+
+
+def test_negative_zero_group_has_positive_zero_scale():
+    w = np.full((4, 2), -0.0, f32)
+    qt = quantize(w, group_size=4)
+    assert qt.scale.tobytes() == np.zeros((1, 2), f32).tobytes()  # +0.0, as max|w| is
+    assert not qt.codes().any()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_is_reported_like_check_finite(bad):
+    w = np.ones((256, 4), f32)
+    w[130, 3] = bad
+    msg = r"w must be finite: 1 non-finite value\(s\), the first .* at index \(130, 3\)"
+    for symmetric in (True, False):
+        with pytest.raises(ValueError, match=msg):
+            quantize(w, symmetric=symmetric)
+
+
+@given(st.integers(0, 2**16), st.sampled_from([1, 3, 8]), st.booleans())
+@settings(max_examples=60, deadline=None)
+def test_quantize_codes_with_given_scales(seed, group, symmetric):
+    # scales chosen from outside: zeros, tiny (saturating) and float16 scales
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((13, 6)).astype(f32)
+    gs = (-(-13 // group), 6)
+    s = np.abs(rng.standard_normal(gs)).astype(f32) * rng.choice([0, 1e-3, 1], gs).astype(f32)
+    if seed % 2:
+        s = s.astype(np.float16)
+    z = None if symmetric else rng.integers(0, 16, gs).astype(np.uint8)
+    got = quantize_codes(w, s, z, axis=0, group_size=group)
+    np.testing.assert_array_equal(got, ref_codes(w, s, z, 0, group, 4))
+    assert got.dtype == (np.int8 if symmetric else np.uint8)
+
+
+# ------------------------------------------------------------ packing
+@pytest.mark.parametrize("signed", [True, False])
+def test_unpack_every_byte_and_odd_counts(signed):
+    b = np.arange(256, dtype=np.uint8)
+    for count in (0, 1, 2, 255, 511, 512):
+        np.testing.assert_array_equal(unpack_int4(b, count, signed=signed), ref_unpack(b, count, signed))
+
+
+def test_unpack_crosses_chunks():
+    b = np.random.default_rng(6).integers(0, 256, 3 * (1 << 17) + 5, dtype=np.uint8)
+    for signed in (True, False):
+        np.testing.assert_array_equal(unpack_int4(b, 2 * b.size - 1, signed=signed),
+                                      ref_unpack(b, 2 * b.size - 1, signed))
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.int64])
+def test_pack_every_pair_and_dtypes(dtype):
+    lo, hi = (-8, 8) if np.dtype(dtype).kind == "i" else (0, 16)
+    a, b = np.meshgrid(np.arange(lo, hi), np.arange(lo, hi), indexing="ij")
+    codes = np.stack([a.ravel(), b.ravel()], axis=1).astype(dtype)  # every pair
+    np.testing.assert_array_equal(pack_int4(codes), ref_pack(codes))
+    np.testing.assert_array_equal(pack_int4(codes.ravel()[:-1]), ref_pack(codes.ravel()[:-1]))  # odd
+    np.testing.assert_array_equal(pack_int4(codes[::2]), ref_pack(codes[::2]))  # non-contiguous
+
+
+# ------------------------------------------------------------ dequantize
+@given(weights(), st.booleans(), st.data())
+@settings(max_examples=80, deadline=None)
+def test_dequantize_and_slices_bit_identical(case, symmetric, data):
+    w, group, axis = case
+    qt = quantize(w, group_size=group, axis=axis, symmetric=symmetric)
+    want = ref_dequantize(qt)
+    assert dequantize(qt).tobytes() == want.tobytes()
+    start = data.draw(st.integers(0, qt.shape[0] - 1))
+    stop = data.draw(st.integers(start + 1, qt.shape[0]))
+    assert dequantize_slice(qt, start, stop).tobytes() == want[start:stop].tobytes()
+
+
+def test_nf4_dequantize_bit_identical():
+    rng = np.random.default_rng(7)
+    codes = rng.integers(0, 16, (40, 6)).astype(np.uint8)
+    s = rng.random((3, 6)).astype(f32)
+    qt = QuantizedTensor(pack_int4(codes), (40, 6), 0, 16, s, signed=False, codebook=NF4_CODEBOOK.copy())
+    assert dequantize(qt).tobytes() == ref_dequantize(qt).tobytes()
+
+
+# ------------------------------------------------------------ dequant_matmul
+@pytest.mark.parametrize("signed", [True, False])
+@pytest.mark.parametrize("h", [0, 1])
+def test_decode_planes_every_byte(signed, h):
+    tile = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    codes = ref_unpack(tile.reshape(-1), 512, signed).reshape(16, 16, 2)[:, :, h]
+    z = None if signed else np.arange(16, dtype=np.int8).reshape(1, 1, 16) % 16
+    qt = quantize(np.ones((16, 2), f32), group_size=16, symmetric=signed)
+    f = np.empty((16, 16), f32)
+    mm._decode(tile, h, qt, z, np.empty((16, 16), np.uint8), f)
+    want = codes.astype(f32) - (0 if z is None else z.reshape(1, 16).astype(f32))
+    np.testing.assert_array_equal(f, want)
+
+
+@pytest.fixture
+def tiny_tiles(monkeypatch):
+    # many tiles in both paths, so tile edges and partial tiles are exercised
+    monkeypatch.setattr(mm, "CHUNK_BYTES", 4096)
+    monkeypatch.setattr(mm, "BIG_TILE_BYTES", 8192)
+
+
+@given(st.integers(1, 6), st.integers(1, 40), st.sampled_from([1, 3, 17, 40]),
+       st.sampled_from([16, 32, 64]), st.sampled_from(["int4", "uint4", "nf4"]), st.integers(0, 2**16))
+@settings(max_examples=100, deadline=None)
+def test_dequant_matmul_paths_match_reference(kg, half_n, m, group, scheme, seed):
+    rng = np.random.default_rng(seed)
+    k = kg * group + seed % 3  # a partial last group now and then (handled by the chunked path)
+    n = 2 * half_n - seed % 2  # odd N now and then (chunked path)
+    w = rng.standard_normal((k, n)).astype(f32)
+    if scheme == "nf4":
+        codes = rng.integers(0, 16, (k, n)).astype(np.uint8)
+        s = rng.random((-(-k // group), n)).astype(f32)
+        qt = QuantizedTensor(pack_int4(codes), (k, n), 0, group, s, signed=False, codebook=NF4_CODEBOOK.copy())
+    else:
+        qt = quantize(w, group_size=group, symmetric=scheme == "int4", int8_fallback=False)
+    x = rng.standard_normal((m, k)).astype(f32)
+    assert_close(dequant_matmul(x, qt), x, ref_dequantize(qt))
+
+
+@pytest.mark.parametrize("m", [1, 5, 16, 17, 64])
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_dequant_matmul_many_tiles(tiny_tiles, m, symmetric):
+    rng = np.random.default_rng(8)
+    w = rng.standard_normal((512 + 5, 96)).astype(f32)
+    qt = quantize(w, group_size=32, symmetric=symmetric)
+    x = rng.standard_normal((m, w.shape[0])).astype(f32)
+    assert_close(dequant_matmul(x, qt), x, ref_dequantize(qt))
+
+
+def test_large_batch_tile_is_dequantize_bit_for_bit():
+    # with an identity x the large-batch path returns its scaled tile itself
+    rng = np.random.default_rng(9)
+    for symmetric in (True, False):
+        qt = quantize(rng.standard_normal((64, 10)).astype(f32), group_size=16, symmetric=symmetric)
+        y = dequant_matmul(np.eye(64, dtype=f32), qt)  # batch 64 > SMALL_BATCH
+        assert y.tobytes() == ref_dequantize(qt).tobytes()

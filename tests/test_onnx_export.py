@@ -248,6 +248,21 @@ def test_other_groups_run_unfused(g):
     assert max_relative_error(run_model(model, x)[0], dequant_matmul(x, qt)) < TOL
 
 
+@pytest.mark.parametrize("sym", [True, False])
+def test_double_quantized_int4_still_fuses(sym):
+    # weight_subgraph rebuilds double-quantized int4/uint4 scales arithmetically
+    # (constant-foldable), so the layer keeps onnxruntime's MatMulNBits path.
+    from monoquant_np import double_quantize
+
+    rng = np.random.default_rng(11)
+    w = _w(rng, (512, 9))
+    qt = double_quantize(quantize(w, group_size=32, symmetric=sym), block_size=256, w=w)
+    model = _check(linear_model(qt))
+    assert fused_op_types(model) == {"MatMulNBits": 1}
+    x = _w(rng, (3, 512))
+    assert max_relative_error(run_model(model, x)[0], dequant_matmul(x, qt)) < TOL
+
+
 def test_int8_fallback_fuses_too():
     qt = quantize(_w(np.random.default_rng(5), (100, 7)), group_size=128, symmetric=False)
     assert fused_op_types(_check(linear_model(qt))) == {"MatMulNBits": 1}

@@ -270,7 +270,9 @@ def tensor_from_onnx(*tensors: TensorProto, axis: int | None = None, block_size:
                            double_quant=dq, perm=perm)
 
 
-def weight_subgraph(qt: QuantizedTensor, name: str, out_name: str) -> tuple[list[TensorProto], list[NodeProto]]:
+def weight_subgraph(
+    qt: QuantizedTensor, name: str, out_name: str, *, scale_rebuild: str | None = None
+) -> tuple[list[TensorProto], list[NodeProto]]:
     """Initializers and nodes that make float32 ``out_name`` = ``dequantize(qt)`` in STORED order.
 
     ``out_name`` has shape ``qt.shape`` and equals ``(q - z) * s`` elementwise
@@ -285,7 +287,11 @@ def weight_subgraph(qt: QuantizedTensor, name: str, out_name: str) -> tuple[list
     permute the activations (:func:`input_permutation`, a ``Gather`` on the
     last axis) for an axis-0 weight, or the output for an axis-1 weight.
     NF4 codebooks and double-quantized scales are built by
-    ``monoquant_np.onnx.nf4.nf4_weight_subgraph`` (spec 10-11).
+    ``monoquant_np.onnx.nf4.nf4_weight_subgraph`` (spec 10-11), with
+    ``scale_rebuild`` forwarded. Its default (None) picks ``"arithmetic"`` for
+    double-quantized int4/uint4/int8 codes, which onnxruntime constant-folds so
+    the weight still fuses into ``MatMulNBits``, and ``"dequantizelinear"`` (the
+    standard-operator form of spec 11.4) for NF4, which cannot fuse anyway.
 
     Raises:
         ValueError: an NF4 / double-quantized tensor when ``monoquant_np.onnx.nf4``
@@ -299,7 +305,9 @@ def weight_subgraph(qt: QuantizedTensor, name: str, out_name: str) -> tuple[list
         except ImportError as e:
             raise ValueError(f"exporting {qt.scheme} weight {name!r} with codebook or double-quantized scales "
                              f"needs monoquant_np.onnx.nf4.nf4_weight_subgraph, which is unavailable ({e})") from e
-        return nf4_weight_subgraph(qt, name, out_name)
+        if scale_rebuild is None:
+            scale_rebuild = "dequantizelinear" if qt.codebook is not None else "arithmetic"
+        return nf4_weight_subgraph(qt, name, out_name, scale_rebuild=scale_rebuild)
     inits = [t for t in tensor_to_onnx(qt, name) if _meta(t)["role"] != "perm"]
     nodes: list[NodeProto] = []
     scale_in = name + "_scale"

@@ -1,35 +1,43 @@
 """MSE-optimal group scales by a clipping-ratio search (spec section 14.1).
 
 Round-to-nearest with ``s = max|w_g| / 7`` spends the code range on the
-group's single largest element. Shrinking the range clips that element but
-rounds every other element more finely; the best trade-off is found by
-search. For each group ``g`` and each ratio ``r`` of a grid (spec 14.1)::
+group's single largest element and never uses the code -8. Shrinking the range
+clips that element but rounds every other element more finely; the best
+trade-off is found by search. For each group ``g`` (``m_g`` its element of
+largest magnitude, the first one on ties) and each ratio ``r`` of a grid::
 
-    symmetric:   s_r = r * max|w_g| / qmax                       (qmax = 7)
-    asymmetric:  lo_r = r * min(min(w_g), 0),  hi_r = r * max(max(w_g), 0)
-                 s_r = (hi_r - lo_r) / qmax,  z_r = clip(rint(-lo_r / s_r), 0, qmax)   (qmax = 15)
-    err(r)     = sum_i c_i * (w_i - (q_i - z_r) * s_r)**2,   q = clip(rint(w / s_r) + z_r, qmin, qmax)
+    symmetric:   s = r * max|w_g| / qmax              (qmax = 7)
+                 s = r * (-m_g) / 2**(bits-1)         (= -m_g / 8: the extreme lands on code -8;
+                                                      negative when m_g > 0; ``negative_scales``)
+    asymmetric:  lo = r * min(min(w_g), 0),  hi = r * max(max(w_g), 0)
+                 s = (hi - lo) / qmax,  z = clip(rint(-lo / s), 0, qmax)   (qmax = 15)
+    err(s)     = sum_i c_i * |w_i - (q_i - z) * s| ** p,    q = clip(rint(w / s) + z, qmin, qmax)
 
-and keeps the ``r`` with the smallest ``err`` (the first one on ties, so
-``r = 1``, plain round-to-nearest, wins when nothing is better). ``c_i`` is an
-optional importance of the element's position along ``axis`` (for example
-``mean(x_k**2)`` of the input channel ``k``; 1 by default). Each ``s_r`` is
+and keeps the candidate with the smallest ``err`` (the first one on ties, so
+``r = 1`` with ``max|w| / 7``, plain round-to-nearest, wins when nothing is
+better). ``p`` is ``norm`` (2.4 by default, the exponent of GPTQ's reference
+``Quantizer(norm=2.4)``; 2 is the plain squared error). ``c_i`` is an optional
+importance of the element's position along ``axis`` (for example
+``mean(x_k**2)`` of the input channel ``k``; 1 by default). Each candidate is
 rounded to the scale dtype before its error is measured, so the chosen scale
 is exactly the stored one.
 
-Then, symmetric only, ``refine`` least-squares steps: with the codes ``q`` of
-the chosen scale fixed, ``s* = sum c w q / sum c q**2`` minimizes the error;
-it is kept only where it lowers ``err`` after re-rounding.
-
 The search is calibration-free and vectorized over all groups at once (one
-pass over the weight per ratio). The final codes are computed by
+pass over the weight per candidate). The final codes are computed by
 :func:`monoquant_np.quantize.quantize_codes`, the spec's one rounding step.
 
-    >>> w = np.array([1.0] * 7 + [10.5], dtype=np.float32).reshape(8, 1)
-    >>> mse_scales(w, group_size=8, grid=(1.0,), refine=0).item()  # 10.5 / 7: err = 7 * 0.5**2 = 1.75
+# Note: with ``negative_scales`` (the default for symmetric codes) a scale can
+# be negative, exactly like onnxruntime's MLAS blockwise quantizer
+# (``scale = w_extreme / -8``) and GGUF Q4_0 (``d = max / -8``): the 16th
+# code then serves the positive extreme. ``DequantizeLinear`` and
+# ``MatMulNBits`` compute ``q * s`` either way; chapter 11's double
+# quantization needs non-negative scales (pass ``negative_scales=False``).
+
+    >>> w = np.array([1.0] * 7 + [-10.5], dtype=np.float32).reshape(8, 1)
+    >>> mse_scales(w, group_size=8, grid=(1.0,), negative_scales=False).item()  # 10.5/7: err 7 * 0.5**p
     1.5
-    >>> mse_scales(w, group_size=8, grid=(1.0,), refine=1).item()  # (7*1 + 10.5*7) / (7*1 + 7*7): err 1.53
-    1.4375
+    >>> mse_scales(w, group_size=8, grid=(1.0,)).item()  # 10.5/8: -10.5 -> -8 exactly, 1 -> 1 (err 7 * 0.3125**p)
+    1.3125
 """
 
 from __future__ import annotations
@@ -55,6 +63,10 @@ MSE_GRID: tuple[float, ...] = tuple(sorted({round(1.0 - i / 100, 2) for i in ran
                                            reverse=True))
 
 
+#: Elements of the weight searched at once (a cache-sized chunk of columns).
+_CHUNK_ELEMENTS = 1 << 18
+
+
 def _as_groups(w: np.ndarray, axis: int, group_size: int) -> tuple[np.ndarray, tuple[int, ...]]:
     """``w`` with groups along ``axis`` as ``(G, group_size, M)``, zero-padded; and the group shape.
 
@@ -78,8 +90,8 @@ def _from_groups(a: np.ndarray, axis: int, gshape: tuple[int, ...]) -> np.ndarra
     return np.moveaxis(a.reshape(moved), 0, axis)
 
 
-def _group_err(wg, s, z, c, qmin, qmax):
-    """Weighted squared error per group for scales ``s`` ``(G, M)`` (zero points ``z`` or None)."""
+def _group_err(wg, s, z, c, qmin, qmax, p):
+    """``sum c |w - w'|**p`` per group for scales ``s`` ``(G, M)`` (zero points ``z`` or None)."""
     s32 = safe_scale(s)[:, None, :]  # (G, 1, M)
     q = round_half_even(wg / s32)
     if z is not None:
@@ -89,13 +101,17 @@ def _group_err(wg, s, z, c, qmin, qmax):
         q -= z[:, None, :]
     q *= s32
     q -= wg
-    q *= q
+    np.abs(q, out=q)
+    if p == 2.0:
+        q *= q
+    else:
+        np.power(q, np.float32(p), out=q)
     if c is not None:
         q *= c
     err = q.sum(axis=1)  # (G, M)
     zero = s == 0  # the group dequantizes to 0 (spec 3.3)
     if zero.any():
-        w2 = np.square(wg) if c is None else np.square(wg) * c
+        w2 = np.abs(wg) ** np.float32(p) if c is None else np.abs(wg) ** np.float32(p) * c
         err[zero] = w2.sum(axis=1)[zero]
     return err
 
@@ -110,7 +126,8 @@ def mse_scales(
     bits: int = 4,
     scale_dtype: Any = np.float32,
     importance: np.ndarray | None = None,
-    refine: int = 2,
+    norm: float = 2.4,
+    negative_scales: bool = True,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Per-group scales (and zero points) that minimize the squared error (spec 14.1).
 
@@ -123,7 +140,9 @@ def mse_scales(
         scale_dtype: float32 or float16; every candidate is rounded to it.
         importance: optional non-negative float ``(S[axis],)`` weighting the
             squared error of each position along ``axis``.
-        refine: least-squares refinement steps (symmetric only), 0 to disable.
+        norm: the exponent ``p`` of the error, ``>= 1`` (2.4 by default).
+        negative_scales: symmetric only: also try ``r * (-m_g) / 8``, which is
+            negative when the extreme is positive (see the module's Note).
 
     Returns:
         ``scale`` of shape ``group_shape(S, axis, group_size)`` in ``scale_dtype``
@@ -138,8 +157,9 @@ def mse_scales(
         raise ValueError(f"grid must be a non-empty sequence of ratios in (0, 1], got {grid!r}")
     if bits not in (4, 8):
         raise ValueError(f"bits must be 4 or 8, got {bits!r}")
-    if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
-        raise ValueError(f"refine must be a non-negative int, got {refine!r}")
+    if isinstance(norm, bool) or not isinstance(norm, (int, float)) or not 1 <= norm <= 16:
+        raise ValueError(f"norm must be a number in [1, 16], got {norm!r}")
+    p = float(norm)
     sdt = np.dtype(scale_dtype)
     if sdt not in (np.float32, np.float16):
         raise TypeError(f"scale_dtype must be float32 or float16, got {sdt}")
@@ -153,22 +173,39 @@ def mse_scales(
                 f"importance must be finite, non-negative, of shape ({w32.shape[axis]},), got {imp.shape}"
             )
         c = _as_groups(imp.reshape(-1, 1), 0, group_size)[0]  # (G, group_size, 1)
+    # Chunks of columns keep one candidate's work in cache (the search is memory-bound).
+    step = max(1, _CHUNK_ELEMENTS // max(wg.shape[0] * wg.shape[1], 1))
+    parts = [_search(wg[:, :, j : j + step], c, ratios, bool(symmetric), bool(negative_scales), sdt, qmin, qmax, p)
+             for j in range(0, wg.shape[2], step)] or [_search(wg, c, ratios, bool(symmetric), False, sdt,
+                                                               qmin, qmax, p)]
+    best_s = np.concatenate([s for s, _ in parts], axis=1)  # (G, M)
+    if symmetric:
+        return _from_groups(best_s, axis, gshape)
+    best_z = np.concatenate([z for _, z in parts], axis=1)
+    return _from_groups(best_s, axis, gshape), _from_groups(best_z.astype(np.uint8), axis, gshape)
+
+
+def _search(wg, c, ratios, symmetric, negative_scales, sdt, qmin, qmax, p):
+    """The best candidate per group of ``wg`` ``(G, group_size, M)``: ``(scale, zero point or None)``, ``(G, M)``."""
     if symmetric:
         amax = np.abs(wg).max(axis=1)  # (G, M)
-        lo = hi = None
+        ext = np.take_along_axis(wg, np.abs(wg).argmax(axis=1)[:, None, :], axis=1)[:, 0, :]  # (G, M) m_g
+        cands = [amax * r / np.float32(qmax) for r in ratios]
+        if negative_scales:
+            cands += [-ext * r / np.float32(-qmin) for r in ratios]
+        cands = [(store_scale(s, sdt), None) for s in cands]
     else:
         lo = np.minimum(wg.min(axis=1), np.float32(0))  # (G, M)
         hi = np.maximum(wg.max(axis=1), np.float32(0))
-    best_s = best_z = best_err = None
-    for r in ratios:
-        if symmetric:
-            s = store_scale(amax * r / np.float32(qmax), sdt)
-            z = None
-        else:
+        cands = []
+        for r in ratios:
             s = store_scale((hi * r - lo * r) / np.float32(qmax), sdt)
             z = np.clip(round_half_even(-(lo * r) / safe_scale(s)), 0, qmax)
             z[s == 0] = 0
-        err = _group_err(wg, s.astype(np.float32), z, c, qmin, qmax)
+            cands.append((s, z))
+    best_s = best_z = best_err = None
+    for s, z in cands:
+        err = _group_err(wg, s.astype(np.float32), z, c, qmin, qmax, p)
         if best_err is None:
             best_s, best_z, best_err = s, z, err
             continue
@@ -177,20 +214,7 @@ def mse_scales(
         best_err = np.where(better, err, best_err)
         if z is not None:
             best_z = np.where(better, z, best_z)
-    if symmetric:
-        for _ in range(refine):
-            s32 = safe_scale(best_s)[:, None, :]  # (G, 1, M)
-            q = np.clip(round_half_even(wg / s32), qmin, qmax)
-            cq = q if c is None else q * c
-            num, den = (cq * wg).sum(axis=1), (cq * q).sum(axis=1)  # (G, M)
-            s_ls = np.where(den > 0, num / np.where(den > 0, den, 1), 0).astype(np.float32)
-            s_ls = store_scale(np.maximum(s_ls, 0), sdt)
-            err = _group_err(wg, s_ls.astype(np.float32), None, c, qmin, qmax)
-            better = (err < best_err) & (s_ls > 0)
-            best_s = np.where(better, s_ls, best_s)
-            best_err = np.where(better, err, best_err)
-        return _from_groups(best_s, axis, gshape)
-    return _from_groups(best_s, axis, gshape), _from_groups(best_z.astype(np.uint8), axis, gshape)
+    return best_s, best_z
 
 
 def build_tensor(
@@ -224,6 +248,8 @@ def quantize_mse(
     grid: Any = MSE_GRID,
     scale_dtype: Any = np.float32,
     importance: np.ndarray | None = None,
+    norm: float = 2.4,
+    negative_scales: bool = True,
     int8_fallback: bool = True,
 ) -> QuantizedTensor:
     """:func:`mse_scales` then the spec's rounding step: a :class:`QuantizedTensor`.
@@ -232,9 +258,9 @@ def quantize_mse(
     (``S[axis] < group_size`` -> int8 per channel); only the scales differ.
 
     >>> w = np.array([1.0] * 7 + [10.5], dtype=np.float32).reshape(8, 1)
-    >>> qt = quantize_mse(w, group_size=8, int8_fallback=False)
-    >>> qt.codes().ravel().tolist(), round(qt.scale.item(), 4)
-    ([1, 1, 1, 1, 1, 1, 1, 7], 1.4375)
+    >>> qt = quantize_mse(w, group_size=8, grid=(1.0,), int8_fallback=False)
+    >>> qt.codes().ravel().tolist(), qt.scale.item()  # s = 10.5 / -8: 10.5 -> -8, 1 -> rint(-0.76) = -1
+    ([-1, -1, -1, -1, -1, -1, -1, -8], -1.3125)
     """
     w32 = check_float_array(w, "w")
     axis = check_axis(axis, w32.ndim)
@@ -243,6 +269,7 @@ def quantize_mse(
     if int8_fallback and 0 < w32.shape[axis] < group_size:
         bits, group_size = 8, w32.shape[axis]
     res = mse_scales(w32, group_size=group_size, axis=axis, symmetric=symmetric, grid=grid,
-                     bits=bits, scale_dtype=scale_dtype, importance=importance)
+                     bits=bits, scale_dtype=scale_dtype, importance=importance, norm=norm,
+                     negative_scales=negative_scales)
     scale, zp = (res, None) if symmetric else res
     return build_tensor(w32, scale, zp, axis=axis, group_size=group_size, bits=bits)

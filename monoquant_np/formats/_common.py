@@ -18,7 +18,16 @@ import numpy as np
 from ..packing import pack_int4
 from ..tensor import QuantizedTensor
 
-__all__ = ["round_half_away", "check_qt", "check_uint8", "check_scales", "transpose", "pack_words", "unpack_words"]
+__all__ = [
+    "round_half_away",
+    "check_qt",
+    "check_uint8",
+    "check_scales",
+    "zero_points_of",
+    "transpose",
+    "pack_words",
+    "unpack_words",
+]
 
 
 def round_half_away(x: np.ndarray) -> np.ndarray:
@@ -87,6 +96,13 @@ def check_scales(a: object, name: str = "scales") -> np.ndarray:
     return a
 
 
+def zero_points_of(qt: QuantizedTensor) -> np.ndarray:
+    """``qt.zero_point``, or ``ValueError`` for a tensor without zero points."""
+    if qt.zero_point is None:
+        raise ValueError(f"qt must have zero points (uint4), got {qt.scheme} without")
+    return qt.zero_point
+
+
 def transpose(qt: QuantizedTensor) -> QuantizedTensor:
     """The same quantized 2-D weight, transposed: ``dequantize(transpose(qt)) == dequantize(qt).T``.
 
@@ -97,6 +113,11 @@ def transpose(qt: QuantizedTensor) -> QuantizedTensor:
     check_qt(qt)
     if len(qt.shape) != 2:
         raise ValueError(f"qt must be 2-D to transpose, got shape {qt.shape}")
+    if qt.double_quant is not None:
+        raise ValueError(
+            "qt has double-quantized scales, whose second-level blocks run over the scales in C order; "
+            "transposing would change them. Rebuild plain scales first (double_quant=None)."
+        )
     codes = qt.codes().T  # (cols, rows)
     data = pack_int4(codes) if qt.bits == 4 else np.ascontiguousarray(codes).reshape(-1).view(np.uint8)
     return QuantizedTensor(
@@ -109,13 +130,6 @@ def transpose(qt: QuantizedTensor) -> QuantizedTensor:
         signed=qt.signed,
         bits=qt.bits,
         codebook=qt.codebook,
-        double_quant=None if qt.double_quant is None else _transpose_dq(qt),
         perm=qt.perm,
     )
 
-
-def _transpose_dq(qt: QuantizedTensor) -> None:
-    raise ValueError(
-        "qt has double-quantized scales, whose second-level blocks run over the scales in C order; "
-        "transposing would change them. Rebuild plain scales first (double_quant=None)."
-    )

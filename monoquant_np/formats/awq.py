@@ -26,7 +26,7 @@ import numpy as np
 
 from ..packing import pack_int4
 from ..tensor import QuantizedTensor
-from ._common import check_qt, check_scales, pack_words, unpack_words
+from ._common import check_qt, check_scales, pack_words, unpack_words, zero_points_of
 
 __all__ = ["awq_decode", "awq_encode", "AWQ_ORDER"]
 
@@ -96,5 +96,5 @@ def awq_encode(qt: QuantizedTensor) -> dict[str, np.ndarray]:
         codes = (qt.codes().astype(np.int16) + 8).astype(np.uint8)
         zp = np.full(qt.scale.shape, 8, dtype=np.uint8)
     else:
-        codes, zp = qt.codes(), qt.zero_point
+        codes, zp = qt.codes(), zero_points_of(qt)
     return {"qweight": _pack_n(codes), "qzeros": _pack_n(zp), "scales": qt.scale.copy()}

@@ -44,7 +44,7 @@ import numpy as np
 from ..errors import check_float_array
 from ..packing import pack_int4
 from ..tensor import QuantizedTensor
-from ._common import check_qt, check_uint8, round_half_away
+from ._common import check_qt, check_uint8, round_half_away, zero_points_of
 
 __all__ = [
     "GGUF_BLOCK",
@@ -242,7 +242,7 @@ def q4_1_encode(qt: QuantizedTensor) -> np.ndarray:
     Raises ``ValueError`` if some ``-z * s`` is not exactly a float16.
     """
     d = _check_canonical(qt, "uint4")
-    z = qt.zero_point.reshape(-1, 1).astype(np.float32)
+    z = zero_points_of(qt).reshape(-1, 1).astype(np.float32)
     m32 = -z * d.astype(np.float32)
     with np.errstate(over="ignore"):
         m = m32.astype(np.float16)

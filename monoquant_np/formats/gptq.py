@@ -35,7 +35,7 @@ import numpy as np
 
 from ..packing import pack_int4
 from ..tensor import QuantizedTensor
-from ._common import check_qt, check_scales, pack_words, unpack_words
+from ._common import check_qt, check_scales, pack_words, unpack_words, zero_points_of
 
 __all__ = ["gptq_decode", "gptq_encode", "GPTQ_FORMATS"]
 
@@ -144,7 +144,7 @@ def gptq_encode(qt: QuantizedTensor, *, checkpoint_format: str = "gptq") -> dict
     check_qt(qt)
     if len(qt.shape) != 2 or qt.axis != 0 or qt.bits != 4 or qt.codebook is not None:
         raise ValueError(f"qt must be a 2-D (K, N) int4/uint4 weight grouped along axis 0, got {qt!r}")
-    k, n = qt.shape
+    k, n = qt.shape[0], qt.shape[1]
     if k % 8 or n % 8:
         raise ValueError(f"GPTQ packs 8 codes per int32 along K and N: K and N must be multiples of 8, got {qt.shape}")
     if qt.signed:
@@ -152,7 +152,7 @@ def gptq_encode(qt: QuantizedTensor, *, checkpoint_format: str = "gptq") -> dict
         zp = np.full(qt.scale.shape, 8, dtype=np.int16)
     else:
         stored = qt.codes().astype(np.int16)
-        zp = qt.zero_point.astype(np.int16)
+        zp = zero_points_of(qt).astype(np.int16)
     if off and (zp == 0).any():
         g, c = (int(v) for v in np.argwhere(zp == 0)[0])
         raise ValueError(
@@ -166,5 +166,5 @@ def gptq_encode(qt: QuantizedTensor, *, checkpoint_format: str = "gptq") -> dict
         inv = np.argsort(qt.perm)
         codes, g_idx = stored[inv], groups[inv]  # original row order
     qweight = pack_words(codes.reshape(k // 8, 8, n).transpose(0, 2, 1))  # (K/8, N)
-    qzeros = pack_words((zp - off).reshape(zp.shape[0], n // 8, 8))  # (G, N/8)
+    qzeros = pack_words((zp - off).reshape(qt.n_groups, n // 8, 8))  # (G, N/8)
     return {"qweight": qweight, "qzeros": qzeros, "scales": qt.scale.copy(), "g_idx": g_idx.astype(np.int32)}

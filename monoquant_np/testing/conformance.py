@@ -249,23 +249,25 @@ def _kwargs(case: Case) -> dict[str, Any]:
             "scale_dtype": case.scale_dtype}
 
 
-def _one(impl: Backend, reference: Backend, function: str, case: Case, x: np.ndarray | None) -> tuple[list, float]:
+def _one(impl: Backend, reference: Backend, function: str, case: Case, x: np.ndarray) -> tuple[list, float]:
+    """Compare ``function`` of ``impl`` and ``reference`` on one case: ``(mismatches, worst)``."""
     desc = case.describe()
     ref_quantize = reference.quantize or _spec_quantize
     ref_qt = ref_quantize(case.w, **_kwargs(case))
+    mine: Callable[..., Any] = getattr(impl, function)
+    theirs: Callable[..., Any] = getattr(reference, function)
     try:
         if function == "quantize":
-            found = compare_quantized(ref_qt, impl.quantize(case.w, **_kwargs(case)), desc)
+            found = compare_quantized(ref_qt, mine(case.w, **_kwargs(case)), desc)
         elif function == "pack":
             codes = ref_qt.codes()
-            found = compare_bytes(reference.pack(codes), impl.pack(codes), desc) if ref_qt.bits == 4 else []
+            found = compare_bytes(theirs(codes), mine(codes), desc) if ref_qt.bits == 4 else []
         elif function == "dequantize":
-            found = compare_values(reference.dequantize(ref_qt), impl.dequantize(ref_qt), ref_qt, desc)
+            found = compare_values(theirs(ref_qt), mine(ref_qt), ref_qt, desc)
         else:
-            ref_y = reference.dequant_matmul(x, ref_qt).astype(np.float64)
+            ref_y = np.asarray(theirs(x, ref_qt), dtype=np.float64)
             bound = impl.matmul_bound(x, dequantize(ref_qt))
-            found, worst = compare_matmul(ref_y, impl.dequant_matmul(x, ref_qt), bound, desc)
-            return found, worst
+            return compare_matmul(ref_y, mine(x, ref_qt), bound, desc)
     except Exception as exc:  # a backend that raises on a valid input does not conform
         return [Mismatch(function, desc, "call", "a result", f"{type(exc).__name__}: {exc}")], float("inf")
     return found, float(len(found))

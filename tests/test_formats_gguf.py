@@ -35,8 +35,8 @@ FORMATS = {
     "Q4_1": (q4_1_quantize, q4_1_dequantize, None),
     "Q8_0": (q8_0_quantize, q8_0_dequantize, q8_0_decode),
 }
-# float16 landmarks keep d finite in float16 (gguf-py itself stores inf beyond them)
-KINDS = ("normal", "zeros", "spike", "ties", "denormals", "constant")
+# every adversarial kind; all keep d finite in float16 (up to 65504 / 8 for Q4_0)
+KINDS = ("normal", "zeros", "spike", "ties", "f16_limits", "denormals", "constant")
 
 
 def first_diff(a: np.ndarray, b: np.ndarray, record: int) -> str:

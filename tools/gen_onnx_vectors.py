@@ -24,6 +24,7 @@ usage: python tools/gen_onnx_vectors.py [OUT_DIR]     (default: spec/vectors/onn
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import io
 import json
@@ -201,14 +202,18 @@ def _readme(manifest: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str]) -> int:
-    out = argv[1] if len(argv) > 1 else DEFAULT_OUT
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Write the golden ONNX vectors of spec 9.8.")
+    ap.add_argument("out_dir", nargs="?", default=DEFAULT_OUT, help="output folder (default: spec/vectors/onnx)")
+    out = ap.parse_args(argv).out_dir
     paths = generate(out)
     print(f"wrote {len(paths)} files under {os.path.normpath(out)}")
-    for c in json.load(open(os.path.join(out, "manifest.json")))["cases"]:
+    with open(os.path.join(out, "manifest.json")) as f:
+        cases = json.load(f)["cases"]
+    for c in cases:
         print(f"  {c['name']:36s} {c['format']:12s} {','.join(c['schemes']):11s} tol {c['tolerance']:g}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(main())

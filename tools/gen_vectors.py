@@ -19,6 +19,7 @@ usage: python tools/gen_vectors.py [OUT_DIR]     (default: spec/vectors)
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -239,7 +240,14 @@ def generate(out_dir: str = DEFAULT_OUT) -> list[str]:
     return written + [os.path.join(out_dir, d, "manifest.json") for d in ("dialects", "onnx_node")]
 
 
-if __name__ == "__main__":
-    out = sys.argv[1] if len(sys.argv) > 1 else DEFAULT_OUT
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Write the golden vectors of spec 12.8 (dialects, ONNX node tests).")
+    ap.add_argument("out_dir", nargs="?", default=DEFAULT_OUT, help="output folder (default: spec/vectors)")
+    out = ap.parse_args(argv).out_dir
     paths = generate(out)
     print(f"wrote {len(paths)} files under {os.path.normpath(out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

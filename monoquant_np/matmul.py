@@ -64,11 +64,14 @@ def chunk_rows(qt: QuantizedTensor) -> int:
 
 
 def _decode(tile: np.ndarray, h: int, qt: QuantizedTensor, z: np.ndarray | None,
-            ub: np.ndarray, f: np.ndarray) -> None:
+            ub: np.ndarray, f: np.ndarray, s: np.ndarray | None = None) -> None:
     """Write the float32 codes of nibble plane ``h`` (0: low, 1: high) of the
     byte ``tile`` ``(rows, cols)`` into ``f`` ``(rows, cols)``, through the
     contiguous byte buffer ``ub``; ``z`` (``(groups, 1, cols)`` int8) is
-    subtracted exactly, in int8, before the conversion."""
+    subtracted exactly, in int8, before the conversion. With ``s``
+    (``(groups, 1, cols)`` float32) ``f`` receives ``(q - z) * s`` instead,
+    converted and multiplied in one pass (the int8 -> float32 conversion is
+    exact, so this is bit-identical to :func:`dequantize`)."""
     ib = ub.view(np.int8)
     if qt.signed:  # sign-extend the nibble through an int8 arithmetic shift
         if h == 0:
@@ -83,10 +86,16 @@ def _decode(tile: np.ndarray, h: int, qt: QuantizedTensor, z: np.ndarray | None,
     if z is not None:  # q - z in -15..15
         ib3 = ib.reshape(z.shape[0], -1, ib.shape[1])  # (groups, group, cols)
         np.subtract(ib3, z, out=ib3)
+    codes = ib if (qt.signed or z is not None) else ub
     if qt.codebook is not None:
         np.take(qt.codebook, ub, out=f)
-    else:
-        np.copyto(f, ib if (qt.signed or z is not None) else ub)
+        codes = f
+    if s is None:
+        if codes is not f:
+            np.copyto(f, codes)
+        return
+    f3 = np.reshape(f, (s.shape[0], -1, f.shape[1]), copy=False)  # (groups, group, cols)
+    np.multiply(codes.reshape(f3.shape), s, out=f3)
 
 
 def _planes_matmul(x2: np.ndarray, qt: QuantizedTensor, k: int) -> np.ndarray:
@@ -144,32 +153,35 @@ def _small_batch(x2, packed, planes_s, planes_z, qt, out) -> None:  # type: igno
 
 
 def _large_batch(x2, packed, planes_s, planes_z, qt, out) -> None:  # type: ignore[no-untyped-def]
-    """Column tiles over all of K holding both planes side by side, scaled in
-    place (bit-identical to :func:`dequantize`): one multithreaded BLAS
-    product per tile, at most 1/8 of the float32 weight and
-    ``BIG_TILE_BYTES``, and no accumulation over K."""
+    """Row tiles of whole groups over the full width, both planes side by
+    side ``(rows, N)``, scaled in place (bit-identical to :func:`dequantize`):
+    one multithreaded BLAS product per tile, at most 1/8 of the float32
+    weight and ``BIG_TILE_BYTES``, accumulated over K per plane."""
     k, j = packed.shape
-    group = qt.block_size
-    g = k // group
+    m, group = x2.shape[0], qt.block_size
     budget = min(BIG_TILE_BYTES, k * j) // 4  # floats: <= 1/8 of the weight
-    jc = min(j, max(1, budget // (2 * k)))
-    ub_buf, f_buf = np.empty(k * jc, np.uint8), np.empty(2 * k * jc, np.float32)
-    xk = x2[:, :k]
-    for j0 in range(0, j, jc):
-        j1 = min(j0 + jc, j)
-        w = j1 - j0
-        tile = packed[:, j0:j1]  # (K, w) bytes
-        ub = ub_buf[: k * w].reshape(k, w)
-        f = f_buf[: 2 * k * w].reshape(k, 2 * w)  # [:, :w] plane 0, [:, w:] plane 1
-        for h in (0, 1):
+    kc = min(k, max(1, budget // (2 * j * group)) * group)
+    ub_buf, f_buf = np.empty(kc * j, np.uint8), np.empty(kc * 2 * j, np.float32)
+    acc = [np.empty((m, j), np.float32), np.empty((m, j), np.float32)]  # even, odd columns
+    prod = np.empty((m, 2 * j), np.float32)
+    for k0 in range(0, k, kc):
+        k1 = min(k0 + kc, k)
+        g0, g1 = k0 // group, k1 // group
+        rows = k1 - k0
+        ub = ub_buf[: rows * j].reshape(rows, j)
+        f = f_buf[: rows * 2 * j].reshape(rows, 2 * j)  # [:, :j] plane 0, [:, j:] plane 1
+        for h in (0, 1):  # scaled in place: (q - z) * s, bit-identical to dequantize
             z = planes_z[h]
-            _decode(tile, h, qt, None if z is None else z[:, None, j0:j1], ub, f[:, h * w : (h + 1) * w])
-        s = np.concatenate([planes_s[0][:, j0:j1], planes_s[1][:, j0:j1]], axis=1)  # (G, 2w)
-        f3 = f.reshape(g, group, 2 * w)  # (G, group, 2w)
-        np.multiply(f3, s[:, None, :], out=f3)
-        prod = xk @ f  # (M, 2w)
-        out[:, j0:j1, 0] = prod[:, :w]
-        out[:, j0:j1, 1] = prod[:, w:]
+            _decode(packed[k0:k1], h, qt, None if z is None else z[g0:g1, None, :], ub,
+                    f[:, h * j : (h + 1) * j], planes_s[h][g0:g1, None, :])
+        np.matmul(x2[:, k0:k1], f, out=prod)  # (M, 2j)
+        for h in (0, 1):
+            if k0 == 0:
+                acc[h][...] = prod[:, h * j : (h + 1) * j]
+            else:
+                acc[h] += prod[:, h * j : (h + 1) * j]
+    out[:, :, 0] = acc[0]
+    out[:, :, 1] = acc[1]
 
 
 def _fast_rows(qt: QuantizedTensor) -> int:

@@ -19,19 +19,23 @@ How it is fast (the common case: 4-bit codes grouped along K, even N)
 The packed bytes of a ``(K, N)`` weight form a ``(K, N/2)`` array whose low
 nibbles are the even columns and whose high nibbles are the odd columns
 (spec 5.1), so the weight is never re-interleaved: each tile of bytes is
-decoded into two half-width "planes" of codes with three byte operations
-(``b * 16 >> 4`` on int8 sign-extends the low nibble, ``b >> 4`` the high
-one; ``& 15`` and ``>> 4`` for uint4, minus the zero point in int8, exact),
-converted to float32 once, and multiplied on the right of ``x``:
+decoded into two half-width "planes" of codes with one or two byte
+operations (``b * 16 >> 4`` on int8 sign-extends the low nibble, ``b >> 4``
+the high one; ``& 15`` and ``>> 4`` for uint4, then minus the zero point in
+int8, exact; NF4 looks its codes up in the codebook), converted to float32
+once, and multiplied on the right of ``x``:
 
-* batch ``M <= SMALL_BATCH``: the scales are applied to the per-group
-  products, ``y_even += sum_g s[g, 0::2] * (x_g @ c_g)``, which costs
-  ``M * N * K / group`` multiplications instead of ``N * K``;
-* larger batches: the tile is scaled in place, ``w = c * s``, which is
-  bit-identical to :func:`dequantize`, and handed to one BLAS product.
+* batch ``M <= SMALL_BATCH`` (and ``group >= 4 M``): cache-sized tiles; the
+  scales multiply the per-group products, ``y_even += sum_g s[g, 0::2] *
+  (x_g @ c_g)``, which costs ``M * N * K / group`` multiplications instead
+  of ``N * K``;
+* larger batches: tiles of at most 1/8 of the float32 weight are scaled as
+  they are converted, ``w = (q - z) * s`` (bit-identical to
+  :func:`dequantize`), and each goes to one BLAS product.
 
 Every other case (groups along N, 8-bit codes, odd N, the partial last
-group) dequantizes row chunks with :func:`dequantize_slice`.
+group) dequantizes row chunks with :func:`dequantize_slice`. Temporary
+memory stays below 1/4 of the float32 weight (plus the output) in all cases.
 """
 
 from __future__ import annotations

@@ -23,12 +23,13 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import onnx
 from onnx import TensorProto
 
 __all__ = [
     "load_model", "save_model", "write_text_atomic", "copy_atomic",
-    "iter_graphs", "iter_tensors", "tensor_nbytes", "PROTOBUF_LIMIT",
+    "iter_graphs", "iter_tensors", "tensor_nbytes", "tensor_array", "PROTOBUF_LIMIT",
 ]
 
 #: protobuf refuses to serialize a message of 2 GiB or more.
@@ -114,14 +115,47 @@ def _external_info(t: TensorProto) -> dict[str, str]:
 
 
 def tensor_nbytes(t: TensorProto) -> int:
-    """Bytes the tensor's data occupies (raw, typed fields, or its external length)."""
-    if _is_external(t):
+    """Bytes of the tensor's data: ``ceil(n / 2)`` for INT4/UINT4, ``n * itemsize`` otherwise.
+
+    Computed from dims and type, so the (possibly large, possibly external)
+    data is never read; strings and unknown types count their proto size.
+    """
+    n = 1
+    for d in t.dims:
+        n *= int(d)
+    if t.data_type in (TensorProto.INT4, TensorProto.UINT4):
+        return (n + 1) // 2
+    try:
+        return n * onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+    except (KeyError, TypeError, ValueError):
+        return t.ByteSize()
+
+
+def tensor_array(t: TensorProto, base_dir: str | os.PathLike | None = None) -> np.ndarray:
+    """The tensor as a NumPy array with one copy of its bytes at most.
+
+    External data is read straight from its file (``np.fromfile`` at the
+    offset), raw data is viewed from the one ``bytes`` object protobuf hands
+    out; ``onnx.numpy_helper.to_array`` would load external bytes into the
+    proto first and copy them again.
+    """
+    simple = t.data_type in (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE)
+    if simple and _is_external(t) and base_dir is not None:
         info = _external_info(t)
-        if "length" in info:
-            return int(info["length"])
-    if t.HasField("raw_data"):
-        return len(t.raw_data)
-    return t.ByteSize()
+        dt = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).newbyteorder("<")
+        n = 1
+        for d in t.dims:
+            n *= int(d)
+        a = np.fromfile(Path(base_dir) / info["location"], dtype=dt, count=n, offset=int(info.get("offset", 0)))
+        if a.size != n:
+            raise ValueError(f"external data of tensor {t.name!r} is truncated: {a.size} of {n} values")
+        return a.reshape(tuple(t.dims)).astype(dt.newbyteorder("="), copy=False)
+    if simple and t.HasField("raw_data"):
+        dt = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).newbyteorder("<")
+        return np.frombuffer(t.raw_data, dtype=dt).reshape(tuple(t.dims)).astype(dt.newbyteorder("="), copy=False)
+    from onnx import numpy_helper
+
+    return numpy_helper.to_array(t, str(base_dir) if base_dir is not None else "")
 
 
 def _read_external(t: TensorProto, base_dir: Path) -> bytes:
@@ -255,11 +289,11 @@ def _externalize(
                 raw = _read_external(t, Path(base_dir))
                 del t.external_data[:]
             elif t.HasField("raw_data"):
-                if len(t.raw_data) < threshold:
+                if tensor_nbytes(t) < threshold:
                     continue
                 raw = t.raw_data
             else:
-                if t.ByteSize() < threshold or t.data_type in (TensorProto.STRING, TensorProto.UNDEFINED):
+                if tensor_nbytes(t) < threshold or t.data_type in (TensorProto.STRING, TensorProto.UNDEFINED):
                     continue
                 raw = onnx.numpy_helper.to_array(t).tobytes()
                 for field in ("float_data", "int32_data", "int64_data", "double_data", "uint64_data"):

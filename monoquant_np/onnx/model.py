@@ -47,14 +47,13 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from ..errors import check_choice, check_positive_int
-from ..quantize import dequantize, quantize
+from ..quantize import quantize
 from ..tensor import QuantizedTensor
 from .graph import Consumer, WeightSite, find_weight_sites
-from .io import load_model
-from .report import LayerRow, QuantReport, relative_error
+from .io import load_model, tensor_array
+from .report import LayerRow, QuantReport, tensor_error
 from .rewrite import apply_quantized
 
 __all__ = [
@@ -66,6 +65,7 @@ __all__ = [
     "register_algorithm",
     "get_algorithm",
     "to_opset21",
+    "quantize_chunked",
     "load_feeds",
 ]
 
@@ -124,19 +124,56 @@ class Algorithm:
 
 
 def rtn(ctx: WeightContext) -> QuantizedTensor:
-    """Round-to-nearest with the spec's scales (absmax/7, or min/max for uint4; NF4 absmax)."""
+    """Round-to-nearest with the spec's scales (absmax/7, or min/max for uint4; NF4 absmax).
+
+    Plain int4/uint4 weights are quantized in chunks of whole groups
+    (:func:`quantize_chunked`), which gives the same tensor as one call of
+    :func:`monoquant_np.quantize` with a fraction of its temporary memory.
+    """
     o = ctx.options
     if o.scheme == "nf4":
         from ..nf4 import quantize_nf4
 
-        qt = quantize_nf4(ctx.w, block_size=o.group_size, axis=ctx.axis, double_quant=o.double_quant)
-        return qt
-    qt = quantize(ctx.w, group_size=o.group_size, axis=ctx.axis, symmetric=o.symmetric, scale_dtype=o.scale_dtype)
-    if o.double_quant and qt.bits == 4:
-        from ..double_quant import double_quantize
+        return quantize_nf4(ctx.w, block_size=o.group_size, axis=ctx.axis, double_quant=o.double_quant)
+    if o.double_quant:
+        qt = quantize(ctx.w, group_size=o.group_size, axis=ctx.axis, symmetric=o.symmetric,
+                      scale_dtype=o.scale_dtype)
+        if qt.bits == 4:
+            from ..double_quant import double_quantize
 
-        qt = double_quantize(qt, w=ctx.w)
-    return qt
+            qt = double_quantize(qt, w=ctx.w)
+        return qt
+    return quantize_chunked(ctx.w, group_size=o.group_size, axis=ctx.axis, symmetric=o.symmetric,
+                            scale_dtype=o.scale_dtype)
+
+
+def quantize_chunked(w: np.ndarray, *, group_size: int, axis: int, symmetric: bool, scale_dtype: str,
+                     chunk_elements: int = 1 << 19) -> QuantizedTensor:
+    """:func:`monoquant_np.quantize` of a 2-D ``w``, computed over row chunks of whole groups.
+
+    Groups never straddle a chunk (chunks along axis 0 are multiples of
+    ``group_size`` rows when ``axis == 0``; any rows when ``axis == 1``) and
+    every chunk holds an even number of elements, so concatenating the packed
+    codes, scales and zero points gives exactly the one-call result.
+    Temporary memory is a few chunks instead of a few copies of ``w``.
+    """
+    rows = w.shape[0]
+    inner = int(np.prod(w.shape[1:]))
+    whole = dict(group_size=group_size, axis=axis, symmetric=symmetric, scale_dtype=scale_dtype)
+    if w.ndim != 2 or w.shape[axis] < group_size or inner == 0:
+        return quantize(w, **whole)  # the int8 fallback or an odd shape: one call
+    step = max(1, chunk_elements // inner)
+    if axis == 0:
+        step = max(group_size, step // group_size * group_size)
+    if step >= rows or (step * inner) % 2:
+        return quantize(w, **whole)
+    parts = [quantize(w[r : r + step], int8_fallback=False, **whole) for r in range(0, rows, step)]
+    return QuantizedTensor(
+        data=np.concatenate([p.data for p in parts]), shape=w.shape, axis=axis, block_size=group_size,
+        scale=np.concatenate([p.scale for p in parts], axis=0),
+        zero_point=None if symmetric else np.concatenate([p.zero_point for p in parts], axis=0),
+        signed=bool(symmetric), bits=4,
+    )
 
 
 _REGISTRY: dict[str, Algorithm] = {"rtn": Algorithm("rtn", rtn)}
@@ -198,29 +235,90 @@ def to_opset21(model: onnx.ModelProto) -> onnx.ModelProto:
 
     Below 21 the model goes through ``onnx.version_converter.convert_version``
     and ``onnx.checker.check_model``; either failing raises ``ValueError``.
+    Only a *skeleton* is converted: the model without the bytes of its large
+    main-graph initializers (each replaced by a 1-byte placeholder of the same
+    name, type and dims). The converted nodes, opsets and any new tensors are
+    then moved back into ``model``, which is changed in place and returned, so
+    conversion never copies the weights (spec 13.4).
 
     # Note: onnxruntime's ``matmul_nbits_quantizer`` only raises the opset
     # number and warns that the result "may not be a valid model".
     """
     v = _opset(model)
     if v < 21:
+        skeleton, big = _skeleton(model)
         try:
             from onnx import version_converter
 
-            model = version_converter.convert_version(model, 21)
+            converted = version_converter.convert_version(skeleton, 21)
         except Exception as e:
             raise ValueError(f"cannot convert the model from opset {v} to 21: {str(e).splitlines()[0]}") from None
-        if model.ByteSize() < 2**31 - 1:
-            try:
-                onnx.checker.check_model(model)
-            except Exception as e:
-                raise ValueError(f"the model converted from opset {v} to 21 fails onnx.checker: "
-                                 f"{str(e).splitlines()[0]}") from None
+        try:
+            onnx.checker.check_model(_as_inputs(converted, big))
+        except Exception as e:
+            raise ValueError(f"the model converted from opset {v} to 21 fails onnx.checker: "
+                             f"{str(e).splitlines()[0]}") from None
+        _transplant(converted, model, big)
     if _opset(model) == 21:
         model.ir_version = 10
     else:
         model.ir_version = max(model.ir_version, 10)
     return model
+
+
+def _skeleton(model: onnx.ModelProto, threshold: int = 1024) -> tuple[onnx.ModelProto, set[str]]:
+    """A copy of ``model`` whose main-graph initializers of ``threshold`` bytes or more are placeholders."""
+    from .io import tensor_nbytes
+
+    sk = onnx.ModelProto()
+    for field in ("ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string"):
+        setattr(sk, field, getattr(model, field))
+    sk.opset_import.extend(model.opset_import)
+    sk.functions.extend(model.functions)
+    g, src = sk.graph, model.graph
+    g.name = src.name
+    for field in ("node", "input", "output", "value_info", "sparse_initializer"):
+        getattr(g, field).extend(getattr(src, field))
+    big: set[str] = set()
+    for t in src.initializer:
+        if tensor_nbytes(t) >= threshold:
+            ph = g.initializer.add()
+            ph.name, ph.data_type = t.name, t.data_type
+            ph.dims.extend(t.dims)
+            ph.raw_data = b"\0"
+            big.add(t.name)
+        else:
+            g.initializer.append(t)
+    return sk, big
+
+
+def _as_inputs(model: onnx.ModelProto, big: set[str]) -> onnx.ModelProto:
+    """``model`` with its placeholder initializers turned into graph inputs of the same type and shape."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    listed = {v.name for v in m.graph.input}
+    keep = [t for t in m.graph.initializer if t.name not in big]
+    ins = [onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+           for t in m.graph.initializer if t.name in big and t.name not in listed]
+    del m.graph.initializer[:]
+    m.graph.initializer.extend(keep)
+    m.graph.input.extend(ins)
+    return m
+
+
+def _transplant(converted: onnx.ModelProto, model: onnx.ModelProto, big: set[str]) -> None:
+    """Move the converted graph structure into ``model``, keeping ``model``'s large initializers."""
+    g, cg = model.graph, converted.graph
+    for field in ("node", "input", "output", "value_info"):
+        del getattr(g, field)[:]
+        getattr(g, field).extend(getattr(cg, field))
+    for i in reversed(range(len(g.initializer))):  # delete in place: the large tensors are never copied
+        if g.initializer[i].name not in big:
+            del g.initializer[i]
+    g.initializer.extend(t for t in cg.initializer if t.name not in big)
+    del model.opset_import[:]
+    model.opset_import.extend(converted.opset_import)
+    model.ir_version = converted.ir_version
 
 
 def _ensure_ms_opset(model: onnx.ModelProto) -> None:
@@ -402,7 +500,7 @@ def _use_prequantized(site: WeightSite, qt: Any) -> None:
 
 
 def _quantize_site(site, alg, opts, stats, pre, names, base_dir, fmt, gather_op, accuracy_level) -> LayerRow:
-    w_store = numpy_helper.to_array(site.tensor, base_dir or "")
+    w_store = tensor_array(site.tensor, base_dir)
     itemsize = w_store.dtype.itemsize
     w = np.asarray(w_store, dtype=np.float32)
     del w_store
@@ -415,7 +513,7 @@ def _quantize_site(site, alg, opts, stats, pre, names, base_dir, fmt, gather_op,
         qt = alg.quantize_weight(ctx)
         if not isinstance(qt, QuantizedTensor) or qt.shape != w.shape:
             raise ValueError(f"algorithm {alg.name!r} returned {qt!r} for {site.name!r} of shape {w.shape}")
-    rel, mx = relative_error(w, dequantize(qt))
+    rel, mx = tensor_error(w, qt)
     size = w.size
     del w
     qname = _fresh(site.name, names)

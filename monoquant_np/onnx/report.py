@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LayerRow", "QuantReport", "relative_error", "format_rows"]
+__all__ = ["LayerRow", "QuantReport", "relative_error", "tensor_error", "format_rows"]
 
 
 def relative_error(w: np.ndarray, w_hat: np.ndarray) -> tuple[float, float]:
@@ -33,6 +33,30 @@ def relative_error(w: np.ndarray, w_hat: np.ndarray) -> tuple[float, float]:
     den = float(np.sqrt(np.sum(np.square(w, dtype=np.float64))))
     num = float(np.sqrt(np.sum(d * d)))
     return (num / den if den > 0 else 0.0), (float(np.max(np.abs(d))) if d.size else 0.0)
+
+
+def tensor_error(w: np.ndarray, qt, rows_per_chunk: int | None = None) -> tuple[float, float]:
+    """:func:`relative_error` of ``w`` and ``dequantize(qt)``, computed over row chunks.
+
+    Memory stays at a few chunks (about 2**18 elements each) instead of
+    several float64 copies of the weight.
+    """
+    from ..quantize import dequantize, dequantize_slice
+
+    if qt.perm is not None or w.ndim < 1 or w.shape[0] == 0:
+        return relative_error(w, dequantize(qt))
+    inner = max(1, int(np.prod(w.shape[1:])))
+    step = rows_per_chunk or max(1, (1 << 18) // inner)
+    num = den = 0.0
+    mx = 0.0
+    for r0 in range(0, w.shape[0], step):
+        r1 = min(r0 + step, w.shape[0])
+        a = w[r0:r1].astype(np.float64)
+        d = a - dequantize_slice(qt, r0, r1).astype(np.float64)  # (rows, ...)
+        num += float(np.sum(d * d))
+        den += float(np.sum(a * a))
+        mx = max(mx, float(np.max(np.abs(d))) if d.size else 0.0)
+    return (float(np.sqrt(num) / np.sqrt(den)) if den > 0 else 0.0), mx
 
 
 @dataclasses.dataclass

@@ -1,4 +1,4 @@
-"""Tests of the conformance kit (spec 13): the reference and onnxruntime run through it."""
+"""Tests of the conformance kit (spec 12.7): the reference and onnxruntime run through it."""
 
 from __future__ import annotations
 

@@ -206,7 +206,7 @@ def test_export_weight_subgraph_dispatches_here():
 
 
 def test_onnxruntime_folds_the_plain_nf4_lookup():
-    """Documented cost (spec 10.4): every input is constant, so onnxruntime folds the lookup into a
+    """Documented cost (spec 10.6): every input is constant, so onnxruntime folds the lookup into a
     float32 weight at load time; the double-quantized scale rebuild stays (DequantizeLinear is not
     folded); MatMulBnb4 stays itself."""
     w = np.random.default_rng(16).standard_normal((128, 32)).astype(np.float32)

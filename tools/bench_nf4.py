@@ -1,4 +1,4 @@
-"""What NF4 and double quantization cost in onnxruntime (spec 10.4, 11.3; README table).
+"""What NF4 and double quantization cost in onnxruntime (spec 10.6, 11.4; README table).
 
 Usage::
 

@@ -35,6 +35,7 @@ from ._common import check_qt, check_uint8
 
 __all__ = ["bnb_nf4_pack", "bnb_nf4_unpack"]
 
+
 def _codebook() -> np.ndarray:
     from ..nf4 import NF4_CODEBOOK
 

@@ -17,6 +17,7 @@ from .export import (
 )
 from .graphs import linear_model, mlp_model
 from .matmulnbits import matmulnbits_arrays, matmulnbits_block_size, matmulnbits_node
+from .nf4 import bnb4_layout, nf4_linear_model, nf4_weight_subgraph
 from .runtime import (
     fused_op_types,
     int8_activation_reference,
@@ -39,6 +40,10 @@ __all__ = [
     # models
     "linear_model",
     "mlp_model",
+    # NF4 and double-quantized weights (spec 10.6, 11.4)
+    "nf4_weight_subgraph",
+    "nf4_linear_model",
+    "bnb4_layout",
     # running in onnxruntime (spec 9.5-9.6)
     "make_session",
     "run_model",

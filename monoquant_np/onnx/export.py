@@ -333,7 +333,7 @@ def input_permutation(qt: QuantizedTensor, name: str, x_name: str, out_name: str
                       ) -> tuple[list[TensorProto], list[NodeProto]]:
     """``out_name = x[..., qt.perm]`` (``Gather`` on the last axis) for an axis-0 weight with ``perm``.
 
-    ``x @ dequantize(qt) == x[..., perm] @ W_stored`` (spec 14), so a MatMul on
+    ``x @ dequantize(qt) == x[..., perm] @ W_stored`` (spec 6), so a MatMul on
     the stored weight of :func:`weight_subgraph` or :func:`matmulnbits_node`
     takes ``out_name`` as its input A. Returns ``([], [])`` without ``perm``.
     """

@@ -40,7 +40,8 @@ Costs in onnxruntime (measured by ``tools/bench_nf4.py``, see the README):
   (quant_type 1 = NF4) runs the same codes and absmax; its CPU kernel
   dequantizes the whole weight on every call, then runs a float GEMM.
 * Double-quantized int4/uint4 with ``scale_rebuild="dequantizelinear"``
-  (the default): the scale input of the weight's ``DequantizeLinear`` is
+  (the default here; ``export.weight_subgraph`` and ``linear_model`` pick
+  ``"arithmetic"`` for linear codes): the scale input of the weight's ``DequantizeLinear`` is
   computed, not an initializer. ONNX allows that, but onnxruntime's QDQ fusion
   into ``MatMulNBits`` needs constant scales and it never constant-folds
   ``DequantizeLinear``, so the layer runs unfused (``DequantizeLinear`` of the
@@ -67,14 +68,11 @@ from onnx import TensorProto, helper
 
 from ..tensor import QuantizedTensor
 from .bnb4 import bnb4_layout
+from .export import IR_VERSION, OPSET, tensor_to_onnx
 
 __all__ = ["nf4_weight_subgraph", "nf4_linear_model", "bnb4_layout", "OPSET", "IR_VERSION", "FORMATS",
            "SCALE_REBUILDS"]
 
-#: The opset of every graph built here (blocked DequantizeLinear and INT4/UINT4).
-OPSET = 21
-#: onnxruntime 1.2x-1.3x loads IR versions up to 10..13; opset 21 needs IR 10.
-IR_VERSION = 10
 #: ``nf4_linear_model`` formats.
 FORMATS = ("gather", "bnb4")
 #: ``scale_rebuild`` choices for double-quantized scales.
@@ -172,8 +170,6 @@ def nf4_weight_subgraph(
         ``(initializers, nodes)``, opset 21, standard domain only. The output
         equals ``dequantize_slice(qt, 0, qt.shape[0])`` bit for bit.
     """
-    from .export import tensor_to_onnx  # the one definition of the initializers' layout
-
     qt = _check_qt(qt)
     if scale_rebuild not in SCALE_REBUILDS:
         raise ValueError(f"scale_rebuild must be one of {', '.join(map(repr, SCALE_REBUILDS))}, "

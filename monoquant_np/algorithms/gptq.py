@@ -81,19 +81,23 @@ def _check_hessian(h: Any, k: int) -> np.ndarray:
 def inverse_hessian_factor(h: np.ndarray, damp: float) -> np.ndarray:
     """Upper ``U`` with ``U^T U = (H + lambda I)^-1``, ``lambda = damp * mean(diag H)`` (float64 ``(K, K)``).
 
-    ``H`` must already have its dead diagonal entries set to 1. If the
-    Cholesky factorization fails, ``damp`` is multiplied by 10, 100, 1000.
+    One Cholesky factorization, of the reversed matrix: with ``J`` the
+    reversal permutation and ``J H J = L L^T``, ``H^-1 = (J L^-T J)(J L^-1 J)``
+    and ``U = J L^-1 J`` is upper triangular with a positive diagonal, i.e.
+    the Cholesky factor of ``H^-1`` that the reference computes with two more
+    factorizations. ``H`` must already have its dead diagonal entries set to
+    1. If the factorization fails, ``damp`` is multiplied by 10, 100, 1000.
     """
     mean_diag = float(np.mean(np.diag(h))) if h.size else 1.0
-    eye = np.eye(h.shape[0])
+    idx = np.arange(h.shape[0])
     for mult in _DAMP_RETRIES:
+        hd = h.copy()
+        hd[idx, idx] += damp * mult * mean_diag
         try:
-            low = np.linalg.cholesky(h + (damp * mult * mean_diag) * eye)
-            low_inv = np.linalg.inv(low)
-            hinv = low_inv.T @ low_inv  # (H + lambda I)^-1
-            return np.linalg.cholesky(hinv).T
+            low = np.linalg.cholesky(hd[::-1, ::-1])  # J H J = L L^T
         except np.linalg.LinAlgError:
             continue
+        return np.ascontiguousarray(np.linalg.inv(low)[::-1, ::-1])  # U = J L^-1 J
     raise ValueError(
         f"h is not positive definite even with damp={damp * _DAMP_RETRIES[-1]:g}; "
         "check the calibration activations (NaN, constant or too few samples)"

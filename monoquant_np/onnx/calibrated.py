@@ -1,0 +1,237 @@
+"""The ``mse``, ``gptq`` and ``awq`` algorithms of ``quantize_model`` (spec sections 14.4 and 13.3).
+
+Adapters between :mod:`monoquant_np.algorithms` (NumPy, ``(K, N)`` weights)
+and the model quantizer's extension point (:class:`~monoquant_np.onnx.model.Algorithm`):
+
+* ``mse``: per weight, :func:`~monoquant_np.algorithms.quantize_mse` along the
+  weight's group axis (MatMul/Gemm and Gather tables alike); no calibration.
+* ``gptq`` / ``awq``: ``prepare`` runs the calibration of
+  :mod:`monoquant_np.onnx.calibrate` on the opset-21 working model and
+  quantizes every MatMul/Gemm weight of the main graph from its activations'
+  statistics (stage by stage when ``sequential``); ``quantize_weight`` then
+  returns the stored result. Weights without statistics (Gather tables,
+  subgraph weights, weights also read by other ops) get ``mse``.
+* AWQ's activation multiplier ``m`` (one per activation tensor, shared by every
+  MatMul reading it: query, key and value are searched jointly) becomes an
+  explicit ``Mul(x, m)`` inserted in the working graph in front of those
+  MatMuls; each weight is quantized as ``diag(1 / m) W``.
+
+Each layer's report row carries, in ``extra``, the calibration output error
+``||X W - X W'|| / ||X W||`` of the algorithm and of round-to-nearest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from ..algorithms import awq_from_stats, gptq_from_hessian, quantize_mse
+from ..algorithms.gptq import output_error
+from ..packing import pack_int4
+from ..quantize import dequantize, quantize
+from ..tensor import QuantizedTensor
+from .calibrate import ActivationStats, CalibrationTarget, calibrate_sequential
+from .model import Algorithm, WeightContext, register_algorithm
+
+__all__ = ["mse_algorithm", "gptq_algorithm", "awq_algorithm", "transpose_qt"]
+
+
+def transpose_qt(qt: QuantizedTensor) -> QuantizedTensor:
+    """The same quantized 2-D weight, transposed: codes, scales, zero points and ``perm`` move along."""
+    codes = np.ascontiguousarray(qt.codes().T)
+    data = pack_int4(codes) if qt.bits == 4 else codes.reshape(-1).view(np.uint8).copy()
+    return QuantizedTensor(
+        data=data, shape=qt.shape[::-1], axis=1 - qt.axis, block_size=qt.block_size,
+        scale=np.ascontiguousarray(qt.scale.T),
+        zero_point=None if qt.zero_point is None else np.ascontiguousarray(qt.zero_point.T),
+        signed=qt.signed, bits=qt.bits, perm=qt.perm,
+    )
+
+
+def _check_scheme(ctx_or_opts: Any, name: str) -> None:
+    scheme = ctx_or_opts.scheme
+    if scheme not in ("int4", "uint4"):
+        raise ValueError(f"algorithm {name!r} supports scheme int4 or uint4, got {scheme!r}")
+
+
+def _mse(ctx: WeightContext) -> QuantizedTensor:
+    o = ctx.options
+    _check_scheme(o, "mse")
+    qt = quantize_mse(ctx.w, group_size=o.group_size, axis=ctx.axis, symmetric=o.symmetric,
+                      scale_dtype=o.scale_dtype, negative_scales=not o.double_quant)
+    if o.double_quant and qt.bits == 4:
+        from ..double_quant import double_quantize
+
+        qt = double_quantize(qt, w=ctx.w)
+    return qt
+
+
+def mse_algorithm() -> Algorithm:
+    """``algorithm="mse"``: calibration-free MSE scales (spec 14.1)."""
+    return Algorithm("mse", _mse)
+
+
+@dataclasses.dataclass
+class _Layer:
+    """A weight of the main graph read only by MatMul/Gemm, in ``(K, N)`` orientation."""
+
+    name: str
+    w: np.ndarray  # float32 (K, N)
+    stored_t: bool  # the stored tensor is (N, K)
+    acts: list[str]
+
+
+def _layers(model: onnx.ModelProto, sites: list) -> tuple[list[_Layer], list[CalibrationTarget]]:
+    layers, targets = [], []
+    for s in sites:
+        if s.graph is not model.graph and s.graph != model.graph:
+            continue
+        if not s.consumers or any(c.role not in ("matmul", "gemm", "transpose_matmul") for c in s.consumers):
+            continue
+        if any(c.graph is not model.graph and c.graph != model.graph for c in s.consumers):
+            continue
+        stored_t = bool(s.transpose or s.axis == 1)
+        w = np.asarray(numpy_helper.to_array(s.tensor), dtype=np.float32)
+        w = np.ascontiguousarray(w.T) if stored_t else w  # (K, N)
+        acts = []
+        for c in s.consumers:
+            ta = c.role == "gemm" and any(a.name == "transA" and a.i for a in c.node.attribute)
+            targets.append(CalibrationTarget(s.name, c.node.input[0], stored_t, ta))
+            acts.append(c.node.input[0])
+        layers.append(_Layer(s.name, w, stored_t, acts))
+    return layers, targets
+
+
+def _merged(stats: dict[str, ActivationStats], acts: list[str]) -> ActivationStats:
+    sts = [stats[a] for a in dict.fromkeys(acts) if a in stats]
+    st = sts[0]
+    for other in sts[1:]:
+        st = st.merged(other)
+    return st
+
+
+def _row_info(w: np.ndarray, w_hat: np.ndarray, h: np.ndarray, rtn_hat: np.ndarray) -> dict[str, float]:
+    ref = float(np.sum((h @ w.astype(np.float64)) * w))
+    den = np.sqrt(ref) if ref > 0 else 1.0
+    return {
+        "out_rel_err": float(np.sqrt(max(output_error(w, w_hat, h), 0.0)) / den),
+        "out_rel_err_rtn": float(np.sqrt(max(output_error(w, rtn_hat, h), 0.0)) / den),
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class _Calibrated:
+    kind: str  # "gptq" or "awq"
+    act_order: bool = True
+    scale_search: str = "mse"
+    sequential: bool = False
+    damp: float = 0.01
+    batch_size: int = 16
+
+    def prepare(self, model, sites, feeds, opts) -> dict[str, Any]:
+        _check_scheme(opts, self.kind)
+        layers, targets = _layers(model, sites)
+        by_name = {ly.name: ly for ly in layers}
+        out: dict[str, Any] = {}
+        muls: dict[str, np.ndarray] = {}
+
+        def quantize_stage(stage: list[CalibrationTarget], stats: dict[str, ActivationStats]):
+            w_hats = {}
+            names = list(dict.fromkeys(t.weight for t in stage))
+            groups: dict[tuple[str, ...], list[str]] = {}
+            for n in names:
+                groups.setdefault(tuple(dict.fromkeys(by_name[n].acts)), []).append(n)
+            for acts, members in groups.items():
+                st = _merged(stats, list(acts))
+                h = st.xtx
+                if self.kind == "awq":
+                    w_cat = np.concatenate([by_name[n].w for n in members], axis=1)  # (K, sum N)
+                    res = awq_from_stats(w_cat, st.mean_abs, h, group_size=opts.group_size,
+                                         symmetric=opts.symmetric, scale_search="absmax",
+                                         scale_dtype=opts.scale_dtype)
+                    m = res.act_scale
+                    if len(acts) == 1 and res.alpha > 0:
+                        muls[acts[0]] = m
+                    elif res.alpha > 0:  # several activations share the weights: no single Mul fits
+                        m = np.ones_like(m)
+                for n in members:
+                    ly = by_name[n]
+                    rtn_hat = dequantize(quantize(ly.w, group_size=opts.group_size, symmetric=opts.symmetric,
+                                                  scale_dtype=opts.scale_dtype))
+                    if self.kind == "gptq":
+                        qt = gptq_from_hessian(ly.w, h, group_size=opts.group_size, symmetric=opts.symmetric,
+                                               damp=self.damp, act_order=self.act_order,
+                                               scale_search=self.scale_search, scale_dtype=opts.scale_dtype)
+                        w_hat = dequantize(qt)
+                    else:
+                        w_s = (ly.w / m[:, None]).astype(np.float32)
+                        if self.scale_search == "mse":
+                            imp = (np.maximum(np.diag(h), 0) * m.astype(np.float64) ** 2).astype(np.float32)
+                            qt = quantize_mse(w_s, group_size=opts.group_size, symmetric=opts.symmetric,
+                                              scale_dtype=opts.scale_dtype, importance=imp)
+                        else:
+                            qt = quantize(w_s, group_size=opts.group_size, symmetric=opts.symmetric,
+                                          scale_dtype=opts.scale_dtype)
+                        w_hat = dequantize(qt) * m[:, None]
+                    info = _row_info(ly.w, w_hat, h, rtn_hat)
+                    out[n] = {"qt": qt, "w_hat": w_hat, "info": info}
+                    w_hats[n] = w_hat.T if ly.stored_t else w_hat
+            return w_hats
+
+        if targets:
+            calibrate_sequential(model, feeds, targets, quantize_stage, sequential=self.sequential,
+                                 batch_size=self.batch_size)
+        _insert_muls(model, muls, {n for n in by_name})
+        return out
+
+    def quantize_weight(self, ctx: WeightContext) -> QuantizedTensor:
+        st = ctx.stats
+        if not st:
+            return _mse(ctx)
+        qt = st["qt"]
+        if ctx.axis == 1 and qt.axis == 0:
+            qt = transpose_qt(qt)
+        return qt
+
+
+def _insert_muls(model: onnx.ModelProto, muls: dict[str, np.ndarray], weights: set[str]) -> None:
+    """``x_awq = Mul(x, m)`` before the first MatMul/Gemm reading ``x`` with one of ``weights``; rewire them."""
+    g = model.graph
+    taken = {o for n in g.node for o in n.output} | {t.name for t in g.initializer} | {i.name for i in g.input}
+    for x, m in muls.items():
+        base = f"{x}_awq"
+        name, k = base, 1
+        while name in taken or f"{name}_m" in taken:
+            name, k = f"{base}{k}", k + 1
+        taken.update({name, f"{name}_m"})
+        readers = [i for i, n in enumerate(g.node) if n.op_type in ("MatMul", "Gemm") and n.input and n.input[0] == x
+                   and len(n.input) > 1 and n.input[1] in weights]
+        if not readers:
+            continue
+        for i in readers:
+            g.node[i].input[0] = name
+        g.initializer.append(numpy_helper.from_array(m.astype(np.float32), f"{name}_m"))
+        g.node.insert(readers[0], helper.make_node("Mul", [x, f"{name}_m"], [name], name=f"{name}_mul"))
+
+
+def gptq_algorithm(*, act_order: bool = True, scale_search: str = "mse", sequential: bool = False,
+                   damp: float = 0.01, batch_size: int = 16) -> Algorithm:
+    """``algorithm="gptq"`` (spec 14.2) with calibration; the registered default is ``gptq_algorithm()``."""
+    c = _Calibrated("gptq", act_order=act_order, scale_search=scale_search, sequential=sequential, damp=damp,
+                    batch_size=batch_size)
+    return Algorithm("gptq", c.quantize_weight, needs_calibration=True, prepare=c.prepare)
+
+
+def awq_algorithm(*, scale_search: str = "mse", sequential: bool = False, batch_size: int = 16) -> Algorithm:
+    """``algorithm="awq"`` (spec 14.3) with calibration; the registered default is ``awq_algorithm()``."""
+    c = _Calibrated("awq", scale_search=scale_search, sequential=sequential, batch_size=batch_size)
+    return Algorithm("awq", c.quantize_weight, needs_calibration=True, prepare=c.prepare)
+
+
+register_algorithm(mse_algorithm())
+register_algorithm(gptq_algorithm())
+register_algorithm(awq_algorithm())

@@ -188,14 +188,14 @@ class _Calibrated:
         _insert_muls(model, muls, {n for n in by_name})
         return out
 
-    def quantize_weight(self, ctx: WeightContext) -> QuantizedTensor:
+    def quantize_weight(self, ctx: WeightContext) -> tuple[QuantizedTensor, dict[str, Any]]:
         st = ctx.stats
         if not st:
-            return _mse(ctx)
-        qt = st["qt"]
+            return _mse(ctx), {"note": "no calibration statistics: mse"}
+        qt, w_hat = st["qt"], st["w_hat"]
         if ctx.axis == 1 and qt.axis == 0:
-            qt = transpose_qt(qt)
-        return qt
+            qt, w_hat = transpose_qt(qt), w_hat.T
+        return qt, {"w_hat": w_hat, **st["info"]}
 
 
 def _insert_muls(model: onnx.ModelProto, muls: dict[str, np.ndarray], weights: set[str]) -> None:

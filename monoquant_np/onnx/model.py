@@ -29,8 +29,11 @@ Extension points (spec 13.3), for calibrated algorithms (issue 7) and dialects (
   {weight name: stats}``, run once on the float (opset-21) model before any
   weight is quantized; ``WeightContext.stats`` then carries the weight's
   entry (e.g. ``X^T X`` of its activations). ``prepare`` must not modify
-  ``model`` (copy it to add outputs). ``needs_calibration=True`` makes a
-  missing ``calibration`` a clear error.
+  ``model`` (copy it to add outputs), except to insert nodes its weights need
+  (AWQ's ``Mul`` on the activations, issue 7). ``needs_calibration=True`` makes a
+  missing ``calibration`` a clear error. ``quantize_weight`` may return
+  ``(qt, extra)``: ``extra`` goes to the report row (``extra["w_hat"]``, the
+  weight the graph computes, replaces ``dequantize(qt)`` in the weight error).
 * ``prequantized={name: QuantizedTensor}`` exports given tensors losslessly
   (GPTQ/AWQ/Q4_0 decoded by ``monoquant_np.formats``) instead of quantizing.
 """
@@ -53,7 +56,7 @@ from ..quantize import quantize
 from ..tensor import QuantizedTensor
 from .graph import Consumer, WeightSite, find_weight_sites
 from .io import load_model, tensor_array
-from .report import LayerRow, QuantReport, tensor_error
+from .report import LayerRow, QuantReport, relative_error, tensor_error
 from .rewrite import apply_quantized
 
 __all__ = [
@@ -506,14 +509,18 @@ def _quantize_site(site, alg, opts, stats, pre, names, base_dir, fmt, gather_op,
     del w_store
     if site.transpose:
         w = np.ascontiguousarray(w.T)  # (K, N) from Gemm's (N, K)
+    extra: dict[str, Any] = {}
     if site.name in pre:
         qt = pre[site.name]
     else:
         ctx = WeightContext(site.name, w, site.axis, tuple(site.consumers), opts, stats.get(site.name))
         qt = alg.quantize_weight(ctx)
+        if isinstance(qt, tuple):  # (qt, extra): report extras; extra["w_hat"] = the weight the graph computes
+            qt, extra = qt[0], dict(qt[1])
         if not isinstance(qt, QuantizedTensor) or qt.shape != w.shape:
             raise ValueError(f"algorithm {alg.name!r} returned {qt!r} for {site.name!r} of shape {w.shape}")
-    rel, mx = tensor_error(w, qt)
+    w_hat = extra.pop("w_hat", None)
+    rel, mx = tensor_error(w, qt) if w_hat is None else relative_error(w, w_hat)
     size = w.size
     del w
     qname = _fresh(site.name, names)
@@ -525,7 +532,7 @@ def _quantize_site(site, alg, opts, stats, pre, names, base_dir, fmt, gather_op,
         name=site.name, shape=qt.shape, scheme=qt.scheme, group_size=qt.block_size,
         bytes_before=size * itemsize, bytes_after=int(round(bpw * size / 8)), size=size,
         bits_per_weight=bpw, rel_err=rel, max_abs_err=mx, served_as=served,
-        consumers=tuple(c.node.name or c.node.output[0] for c in site.consumers),
+        consumers=tuple(c.node.name or c.node.output[0] for c in site.consumers), extra=extra,
     )
 
 

@@ -161,9 +161,16 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
+def _opt4(v: Any) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
 def format_rows(rows: list[LayerRow]) -> str:
     """A fixed-width text table of ``rows``."""
-    head = ("name", "shape", "scheme", "group", "bytes before", "bytes after", "rel err", "as")
+    # Calibrated algorithms (issue 7) add the output error ||XW - XW'|| / ||XW|| and round-to-nearest's.
+    calib = any("out_rel_err" in r.extra for r in rows)
+    out_cols = ("out err", "rtn out err") if calib else ()
+    head = ("name", "shape", "scheme", "group", "bytes before", "bytes after", "rel err", *out_cols, "as")
     body = [
         (
             r.name,
@@ -173,6 +180,7 @@ def format_rows(rows: list[LayerRow]) -> str:
             f"{r.bytes_before:,}",
             f"{r.bytes_after:,}",
             f"{r.rel_err:.4f}",
+            *((_opt4(r.extra.get("out_rel_err")), _opt4(r.extra.get("out_rel_err_rtn"))) if calib else ()),
             r.served_as,
         )
         for r in rows
@@ -182,7 +190,7 @@ def format_rows(rows: list[LayerRow]) -> str:
     out = []
     for i, cells in enumerate([head, *body]):
         name = cells[0] if len(cells[0]) <= 60 else "..." + cells[0][-57:]
-        parts = [name.ljust(width[0])] + [c.rjust(w) if j in (3, 4, 5, 6) else c.ljust(w)
+        parts = [name.ljust(width[0])] + [c.rjust(w) if 3 <= j <= 6 + len(out_cols) else c.ljust(w)
                                           for j, (c, w) in enumerate(zip(cells[1:], width[1:], strict=True), 1)]
         out.append("  ".join(parts).rstrip())
         if i == 0:

@@ -202,6 +202,15 @@ def test_matmulnbits_node_rejects_unrepresentable():
     with pytest.raises(ValueError, match="accuracy_level"):
         matmulnbits_node(quantize(_w(np.random.default_rng(4), (64, 3)), group_size=32), "a", "y", "fc",
                          accuracy_level=7)
+    g48 = quantize(_w(np.random.default_rng(4), (100, 3)), group_size=48)
+    with pytest.raises(ValueError, match="block_size must divide the group size 48"):
+        matmulnbits_arrays(g48, 32)  # a block of 32 would straddle groups 0 and 1
+    with pytest.raises(ValueError, match="positive even int"):
+        matmulnbits_arrays(g48, 0)
+    with pytest.raises(ValueError, match="grouped along axis 0"):
+        matmulnbits_arrays(quantize(_w(np.random.default_rng(4), (8, 64)), group_size=16, axis=1), 16)
+    with pytest.raises(TypeError, match="QuantizedTensor"):
+        matmulnbits_arrays(np.zeros((16, 2)), 16)
 
 
 # --------------------------------------------------------------- onnxruntime equals the spec (spec 9.6)

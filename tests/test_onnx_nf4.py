@@ -84,6 +84,12 @@ def test_bnb4_refuses_what_it_cannot_express():
         nf4_linear_model(quantize_nf4(w), format="nbits")
     with pytest.raises(ValueError, match="plain int4"):
         nf4_weight_subgraph(quantize(w, group_size=32), "w", "out")
+    with pytest.raises(ValueError, match=r"bias must have shape \(4,\), got \(3,\)"):
+        nf4_linear_model(quantize_nf4(w), np.zeros(3, np.float32))
+    with pytest.raises(TypeError, match="bias"):
+        nf4_linear_model(quantize_nf4(w), np.zeros(4, np.int32))
+    with pytest.raises(ValueError, match="input_name must be a non-empty str"):
+        nf4_linear_model(quantize_nf4(w), input_name="")
 
 
 # --------------------------------------------- the graphs equal the spec
@@ -154,7 +160,7 @@ def test_matmulbnb4_equals_spec(block, dq):
     x = rng.standard_normal((5, k)).astype(np.float32)
     bias = rng.standard_normal(n).astype(np.float32)
     model = nf4_linear_model(qt, bias, format="bnb4")
-    onnx.checker.check_model(model)
+    onnx.checker.check_model(model, full_check=True)
     err = max_relative_error(run_linear(model, x), dequant_matmul(x, qt, bias))
     assert err < 2e-5, f"MatMulBnb4 vs spec: relative error {err:.2e} (block {block}, dq {dq})"
 

@@ -89,8 +89,26 @@ def matmulnbits_arrays(qt: QuantizedTensor, block_size: int) -> tuple[np.ndarray
     ``(N, nb)`` (float16 scales widened exactly), ``zero_points`` uint8
     ``(N, ceil(nb * bits / 8))`` or ``None`` for signed codes; ``nb =
     ceil(K / block_size)``. Block ``j`` takes the scale of group
-    ``j * block_size // qt.block_size``.
+    ``j * block_size // qt.block_size``, so the blocks must nest inside the
+    groups: ``block_size`` divides ``qt.block_size``, or one group spans all
+    of K (:func:`matmulnbits_block_size` picks such a block).
+
+    Raises:
+        TypeError: ``qt`` is not a QuantizedTensor.
+        ValueError: ``qt`` is not a 2-D axis-0 weight with linear codes, or
+            ``block_size`` is not a positive even int nesting inside the groups.
     """
+    if not isinstance(qt, QuantizedTensor):
+        raise TypeError(f"qt must be a QuantizedTensor, got {type(qt).__name__}")
+    if len(qt.shape) != 2 or qt.axis != 0 or qt.codebook is not None or qt.double_quant is not None:
+        raise ValueError(f"qt must be a 2-D (K, N) weight grouped along axis 0 with linear codes and plain "
+                         f"scales, got shape {qt.shape} axis {qt.axis} scheme {qt.scheme}")
+    if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size <= 0 \
+            or block_size % 2:
+        raise ValueError(f"block_size must be a positive even int, got {block_size!r}")
+    if qt.block_size % block_size and qt.n_groups > 1:
+        raise ValueError(f"block_size must divide the group size {qt.block_size} (blocks nest inside groups), "
+                         f"got {block_size}")
     k, n = qt.shape
     bits = qt.bits
     nb = -(-k // block_size)

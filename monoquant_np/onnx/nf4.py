@@ -66,6 +66,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from ..errors import check_float_array
 from ..tensor import QuantizedTensor
 from .bnb4 import bnb4_layout
 from .export import IR_VERSION, OPSET, tensor_to_onnx
@@ -258,6 +259,14 @@ def nf4_linear_model(
     if len(qt.shape) != 2:
         raise ValueError(f"qt must be a 2-D (K, N) weight, got shape {qt.shape}")
     k, n = qt.shape
+    for v, what in ((input_name, "input_name"), (output_name, "output_name")):
+        if not isinstance(v, str) or not v:
+            raise ValueError(f"{what} must be a non-empty str, got {v!r}")
+    bias32 = None
+    if bias is not None:
+        bias32 = check_float_array(bias, "bias")
+        if bias32.shape != (n,):
+            raise ValueError(f"bias must have shape ({n},), got {bias32.shape}")
     inits: list[TensorProto] = []
     nodes: list[onnx.NodeProto] = []
     opsets = [helper.make_opsetid("", OPSET)]
@@ -266,7 +275,7 @@ def nf4_linear_model(
         x_in = input_name
         if qt.perm is not None:
             if qt.axis != 0:
-                raise ValueError("perm is only supported for weights grouped along axis 0")
+                raise ValueError(f"perm is only supported for weights grouped along axis 0, got axis {qt.axis}")
             inits.append(_i64("W_perm", qt.perm))
             nodes.append(_node("Gather", [input_name, "W_perm"], ["x_perm"], "W_perm_gather", axis=-1))
             x_in = "x_perm"
@@ -285,10 +294,7 @@ def nf4_linear_model(
             K=k, N=n, block_size=qt.block_size, quant_type=1, name="matmul_bnb4",
         ))
         opsets.append(helper.make_opsetid("com.microsoft", 1))
-    if bias is not None:
-        bias32 = np.asarray(bias, dtype=np.float32)
-        if bias32.shape != (n,):
-            raise ValueError(f"bias must have shape ({n},), got {bias32.shape}")
+    if bias32 is not None:
         inits.append(_raw("bias", TensorProto.FLOAT, (n,), bias32))
         nodes.append(helper.make_node("Add", [mm_out, "bias"], [output_name], name="bias_add"))
     graph = helper.make_graph(

@@ -153,6 +153,10 @@ def test_gptq_unequal_groups_raise():
                     np.array([0] * 6 + [1] * 10, np.int32))
     with pytest.raises(ValueError, match="group_size is required"):
         gptq_decode(q, np.zeros((2, 1), np.int32), np.ones((2, 8), np.float16))
+    with pytest.raises(TypeError, match="qweight must be an int32 array, got int64"):
+        gptq_decode(q.astype(np.int64), np.zeros((2, 1), np.int32), np.ones((2, 8), np.float16))
+    with pytest.raises(TypeError, match="qzeros must be an int32 array, got float32"):
+        gptq_decode(q, np.zeros((2, 1), np.float32), np.ones((2, 8), np.float16))
 
 
 # ------------------------------------------------------------------ AWQ
@@ -189,3 +193,5 @@ def test_awq_errors():
         awq_encode(qt)
     with pytest.raises(ValueError, match="multiple of the number of groups"):
         awq_decode(np.zeros((10, 1), np.int32), np.zeros((3, 1), np.int32), np.ones((3, 8), np.float16))
+    with pytest.raises(TypeError, match="qzeros must be an int32 array"):
+        awq_decode(np.zeros((16, 1), np.int32), np.zeros((1, 1), np.int64), np.ones((1, 8), np.float16))

@@ -79,11 +79,14 @@ def pack_words(nibbles: np.ndarray) -> np.ndarray:
     return np.bitwise_or.reduce(u << shifts, axis=-1).astype(np.uint32).view(np.int32)
 
 
-def unpack_words(words: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`pack_words`: int32 ``(...)`` -> uint8 ``(..., 8)`` codes ``0..15``."""
+def unpack_words(words: np.ndarray, name: str = "packed words") -> np.ndarray:
+    """Inverse of :func:`pack_words`: int32 ``(...)`` -> uint8 ``(..., 8)`` codes ``0..15``.
+
+    ``name`` is the argument named in the ``TypeError`` for a non-int32 array.
+    """
     if not isinstance(words, np.ndarray) or words.dtype not in (np.int32, np.uint32):
         got = words.dtype if isinstance(words, np.ndarray) else type(words).__name__
-        raise TypeError(f"packed words must be an int32 array, got {got}")
+        raise TypeError(f"{name} must be an int32 array, got {got}")
     u = words.view(np.uint32)[..., None]  # (..., 1)
     return ((u >> np.arange(0, 32, 4, dtype=np.uint32)) & np.uint32(0xF)).astype(np.uint8)
 

@@ -38,7 +38,7 @@ AWQ_REVERSE_ORDER = (0, 4, 1, 5, 2, 6, 3, 7)
 
 def _unpack_n(words: np.ndarray, name: str) -> np.ndarray:
     """int32 ``(R, N/8)`` -> uint8 ``(R, N)`` codes in natural column order."""
-    nib = unpack_words(words)  # (R, N/8, 8), nibble order
+    nib = unpack_words(words, name)  # (R, N/8, 8), nibble order
     if nib.ndim != 3:
         raise ValueError(f"{name} must be 2-D (rows, N / 8), got shape {words.shape}")
     return nib[:, :, list(AWQ_REVERSE_ORDER)].reshape(nib.shape[0], -1)  # (R, N)

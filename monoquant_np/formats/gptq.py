@@ -95,13 +95,13 @@ def gptq_decode(
     15 (read back as 16, not a 4-bit code) and for unequal groups.
     """
     off = _zero_offset(checkpoint_format)
-    q = unpack_words(qweight)  # (K/8, N, 8): nibble j of word (i, n) is row 8i + j
+    q = unpack_words(qweight, "qweight")  # (K/8, N, 8): nibble j of word (i, n) is row 8i + j
     if q.ndim != 3:
         raise ValueError(f"qweight must be 2-D (K/8, N), got shape {qweight.shape}")
     k8, n, _ = q.shape
     k = 8 * k8
     codes = q.transpose(0, 2, 1).reshape(k, n)  # (K, N)
-    zw = unpack_words(qzeros)  # (G, N/8, 8)
+    zw = unpack_words(qzeros, "qzeros")  # (G, N/8, 8)
     if zw.ndim != 3 or zw.shape[1] * 8 != n:
         raise ValueError(f"qzeros must have shape (G, {n // 8}), got {qzeros.shape}")
     n_groups = zw.shape[0]

@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 MODULES = ["formats._common", "formats.matmulnbits", "formats.gguf", "formats.bnb", "formats.gptq", "formats.awq",
-           "testing"]
+           "testing", "testing.compare"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -21,9 +21,9 @@ The matmul bound defaults to float32 rounding, ``tol * (|x| @ |W|)`` with
 ``tol = 2e-5`` (the summation order is free); a backend that rounds on
 purpose (onnxruntime's int8 activations) passes its own ``matmul_bound``.
 
-A mismatch says where, like gguf-py's tests: the function, the case, the
-group, the byte and nibble, the expected and actual values and the bits that
-differ (``xor``). :func:`conformance_tests` wraps it all in a pytest class, so
+A mismatch (:mod:`monoquant_np.testing.compare`) says where, like gguf-py's
+tests: the function, the case, the group, the byte and nibble, the expected
+and actual values and the bits that differ (``xor``). :func:`conformance_tests` wraps it all in a pytest class, so
 a backend's own suite runs the kit in one line::
 
     TestMyBackend = conformance_tests(Backend("mine", pack=my_pack, dequantize=my_dequantize))
@@ -43,14 +43,13 @@ from ..matmul import dequant_matmul
 from ..packing import pack_int4
 from ..quantize import dequantize, quantize
 from ..tensor import QuantizedTensor
+from .compare import Mismatch, compare_bytes, compare_matmul, compare_quantized, compare_values
 from .strategies import KINDS, Case, cases, matmul_inputs
 
 __all__ = ["Backend", "Mismatch", "Report", "SPEC", "FUNCTIONS", "check_backend", "conformance_tests",
            "float32_bound"]
 
 FUNCTIONS = ("quantize", "pack", "dequantize", "dequant_matmul")
-#: Mismatches kept per function and example (the count is always complete).
-KEEP = 3
 
 
 def float32_bound(x: np.ndarray, w: np.ndarray, tol: float = 2e-5) -> np.ndarray:
@@ -94,23 +93,6 @@ def _spec_quantize(w: np.ndarray, *, group_size: int, axis: int, symmetric: bool
 SPEC = Backend("spec", quantize=_spec_quantize, pack=pack_int4, dequantize=dequantize, dequant_matmul=dequant_matmul)
 
 
-@dataclasses.dataclass(frozen=True)
-class Mismatch:
-    """One difference between a backend and the reference."""
-
-    function: str
-    case: str
-    where: str
-    expected: str
-    got: str
-    bits: str = ""
-    ratio: float = float("inf")
-
-    def __str__(self) -> str:
-        bits = f"; {self.bits}" if self.bits else ""
-        return f"{self.function}: {self.where}: expected {self.expected}, got {self.got}{bits}  [{self.case}]"
-
-
 @dataclasses.dataclass
 class Report:
     """What :func:`check_backend` found. ``ok`` when nothing differs.
@@ -139,108 +121,6 @@ class Report:
         if len(self.mismatches) > 20:
             lines.append(f"  ... {len(self.mismatches) - 20} more")
         return "\n".join(lines)
-
-
-# ----------------------------------------------------------------- comparisons
-def _bits(a: int, b: int, width: int) -> str:
-    x = (a ^ b) & ((1 << width) - 1)
-    return f"xor 0b{x:0{width}b} (bits {', '.join(str(i) for i in range(width) if x >> i & 1)})"
-
-
-def _group_of(index: tuple[int, ...], axis: int, group_size: int) -> tuple[int, ...]:
-    g = list(index)
-    g[axis] //= group_size
-    return tuple(g)
-
-
-def _as_parts(got: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    if isinstance(got, QuantizedTensor):
-        return got.codes(), got.scale, got.zero_point
-    codes, scale, zp = got
-    return np.asarray(codes), np.asarray(scale), None if zp is None else np.asarray(zp)
-
-
-def compare_quantized(ref: QuantizedTensor, got: Any, case: str) -> list[Mismatch]:
-    """Codes, scales and zero points of ``got`` against ``ref``, bit for bit."""
-    out: list[Mismatch] = []
-    codes, scale, zp = _as_parts(got)
-    width = ref.bits
-    if scale.dtype != ref.scale.dtype or scale.shape != ref.scale.shape:
-        want, have = f"{ref.scale.dtype}{ref.scale.shape}", f"{scale.dtype}{scale.shape}"
-        return [Mismatch("quantize", case, "scale dtype and shape", want, have)]
-    sbits = ref.scale.dtype.itemsize * 8
-    uint = np.dtype(f"u{ref.scale.dtype.itemsize}")
-    diff = ref.scale.view(uint) != scale.view(uint)
-    for g in np.argwhere(diff)[:KEEP]:
-        g = tuple(int(i) for i in g)
-        a, b = int(ref.scale.view(uint)[g]), int(scale.view(uint)[g])
-        out.append(Mismatch("quantize", case, f"scale of group {g}", f"{ref.scale[g]!r} (0x{a:x})",
-                            f"{scale[g]!r} (0x{b:x})", _bits(a, b, sbits)))
-    if ref.zero_point is not None or zp is not None:
-        rz = ref.zero_point if ref.zero_point is not None else np.zeros(ref.scale.shape, np.uint8)
-        gz = zp.astype(np.int64) if zp is not None else np.zeros(ref.scale.shape, np.int64)
-        for g in np.argwhere(rz.astype(np.int64) != gz)[:KEEP]:
-            g = tuple(int(i) for i in g)
-            out.append(Mismatch("quantize", case, f"zero point of group {g}", str(int(rz[g])), str(int(gz[g])),
-                                _bits(int(rz[g]), int(gz[g]), width)))
-    rc = ref.codes().astype(np.int64)
-    gc = np.asarray(codes).astype(np.int64).reshape(rc.shape) if codes.size == rc.size else None
-    if gc is None:
-        return out + [Mismatch("quantize", case, "codes", f"{rc.size} codes", f"{codes.size}")]
-    flat = np.flatnonzero(rc != gc)
-    for i in flat[:KEEP]:
-        idx = tuple(int(v) for v in np.unravel_index(i, rc.shape))
-        byte = f"byte {i // 2} {'high' if i % 2 else 'low'} nibble" if width == 4 else f"byte {i}"
-        out.append(Mismatch("quantize", case, f"element {idx} (group {_group_of(idx, ref.axis, ref.block_size)}, "
-                            f"{byte})", str(int(rc[idx])), str(int(gc[idx])), _bits(int(rc[idx]), int(gc[idx]), width)))
-    if len(flat) > KEEP:
-        out.append(Mismatch("quantize", case, f"{len(flat) - KEEP} more codes", "", ""))
-    return out
-
-
-def compare_bytes(ref: np.ndarray, got: Any, case: str, function: str = "pack") -> list[Mismatch]:
-    """Packed bytes, byte for byte, naming the elements each differing nibble holds."""
-    got = np.asarray(got)
-    if got.dtype != np.uint8 or got.size != ref.size:
-        return [Mismatch(function, case, "bytes", f"uint8 x {ref.size}", f"{got.dtype} x {got.size}")]
-    r, g = ref.reshape(-1), got.reshape(-1)
-    out = []
-    for i in np.flatnonzero(r != g)[:KEEP]:
-        a, b = int(r[i]), int(g[i])
-        which = "; ".join(f"{('low', 'high')[k]} nibble = element {2 * i + k}"
-                          for k in (0, 1) if (a ^ b) >> 4 * k & 0xF)
-        out.append(Mismatch(function, case, f"byte {i} ({which})", f"0x{a:02x}", f"0x{b:02x}", _bits(a, b, 8)))
-    return out
-
-
-def compare_values(ref: np.ndarray, got: Any, qt: QuantizedTensor, case: str) -> list[Mismatch]:
-    """Dequantized values, exactly (``-0.0 == 0.0``), naming element and group."""
-    got = np.asarray(got)
-    if got.shape != ref.shape:
-        return [Mismatch("dequantize", case, "shape", str(ref.shape), str(got.shape))]
-    out = []
-    for idx in np.argwhere(~(ref == got))[:KEEP]:
-        idx = tuple(int(v) for v in idx)
-        a, b = np.float32(ref[idx]), np.float32(got[idx])
-        out.append(Mismatch("dequantize", case, f"element {idx} (group {_group_of(idx, qt.axis, qt.block_size)})",
-                            repr(float(a)), repr(float(b)), _bits(int(a.view(np.uint32)), int(b.view(np.uint32)), 32)))
-    return out
-
-
-def compare_matmul(ref: np.ndarray, got: Any, bound: np.ndarray, case: str) -> tuple[list[Mismatch], float]:
-    """``|got - ref| <= bound`` elementwise; returns the mismatches and the worst ``|got - ref| / bound``."""
-    got = np.asarray(got, dtype=np.float64)
-    if got.shape != ref.shape:
-        return [Mismatch("dequant_matmul", case, "shape", str(ref.shape), str(got.shape))], float("inf")
-    err = np.abs(got - ref)
-    ratio = err / bound
-    worst = float(ratio.max()) if ratio.size else 0.0
-    out = []
-    for idx in np.argwhere(ratio > 1)[:KEEP]:
-        idx = tuple(int(v) for v in idx)
-        out.append(Mismatch("dequant_matmul", case, f"output {idx}", repr(float(ref[idx])), repr(float(got[idx])),
-                            f"|diff| {err[idx]:.3g} > bound {bound[idx]:.3g}", float(ratio[idx])))
-    return out, worst
 
 
 # -------------------------------------------------------------------- driver

@@ -4,6 +4,9 @@ This subpackage imports ``onnx`` and ``onnxruntime``; the NumPy core never
 imports it. Exported graphs use ``DequantizeLinear(axis, block_size)`` on
 packed ``INT4``/``UINT4`` initializers (opset 21), which onnxruntime fuses
 into ``MatMulNBits``, or ``com.microsoft.MatMulNBits`` directly.
+
+``quantize_model`` quantizes a whole float model (spec chapter 13), with
+``verify_models`` and ``inspect_model`` behind the ``verify``/``inspect`` commands.
 """
 
 from .export import (
@@ -16,7 +19,10 @@ from .export import (
     weight_subgraph,
 )
 from .graphs import linear_model, mlp_model
+from .inspect import inspect_model
+from .io import load_model, save, save_model
 from .matmulnbits import matmulnbits_arrays, matmulnbits_block_size, matmulnbits_node
+from .model import Algorithm, WeightContext, quantize_model, quantize_model_with_report, register_algorithm
 from .nf4 import bnb4_layout, nf4_linear_model, nf4_weight_subgraph
 from .runtime import (
     fused_op_types,
@@ -26,6 +32,7 @@ from .runtime import (
     optimized_model,
     run_model,
 )
+from .verify import make_inputs, verify_models
 
 __all__ = [
     # tensors and subgraphs (spec 9.1-9.3)
@@ -51,6 +58,18 @@ __all__ = [
     "fused_op_types",
     "max_relative_error",
     "int8_activation_reference",
+    # quantizing a whole model (spec 13)
+    "quantize_model",
+    "quantize_model_with_report",
+    "Algorithm",
+    "WeightContext",
+    "register_algorithm",
+    "load_model",
+    "save",
+    "save_model",
+    "verify_models",
+    "make_inputs",
+    "inspect_model",
     # constants
     "OPSET",
     "IR_VERSION",

@@ -28,7 +28,7 @@ import onnx
 from onnx import TensorProto
 
 __all__ = [
-    "load_model", "save_model", "write_text_atomic", "copy_atomic",
+    "load_model", "save_model", "save", "write_text_atomic", "copy_atomic",
     "iter_graphs", "iter_tensors", "tensor_nbytes", "tensor_array", "PROTOBUF_LIMIT",
 ]
 
@@ -341,3 +341,7 @@ def copy_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+#: The public name of :func:`save_model` (``monoquant_np.onnx.save``).
+save = save_model

@@ -407,3 +407,50 @@ def test_chunked_quantize_equals_one_call(shape, axis, g, symmetric):
     one = quantize(w, group_size=g, axis=axis, symmetric=symmetric)
     assert quantize_chunked(w, group_size=g, axis=axis, symmetric=symmetric, scale_dtype="float32",
                             chunk_elements=1000).equals(one)
+
+
+def test_gemm_trans_a_and_matrix_bias():
+    k, n, m_ = 64, 32, 5
+    w, c = _w(k, n), _w(m_, n)
+    m = _model([helper.make_node("Gemm", ["xt", "W", "C"], ["y"], transA=1)],
+               [helper.make_tensor_value_info("xt", F32, [k, m_])], [helper.make_tensor_value_info("y", F32, None)],
+               [numpy_helper.from_array(w, "W"), numpy_helper.from_array(c, "C")])
+    for fmt in ("qdq", "matmulnbits"):
+        q = quantize_model(m, group_size=32, min_elements=1, format=fmt)
+        x = _w(m_, k)
+        assert _rel(_run(q, {"xt": x.T.copy()})[0], x @ _spec(w) + c) < 2e-5
+
+
+def test_float16_gather_and_matmulnbits_fallback():
+    table, w = _w(100, 64, dtype=np.float16), _w(64, 32, dtype=np.float16)
+    m = _model([helper.make_node("Gather", ["E", "ids"], ["h"]), helper.make_node("MatMul", ["h", "W"], ["y"])],
+               [helper.make_tensor_value_info("ids", TensorProto.INT64, ["n"])],
+               [helper.make_tensor_value_info("y", TensorProto.FLOAT16, None)],
+               [numpy_helper.from_array(table, "E"), numpy_helper.from_array(w, "W")])
+    q, rep = quantize_model_with_report(m, ops="MatMul,Gather", format="matmulnbits", group_size=32, min_elements=1)
+    assert [r.served_as for r in rep.rows] == ["GatherBlockQuantized", "qdq"]  # MatMulNBits wants float32 here
+    ids = np.array([3, 99, 0], np.int64)
+    e = _spec(table, axis=1).astype(np.float16).astype(np.float32)
+    want = e[ids] @ _spec(w).astype(np.float16).astype(np.float32)
+    got = _run(q, {"ids": ids})[0]
+    assert got.dtype == np.float16 and _rel(got, want) < 3e-3
+
+
+def test_make_inputs_ranges_and_cosine():
+    from monoquant_np.onnx.verify import cosine_per_sample, make_inputs
+
+    i64 = TensorProto.INT64
+    m = _model([helper.make_node("Gather", ["E", "input_ids"], ["h"])],
+               [helper.make_tensor_value_info(n, i64, ["batch", "seq"])
+                for n in ("input_ids", "attention_mask", "token_type_ids")]
+               + [helper.make_tensor_value_info("x", F32, ["batch", 3])],
+               [helper.make_tensor_value_info("h", F32, None)], [numpy_helper.from_array(_w(50, 8), "E")])
+    f = make_inputs(m, samples=3, seq_len=40)
+    assert f["input_ids"].shape == (3, 40) and 0 <= f["input_ids"].min() and f["input_ids"].max() < 50
+    assert f["input_ids"].max() > 1  # drawn from the whole vocabulary, not {0, 1}
+    assert (f["attention_mask"] == 1).all() and (f["token_type_ids"] == 0).all()
+    assert f["x"].shape == (3, 3) and f["x"].dtype == np.float32
+    # hand-checkable: [1, 0] . [1, 1] / sqrt(2) = 0.7071; identical rows: 1; one zero vector: 0
+    assert cosine_per_sample(np.array([[1.0, 0.0]]), np.array([[1.0, 1.0]])) == pytest.approx(0.5 ** 0.5)
+    a, b = np.array([[1.0, 2.0], [0.0, 0.0]]), np.array([[2.0, 4.0], [1.0, 0.0]])
+    assert cosine_per_sample(a, b) == pytest.approx(0.5)

@@ -45,7 +45,7 @@ QUANTIZED_OPS = (
 )
 
 #: ONNX element types of weights that can be quantized.
-FLOAT_TYPES = {TensorProto.FLOAT: "float32", TensorProto.FLOAT16: "float16"}
+FLOAT_TYPES: dict[int, str] = {TensorProto.FLOAT: "float32", TensorProto.FLOAT16: "float16"}
 
 
 @dataclasses.dataclass
@@ -171,11 +171,11 @@ def _walk(graph: onnx.GraphProto, scope: dict[str, WeightSite], uses: dict, site
             sites.append(site)
     for node in graph.node:
         for i, name in enumerate(node.input):
-            site = scope.get(name)
-            if site is not None:
-                role, axis = _role(node, i, len(site.shape), uses)
+            found = scope.get(name)
+            if found is not None:
+                role, axis = _role(node, i, len(found.shape), uses)
                 op = "MatMul" if role == "transpose_matmul" else node.op_type
-                site.consumers.append(Consumer(node, graph, role, op, axis))
+                found.consumers.append(Consumer(node, graph, role, op, axis))
         for g in _subgraphs(node):
             _walk(g, scope, uses, sites)
 
@@ -222,8 +222,8 @@ def find_weight_sites(
         elif pattern and (pattern.search(s.name) or any(pattern.search(c.node.name) for c in s.consumers)):
             s.skip = f"matches exclude {exclude!r}"
         else:
-            axes = [c.axis for c in s.consumers]
-            s.axis = int(axes[0])  # type: ignore[arg-type]
+            axes = [int(c.axis) for c in s.consumers if c.axis is not None]
+            s.axis = axes[0]
             if len(set(axes)) > 1:
                 notes.append(
                     f"{s.name}: readers want different group axes {sorted(set(axes))}; grouped along axis {s.axis}"

@@ -30,9 +30,12 @@ from .io import iter_graphs, load_model, tensor_nbytes
 
 __all__ = ["TensorInfo", "inspect_model", "format_inspection"]
 
-_QTYPES = {TensorProto.INT4: "int4", TensorProto.UINT4: "uint4", TensorProto.INT8: "int8",
-           TensorProto.UINT8: "uint8"}
-_FTYPES = {TensorProto.FLOAT: "float32", TensorProto.FLOAT16: "float16", TensorProto.BFLOAT16: "bfloat16"}
+_QTYPES: dict[int, str] = {
+    TensorProto.INT4: "int4", TensorProto.UINT4: "uint4", TensorProto.INT8: "int8", TensorProto.UINT8: "uint8",
+}
+_FTYPES: dict[int, str] = {
+    TensorProto.FLOAT: "float32", TensorProto.FLOAT16: "float16", TensorProto.BFLOAT16: "bfloat16",
+}
 
 
 @dataclasses.dataclass

@@ -232,12 +232,13 @@ def save_model(
         if external_data:
             fd, tmp_data = tempfile.mkstemp(prefix=f".{out.name}.data.", suffix=".tmp", dir=folder)
             os.close(fd)
-            to_write = _externalize(model, Path(tmp_data), data_path.name, size_threshold, base_dir, consume)
+            location = out.name + ".data"
+            to_write = _externalize(model, Path(tmp_data), location, size_threshold, base_dir, consume)
         else:
             to_write = _inline(model, base_dir) if has_external_refs else model
         with open(tmp_model, "wb") as f:
             f.write(to_write.SerializeToString())
-        if tmp_data is not None:
+        if tmp_data is not None and data_path is not None:
             os.replace(tmp_data, data_path)
             tmp_data = None
         os.replace(tmp_model, out)

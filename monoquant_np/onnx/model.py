@@ -162,15 +162,18 @@ def quantize_chunked(w: np.ndarray, *, group_size: int, axis: int, symmetric: bo
     """
     rows = w.shape[0]
     inner = int(np.prod(w.shape[1:]))
-    whole = dict(group_size=group_size, axis=axis, symmetric=symmetric, scale_dtype=scale_dtype)
+    def one(part: np.ndarray, fallback: bool = True) -> QuantizedTensor:
+        return quantize(part, group_size=group_size, axis=axis, symmetric=symmetric, scale_dtype=scale_dtype,
+                        int8_fallback=fallback)
+
     if w.ndim != 2 or w.shape[axis] < group_size or inner == 0:
-        return quantize(w, **whole)  # the int8 fallback or an odd shape: one call
+        return one(w)  # the int8 fallback or an odd shape: one call
     step = max(1, chunk_elements // inner)
     if axis == 0:
         step = max(group_size, step // group_size * group_size)
     if step >= rows or (step * inner) % 2:
-        return quantize(w, **whole)
-    parts = [quantize(w[r : r + step], int8_fallback=False, **whole) for r in range(0, rows, step)]
+        return one(w)
+    parts = [one(w[r : r + step], False) for r in range(0, rows, step)]
     return QuantizedTensor(
         data=np.concatenate([p.data for p in parts]), shape=w.shape, axis=axis, block_size=group_size,
         scale=np.concatenate([p.scale for p in parts], axis=0),

@@ -100,11 +100,14 @@ def _float_weight(qt: QuantizedTensor, qname: str, out: str, dtype: str):
     if dtype == "float16" and qt.scale.dtype == np.float16 and qt.codebook is None and qt.double_quant is None:
         inits = [t for t in export.tensor_to_onnx(qt, qname) if not t.name.endswith("_perm")]
         ins = [qname, qname + "_scale"] + ([qname + "_zero_point"] if qt.zero_point is not None else [])
+        attrs: dict[str, int]
         if qt.bits == 8 and len(qt.shape) == 2 and qt.n_groups == 1:
             attrs = {"axis": 1 - qt.axis}
         else:
             attrs = {"axis": qt.axis, "block_size": qt.block_size}
-        return inits, [helper.make_node("DequantizeLinear", ins, [out], name=qname + "_dq", **attrs)]
+        dq = helper.make_node("DequantizeLinear", ins, [out], name=qname + "_dq")
+        dq.attribute.extend(helper.make_attribute(k, v) for k, v in attrs.items())
+        return inits, [dq]
     if dtype == "float16":
         inits, nodes = export.weight_subgraph(qt, qname, out + "_f32")
         nodes.append(helper.make_node("Cast", [out + "_f32"], [out], name=qname + "_cast", to=TensorProto.FLOAT16))
@@ -194,7 +197,7 @@ def _permute_reader(c, node, qt: QuantizedTensor, qname: str, stored: str, name:
         node.input[0] = xp
         node.input[1] = stored
         return
-    if f"{qname}_unpermute" not in seen:
+    if f"{qname}_unpermute" not in seen and qt.perm is not None:
         inv = numpy_helper.from_array(np.argsort(qt.perm).astype(np.int64), f"{qname}_inv_perm")
         _add_inits(def_graph, [inv], seen)
         seen.add(f"{qname}_unpermute")
@@ -214,7 +217,7 @@ def _find_producer(graph: onnx.GraphProto, name: str) -> onnx.NodeProto:
 
 
 def _activation_gather(qt: QuantizedTensor, qname: str, x: str, out: str):
-    perm = numpy_helper.from_array(qt.perm, qname + "_perm")
+    perm = numpy_helper.from_array(np.asarray(qt.perm, dtype=np.int64), qname + "_perm")
     return [perm], [helper.make_node("Gather", [x, perm.name], [out], name=out + "_gather", axis=-1)]
 
 

@@ -51,7 +51,7 @@ __all__ = ["dequant_matmul", "chunk_rows"]
 #: Upper bound of one dequantized chunk or decoded tile (float32), in bytes.
 CHUNK_BYTES = 4 << 20
 #: Largest batch for which scales multiply the per-group products (see module docstring).
-SMALL_BATCH = 16
+SMALL_BATCH = 32
 #: Upper bound of one decoded tile for larger batches (float32 bytes), see :func:`_large_batch`.
 BIG_TILE_BYTES = 32 << 20
 
@@ -157,35 +157,39 @@ def _small_batch(x2, packed, planes_s, planes_z, qt, out) -> None:  # type: igno
 
 
 def _large_batch(x2, packed, planes_s, planes_z, qt, out) -> None:  # type: ignore[no-untyped-def]
-    """Row tiles of whole groups over the full width, both planes side by
-    side ``(rows, N)``, scaled in place (bit-identical to :func:`dequantize`):
-    one multithreaded BLAS product per tile, at most 1/8 of the float32
-    weight and ``BIG_TILE_BYTES``, accumulated over K per plane."""
+    """Tiles of whole groups of rows and at least 512 byte columns (or all),
+    both planes side by side ``(rows, 2 * cols)``, scaled as they are
+    converted (bit-identical to :func:`dequantize`): one multithreaded BLAS
+    product per tile, at most 1/8 of the float32 weight and
+    ``BIG_TILE_BYTES``. Tiles span as much of K as fits, so that few partial
+    products are accumulated."""
     k, j = packed.shape
     m, group = x2.shape[0], qt.block_size
     budget = min(BIG_TILE_BYTES, k * j) // 4  # floats: <= 1/8 of the weight
-    kc = min(k, max(1, budget // (2 * j * group)) * group)
-    ub_buf, f_buf = np.empty(kc * j, np.uint8), np.empty(kc * 2 * j, np.float32)
-    acc = [np.empty((m, j), np.float32), np.empty((m, j), np.float32)]  # even, odd columns
-    prod = np.empty((m, 2 * j), np.float32)
-    for k0 in range(0, k, kc):
-        k1 = min(k0 + kc, k)
-        g0, g1 = k0 // group, k1 // group
-        rows = k1 - k0
-        ub = ub_buf[: rows * j].reshape(rows, j)
-        f = f_buf[: rows * 2 * j].reshape(rows, 2 * j)  # [:, :j] plane 0, [:, j:] plane 1
-        for h in (0, 1):  # scaled in place: (q - z) * s, bit-identical to dequantize
-            z = planes_z[h]
-            _decode(packed[k0:k1], h, qt, None if z is None else z[g0:g1, None, :], ub,
-                    f[:, h * j : (h + 1) * j], planes_s[h][g0:g1, None, :])
-        np.matmul(x2[:, k0:k1], f, out=prod)  # (M, 2j)
-        for h in (0, 1):
-            if k0 == 0:
-                acc[h][...] = prod[:, h * j : (h + 1) * j]
-            else:
-                acc[h] += prod[:, h * j : (h + 1) * j]
-    out[:, :, 0] = acc[0]
-    out[:, :, 1] = acc[1]
+    jc = min(j, max(512, budget // (2 * k)))
+    kc = min(k, max(1, budget // (2 * jc * group)) * group)
+    ub_buf, f_buf = np.empty(kc * jc, np.uint8), np.empty(kc * 2 * jc, np.float32)
+    prod_buf = np.empty(m * 2 * jc, np.float32)
+    for j0 in range(0, j, jc):
+        j1 = min(j0 + jc, j)
+        w = j1 - j0
+        prod = prod_buf[: m * 2 * w].reshape(m, 2 * w)
+        for k0 in range(0, k, kc):
+            k1 = min(k0 + kc, k)
+            g0, g1 = k0 // group, k1 // group
+            rows = k1 - k0
+            ub = ub_buf[: rows * w].reshape(rows, w)
+            f = f_buf[: rows * 2 * w].reshape(rows, 2 * w)  # [:, :w] plane 0, [:, w:] plane 1
+            for h in (0, 1):  # (q - z) * s, bit-identical to dequantize
+                z = planes_z[h]
+                _decode(packed[k0:k1, j0:j1], h, qt, None if z is None else z[g0:g1, None, j0:j1], ub,
+                        f[:, h * w : (h + 1) * w], planes_s[h][g0:g1, None, j0:j1])
+            np.matmul(x2[:, k0:k1], f, out=prod)  # (M, 2w)
+            for h in (0, 1):
+                if k0 == 0:
+                    out[:, j0:j1, h] = prod[:, h * w : (h + 1) * w]
+                else:
+                    out[:, j0:j1, h] += prod[:, h * w : (h + 1) * w]
 
 
 def _fast_rows(qt: QuantizedTensor) -> int:

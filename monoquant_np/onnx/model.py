@@ -40,8 +40,6 @@ Extension points (spec 13.3), for calibrated algorithms (issue 7) and dialects (
 
 from __future__ import annotations
 
-import dataclasses
-import importlib
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -52,16 +50,27 @@ import numpy as np
 import onnx
 
 from ..errors import check_choice, check_positive_int
-from ..quantize import quantize
 from ..tensor import QuantizedTensor
-from .graph import Consumer, WeightSite, find_weight_sites
+from .graph import WeightSite, find_weight_sites
 from .io import load_model, tensor_array
+from .opset import to_opset21
 from .report import LayerRow, QuantReport, relative_error, tensor_error
 from .rewrite import apply_quantized
+from .weights import (
+    KNOWN_ALGORITHMS,
+    Algorithm,
+    QuantOptions,
+    WeightContext,
+    get_algorithm,
+    load_feeds,
+    quantize_chunked,
+    register_algorithm,
+)
 
 __all__ = [
     "quantize_model",
     "quantize_model_with_report",
+    # re-exported from .weights and .opset
     "QuantOptions",
     "WeightContext",
     "Algorithm",
@@ -76,255 +85,6 @@ SCHEMES = ("int4", "uint4", "nf4")
 FORMATS = ("qdq", "matmulnbits")
 OPS = ("MatMul", "Gemm", "Gather")
 GATHER_OPS = ("GatherBlockQuantized", "DequantizeLinear")
-#: Algorithm names the command line offers, and which of them need calibration inputs.
-KNOWN_ALGORITHMS = {"rtn": False, "mse": False, "gptq": True, "awq": True}
-#: The module that registers the calibrated algorithms when imported (issue 7).
-ALGORITHM_MODULE = "monoquant_np.onnx.calibrate"
-
-
-@dataclasses.dataclass(frozen=True)
-class QuantOptions:
-    """The numeric options every weight quantizer receives."""
-
-    group_size: int = 128
-    scheme: str = "int4"
-    scale_dtype: str = "float32"
-    double_quant: bool = False
-
-    @property
-    def symmetric(self) -> bool:
-        return self.scheme != "uint4"
-
-
-@dataclasses.dataclass(frozen=True)
-class WeightContext:
-    """What a weight quantizer sees for one weight.
-
-    ``w`` is float32 in the stored orientation (``(K, N)`` for MatMul/Gemm
-    weights, ``(V, D)`` for a Gather table), grouped along ``axis``;
-    ``consumers`` are the reading nodes (``consumers[i].node.input[0]`` is a
-    MatMul's activation); ``stats`` is this weight's entry from
-    ``Algorithm.prepare`` (None without calibration).
-    """
-
-    name: str
-    w: np.ndarray
-    axis: int
-    consumers: tuple[Consumer, ...]
-    options: QuantOptions
-    stats: Any = None
-
-
-@dataclasses.dataclass(frozen=True)
-class Algorithm:
-    """A weight quantizer and its optional calibration pre-pass (see the module docstring)."""
-
-    name: str
-    quantize_weight: Callable[[WeightContext], QuantizedTensor]
-    needs_calibration: bool = False
-    prepare: Callable[[onnx.ModelProto, list[WeightSite], Mapping[str, np.ndarray], QuantOptions],
-                      Mapping[str, Any]] | None = None
-
-
-def rtn(ctx: WeightContext) -> QuantizedTensor:
-    """Round-to-nearest with the spec's scales (absmax/7, or min/max for uint4; NF4 absmax).
-
-    Plain int4/uint4 weights are quantized in chunks of whole groups
-    (:func:`quantize_chunked`), which gives the same tensor as one call of
-    :func:`monoquant_np.quantize` with a fraction of its temporary memory.
-    """
-    o = ctx.options
-    if o.scheme == "nf4":
-        from ..nf4 import quantize_nf4
-
-        return quantize_nf4(ctx.w, block_size=o.group_size, axis=ctx.axis, double_quant=o.double_quant)
-    if o.double_quant:
-        qt = quantize(ctx.w, group_size=o.group_size, axis=ctx.axis, symmetric=o.symmetric,
-                      scale_dtype=o.scale_dtype)
-        if qt.bits == 4:
-            from ..double_quant import double_quantize
-
-            qt = double_quantize(qt, w=ctx.w)
-        return qt
-    return quantize_chunked(ctx.w, group_size=o.group_size, axis=ctx.axis, symmetric=o.symmetric,
-                            scale_dtype=o.scale_dtype)
-
-
-def quantize_chunked(w: np.ndarray, *, group_size: int, axis: int, symmetric: bool, scale_dtype: str,
-                     chunk_elements: int = 1 << 19) -> QuantizedTensor:
-    """:func:`monoquant_np.quantize` of a 2-D ``w``, computed over row chunks of whole groups.
-
-    Groups never straddle a chunk (chunks along axis 0 are multiples of
-    ``group_size`` rows when ``axis == 0``; any rows when ``axis == 1``) and
-    every chunk holds an even number of elements, so concatenating the packed
-    codes, scales and zero points gives exactly the one-call result.
-    Temporary memory is a few chunks instead of a few copies of ``w``.
-    """
-    rows = w.shape[0]
-    inner = int(np.prod(w.shape[1:]))
-    def one(part: np.ndarray, fallback: bool = True) -> QuantizedTensor:
-        return quantize(part, group_size=group_size, axis=axis, symmetric=symmetric, scale_dtype=scale_dtype,
-                        int8_fallback=fallback)
-
-    if w.ndim != 2 or w.shape[axis] < group_size or inner == 0:
-        return one(w)  # the int8 fallback or an odd shape: one call
-    step = max(1, chunk_elements // inner)
-    if axis == 0:
-        step = max(group_size, step // group_size * group_size)
-    if step >= rows or (step * inner) % 2:
-        return one(w)
-    parts = [one(w[r : r + step], False) for r in range(0, rows, step)]
-    return QuantizedTensor(
-        data=np.concatenate([p.data for p in parts]), shape=w.shape, axis=axis, block_size=group_size,
-        scale=np.concatenate([p.scale for p in parts], axis=0),
-        zero_point=None if symmetric else np.concatenate([p.zero_point for p in parts], axis=0),
-        signed=bool(symmetric), bits=4,
-    )
-
-
-_REGISTRY: dict[str, Algorithm] = {"rtn": Algorithm("rtn", rtn)}
-
-
-def register_algorithm(algorithm: Algorithm) -> None:
-    """Make ``algorithm`` available by name to :func:`quantize_model` and ``--algorithm``."""
-    if not isinstance(algorithm, Algorithm):
-        raise TypeError(f"algorithm must be an Algorithm, got {type(algorithm).__name__}")
-    _REGISTRY[algorithm.name] = algorithm
-
-
-def get_algorithm(algorithm: str | Algorithm | Callable) -> Algorithm:
-    """Resolve ``algorithm`` (a name, an :class:`Algorithm` or a callable) to an :class:`Algorithm`."""
-    if isinstance(algorithm, Algorithm):
-        return algorithm
-    if callable(algorithm):
-        return Algorithm(getattr(algorithm, "__name__", "custom"), algorithm)
-    if not isinstance(algorithm, str):
-        raise TypeError(f"algorithm must be a name or a callable, got {type(algorithm).__name__}")
-    if algorithm not in _REGISTRY:
-        try:
-            importlib.import_module(ALGORITHM_MODULE)
-        except ImportError as e:
-            raise ValueError(f"algorithm {algorithm!r} is not available: {ALGORITHM_MODULE} cannot be imported ({e})"
-                             ) from None
-    if algorithm not in _REGISTRY:
-        if algorithm in KNOWN_ALGORITHMS:
-            raise ValueError(f"algorithm {algorithm!r} is not available yet: {ALGORITHM_MODULE} does not register it "
-                             f"(available: {', '.join(sorted(_REGISTRY))})")
-        raise ValueError(f"algorithm must be one of {', '.join(sorted(set(_REGISTRY) | set(KNOWN_ALGORITHMS)))}, "
-                         f"got {algorithm!r}")
-    return _REGISTRY[algorithm]
-
-
-def load_feeds(calibration: str | os.PathLike | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Calibration/verification inputs: a ``.npz`` path or a mapping of input name -> array (batch on axis 0)."""
-    if isinstance(calibration, Mapping):
-        return {str(k): np.asarray(v) for k, v in calibration.items()}
-    p = Path(calibration)
-    if not p.is_file():
-        raise OSError(f"inputs file {str(p)!r} does not exist")
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError) as e:
-        raise ValueError(f"inputs file {str(p)!r} is not a readable .npz: {e}") from None
-
-
-def _opset(model: onnx.ModelProto) -> int:
-    for o in model.opset_import:
-        if o.domain in ("", "ai.onnx"):
-            return int(o.version)
-    return 0
-
-
-def to_opset21(model: onnx.ModelProto) -> onnx.ModelProto:
-    """``model`` at opset >= 21 (converted, not relabelled) with an IR version onnxruntime loads.
-
-    Below 21 the model goes through ``onnx.version_converter.convert_version``
-    and ``onnx.checker.check_model``; either failing raises ``ValueError``.
-    Only a *skeleton* is converted: the model without the bytes of its large
-    main-graph initializers (each replaced by a 1-byte placeholder of the same
-    name, type and dims). The converted nodes, opsets and any new tensors are
-    then moved back into ``model``, which is changed in place and returned, so
-    conversion never copies the weights (spec 13.4).
-
-    # Note: onnxruntime's ``matmul_nbits_quantizer`` only raises the opset
-    # number and warns that the result "may not be a valid model".
-    """
-    v = _opset(model)
-    if v < 21:
-        skeleton, big = _skeleton(model)
-        try:
-            from onnx import version_converter
-
-            converted = version_converter.convert_version(skeleton, 21)
-        except Exception as e:
-            raise ValueError(f"cannot convert the model from opset {v} to 21: {str(e).splitlines()[0]}") from None
-        try:
-            onnx.checker.check_model(_as_inputs(converted, big))
-        except Exception as e:
-            raise ValueError(f"the model converted from opset {v} to 21 fails onnx.checker: "
-                             f"{str(e).splitlines()[0]}") from None
-        _transplant(converted, model, big)
-    if _opset(model) == 21:
-        model.ir_version = 10
-    else:
-        model.ir_version = max(model.ir_version, 10)
-    return model
-
-
-def _skeleton(model: onnx.ModelProto, threshold: int = 1024) -> tuple[onnx.ModelProto, set[str]]:
-    """A copy of ``model`` whose main-graph initializers of ``threshold`` bytes or more are placeholders."""
-    from .io import tensor_nbytes
-
-    sk = onnx.ModelProto()
-    for field in ("ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string"):
-        setattr(sk, field, getattr(model, field))
-    sk.opset_import.extend(model.opset_import)
-    sk.functions.extend(model.functions)
-    g, src = sk.graph, model.graph
-    g.name = src.name
-    for field in ("node", "input", "output", "value_info", "sparse_initializer"):
-        getattr(g, field).extend(getattr(src, field))
-    big: set[str] = set()
-    for t in src.initializer:
-        if tensor_nbytes(t) >= threshold:
-            ph = g.initializer.add()
-            ph.name, ph.data_type = t.name, t.data_type
-            ph.dims.extend(t.dims)
-            ph.raw_data = b"\0"
-            big.add(t.name)
-        else:
-            g.initializer.append(t)
-    return sk, big
-
-
-def _as_inputs(model: onnx.ModelProto, big: set[str]) -> onnx.ModelProto:
-    """``model`` with its placeholder initializers turned into graph inputs of the same type and shape."""
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    listed = {v.name for v in m.graph.input}
-    keep = [t for t in m.graph.initializer if t.name not in big]
-    ins = [onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
-           for t in m.graph.initializer if t.name in big and t.name not in listed]
-    del m.graph.initializer[:]
-    m.graph.initializer.extend(keep)
-    m.graph.input.extend(ins)
-    return m
-
-
-def _transplant(converted: onnx.ModelProto, model: onnx.ModelProto, big: set[str]) -> None:
-    """Move the converted graph structure into ``model``, keeping ``model``'s large initializers."""
-    g, cg = model.graph, converted.graph
-    for field in ("node", "input", "output", "value_info"):
-        del getattr(g, field)[:]
-        getattr(g, field).extend(getattr(cg, field))
-    for i in reversed(range(len(g.initializer))):  # delete in place: the large tensors are never copied
-        if g.initializer[i].name not in big:
-            del g.initializer[i]
-    g.initializer.extend(t for t in cg.initializer if t.name not in big)
-    del model.opset_import[:]
-    model.opset_import.extend(converted.opset_import)
-    model.ir_version = converted.ir_version
 
 
 def _ensure_ms_opset(model: onnx.ModelProto) -> None:

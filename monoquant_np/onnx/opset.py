@@ -1,0 +1,109 @@
+"""Bringing a model to opset 21 without copying its weights (spec section 13.4).
+
+Blocked ``DequantizeLinear`` and INT4/UINT4 need opset 21; onnxruntime 1.2x-1.3x
+loads IR versions up to 10..13, and IR 10 goes with opset 21.
+"""
+
+from __future__ import annotations
+
+import onnx
+
+__all__ = ["to_opset21", "opset_of"]
+
+
+def opset_of(model: onnx.ModelProto) -> int:
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            return int(o.version)
+    return 0
+
+
+def to_opset21(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` at opset >= 21 (converted, not relabelled) with an IR version onnxruntime loads.
+
+    Below 21 the model goes through ``onnx.version_converter.convert_version``
+    and ``onnx.checker.check_model``; either failing raises ``ValueError``.
+    Only a *skeleton* is converted: the model without the bytes of its large
+    main-graph initializers (each replaced by a 1-byte placeholder of the same
+    name, type and dims). The converted nodes, opsets and any new tensors are
+    then moved back into ``model``, which is changed in place and returned, so
+    conversion never copies the weights (spec 13.4).
+
+    # Note: onnxruntime's ``matmul_nbits_quantizer`` only raises the opset
+    # number and warns that the result "may not be a valid model".
+    """
+    v = opset_of(model)
+    if v < 21:
+        skeleton, big = _skeleton(model)
+        try:
+            from onnx import version_converter
+
+            converted = version_converter.convert_version(skeleton, 21)
+        except Exception as e:
+            raise ValueError(f"cannot convert the model from opset {v} to 21: {str(e).splitlines()[0]}") from None
+        try:
+            onnx.checker.check_model(_as_inputs(converted, big))
+        except Exception as e:
+            raise ValueError(f"the model converted from opset {v} to 21 fails onnx.checker: "
+                             f"{str(e).splitlines()[0]}") from None
+        _transplant(converted, model, big)
+    if opset_of(model) == 21:
+        model.ir_version = 10
+    else:
+        model.ir_version = max(model.ir_version, 10)
+    return model
+
+
+def _skeleton(model: onnx.ModelProto, threshold: int = 1024) -> tuple[onnx.ModelProto, set[str]]:
+    """A copy of ``model`` whose main-graph initializers of ``threshold`` bytes or more are placeholders."""
+    from .io import tensor_nbytes
+
+    sk = onnx.ModelProto()
+    for field in ("ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string"):
+        setattr(sk, field, getattr(model, field))
+    sk.opset_import.extend(model.opset_import)
+    sk.functions.extend(model.functions)
+    g, src = sk.graph, model.graph
+    g.name = src.name
+    for field in ("node", "input", "output", "value_info", "sparse_initializer"):
+        getattr(g, field).extend(getattr(src, field))
+    big: set[str] = set()
+    for t in src.initializer:
+        if tensor_nbytes(t) >= threshold:
+            ph = g.initializer.add()
+            ph.name, ph.data_type = t.name, t.data_type
+            ph.dims.extend(t.dims)
+            ph.raw_data = b"\0"
+            big.add(t.name)
+        else:
+            g.initializer.append(t)
+    return sk, big
+
+
+def _as_inputs(model: onnx.ModelProto, big: set[str]) -> onnx.ModelProto:
+    """``model`` with its placeholder initializers turned into graph inputs of the same type and shape."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    listed = {v.name for v in m.graph.input}
+    keep = [t for t in m.graph.initializer if t.name not in big]
+    ins = [onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+           for t in m.graph.initializer if t.name in big and t.name not in listed]
+    del m.graph.initializer[:]
+    m.graph.initializer.extend(keep)
+    m.graph.input.extend(ins)
+    return m
+
+
+def _transplant(converted: onnx.ModelProto, model: onnx.ModelProto, big: set[str]) -> None:
+    """Move the converted graph structure into ``model``, keeping ``model``'s large initializers."""
+    g, cg = model.graph, converted.graph
+    for field in ("node", "input", "output", "value_info"):
+        del getattr(g, field)[:]
+        getattr(g, field).extend(getattr(cg, field))
+    for i in reversed(range(len(g.initializer))):  # delete in place: the large tensors are never copied
+        if g.initializer[i].name not in big:
+            del g.initializer[i]
+    g.initializer.extend(t for t in cg.initializer if t.name not in big)
+    del model.opset_import[:]
+    model.opset_import.extend(converted.opset_import)
+    model.ir_version = converted.ir_version

@@ -140,7 +140,7 @@ def test_failed_write_leaves_no_partial_output(tmp_path, capsys, monkeypatch):
     def boom(*a, **k):
         raise OSError("disk full (simulated)")
 
-    monkeypatch.setattr(io, "_externalize", boom)
+    monkeypatch.setattr(io, "externalize", boom)
     before = sorted(os.listdir(tmp_path))
     line = _one_error_line(capsys, main(["quantize", str(good), str(tmp_path / "out.onnx"), "--external-data"]))
     assert "disk full" in line

@@ -20,16 +20,25 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import onnx
-from onnx import TensorProto
+
+from .tensors import (
+    externalize,
+    inline_copy,
+    is_external,
+    iter_graphs,
+    iter_tensors,
+    tensor_array,
+    tensor_nbytes,
+)
 
 __all__ = [
     "load_model", "save_model", "save", "write_text_atomic", "copy_atomic",
-    "iter_graphs", "iter_tensors", "tensor_nbytes", "tensor_array", "PROTOBUF_LIMIT",
+    "PROTOBUF_LIMIT",
+    # re-exported from .tensors
+    "iter_graphs", "iter_tensors", "tensor_nbytes", "tensor_array",
 ]
 
 #: protobuf refuses to serialize a message of 2 GiB or more.
@@ -83,90 +92,6 @@ def load_model(path: str | os.PathLike, *, load_external_data: bool = True, what
     return model
 
 
-def iter_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
-    """``graph`` and every subgraph (If/Loop/Scan bodies, any depth), outermost first."""
-    yield graph
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from iter_graphs(attr.g)
-            elif attr.type == onnx.AttributeProto.GRAPHS:
-                for g in attr.graphs:
-                    yield from iter_graphs(g)
-
-
-def iter_tensors(model: onnx.ModelProto) -> Iterator[TensorProto]:
-    """Every initializer and every ``Constant`` node's tensor, in all graphs."""
-    for g in iter_graphs(model.graph):
-        yield from g.initializer
-        for node in g.node:
-            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-                for attr in node.attribute:
-                    if attr.name == "value" and attr.type == onnx.AttributeProto.TENSOR:
-                        yield attr.t
-
-
-def _is_external(t: TensorProto) -> bool:
-    return t.HasField("data_location") and t.data_location == TensorProto.EXTERNAL
-
-
-def _external_info(t: TensorProto) -> dict[str, str]:
-    return {e.key: e.value for e in t.external_data}
-
-
-def tensor_nbytes(t: TensorProto) -> int:
-    """Bytes of the tensor's data: ``ceil(n / 2)`` for INT4/UINT4, ``n * itemsize`` otherwise.
-
-    Computed from dims and type, so the (possibly large, possibly external)
-    data is never read; strings and unknown types count their proto size.
-    """
-    n = 1
-    for d in t.dims:
-        n *= int(d)
-    if t.data_type in (TensorProto.INT4, TensorProto.UINT4):
-        return (n + 1) // 2
-    try:
-        return n * onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
-    except (KeyError, TypeError, ValueError):
-        return t.ByteSize()
-
-
-def tensor_array(t: TensorProto, base_dir: str | os.PathLike | None = None) -> np.ndarray:
-    """The tensor as a NumPy array with one copy of its bytes at most.
-
-    External data is read straight from its file (``np.fromfile`` at the
-    offset), raw data is viewed from the one ``bytes`` object protobuf hands
-    out; ``onnx.numpy_helper.to_array`` would load external bytes into the
-    proto first and copy them again.
-    """
-    simple = t.data_type in (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE)
-    if simple and _is_external(t) and base_dir is not None:
-        info = _external_info(t)
-        dt = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).newbyteorder("<")
-        n = 1
-        for d in t.dims:
-            n *= int(d)
-        a = np.fromfile(Path(base_dir) / info["location"], dtype=dt, count=n, offset=int(info.get("offset", 0)))
-        if a.size != n:
-            raise ValueError(f"external data of tensor {t.name!r} is truncated: {a.size} of {n} values")
-        return a.reshape(tuple(t.dims)).astype(dt.newbyteorder("="), copy=False)
-    if simple and t.HasField("raw_data"):
-        dt = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).newbyteorder("<")
-        return np.frombuffer(t.raw_data, dtype=dt).reshape(tuple(t.dims)).astype(dt.newbyteorder("="), copy=False)
-    from onnx import numpy_helper
-
-    return numpy_helper.to_array(t, str(base_dir) if base_dir is not None else "")
-
-
-def _read_external(t: TensorProto, base_dir: Path) -> bytes:
-    info = _external_info(t)
-    loc = base_dir / info["location"]
-    with open(loc, "rb") as f:
-        f.seek(int(info.get("offset", 0)))
-        n = int(info["length"]) if "length" in info else -1
-        return f.read(n)
-
-
 def _check_output_path(path: Path, inputs: tuple[str | os.PathLike, ...]) -> None:
     if path.exists() and path.is_dir():
         raise OSError(f"output {str(path)!r} is a folder, expected a file name")
@@ -215,7 +140,7 @@ def save_model(
     """
     out = Path(path)
     _check_output_path(out, inputs)
-    has_external_refs = any(_is_external(t) for t in iter_tensors(model))
+    has_external_refs = any(is_external(t) for t in iter_tensors(model))
     if not external_data and not has_external_refs and model.ByteSize() > PROTOBUF_LIMIT:
         external_data = True
     if not external_data and has_external_refs:
@@ -233,9 +158,9 @@ def save_model(
             fd, tmp_data = tempfile.mkstemp(prefix=f".{out.name}.data.", suffix=".tmp", dir=folder)
             os.close(fd)
             location = out.name + ".data"
-            to_write = _externalize(model, Path(tmp_data), location, size_threshold, base_dir, consume)
+            to_write = externalize(model, Path(tmp_data), location, size_threshold, base_dir, consume)
         else:
-            to_write = _inline(model, base_dir) if has_external_refs else model
+            to_write = inline_copy(model, base_dir) if has_external_refs else model
         with open(tmp_model, "wb") as f:
             f.write(to_write.SerializeToString())
         if tmp_data is not None and data_path is not None:
@@ -248,70 +173,6 @@ def save_model(
             if t is not None and os.path.exists(t):
                 os.unlink(t)
     return data_path
-
-
-def _inline(model: onnx.ModelProto, base_dir: str | os.PathLike | None) -> onnx.ModelProto:
-    """A copy of ``model`` with external tensors read back into ``raw_data``."""
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    for t in iter_tensors(m):
-        if _is_external(t):
-            t.raw_data = _read_external(t, Path(base_dir))  # type: ignore[arg-type]
-            del t.external_data[:]
-            t.data_location = TensorProto.DEFAULT
-    return m
-
-
-def _externalize(
-    model: onnx.ModelProto,
-    data_file: Path,
-    location: str,
-    threshold: int,
-    base_dir: str | os.PathLike | None,
-    consume: bool,
-) -> onnx.ModelProto:
-    """``model`` (or a copy) with its large tensors moved to ``data_file``, one by one.
-
-    Each tensor's bytes are moved to
-    the file and cleared from the copy before the next is handled, so the peak
-    is the model proto plus one tensor.
-    """
-    if consume:
-        m = model
-    else:
-        m = onnx.ModelProto()
-        m.CopyFrom(model)
-    offset = 0
-    with open(data_file, "wb") as f:
-        for t in iter_tensors(m):
-            if _is_external(t):
-                if base_dir is None:
-                    raise ValueError("model refers to external data; pass base_dir (the input model's folder)")
-                raw = _read_external(t, Path(base_dir))
-                del t.external_data[:]
-            elif t.HasField("raw_data"):
-                if tensor_nbytes(t) < threshold:
-                    continue
-                raw = t.raw_data
-            else:
-                if tensor_nbytes(t) < threshold or t.data_type in (TensorProto.STRING, TensorProto.UNDEFINED):
-                    continue
-                raw = onnx.numpy_helper.to_array(t).tobytes()
-                for field in ("float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
-                    t.ClearField(field)
-            pad = (-offset) % 64
-            if pad:
-                f.write(b"\0" * pad)
-                offset += pad
-            f.write(raw)
-            t.ClearField("raw_data")
-            t.data_location = TensorProto.EXTERNAL
-            for k, v in (("location", location), ("offset", str(offset)), ("length", str(len(raw)))):
-                e = t.external_data.add()
-                e.key, e.value = k, v
-            offset += len(raw)
-            del raw
-    return m
 
 
 def write_text_atomic(path: str | os.PathLike, text: str, *, inputs: tuple[str | os.PathLike, ...] = ()) -> None:

@@ -1,0 +1,172 @@
+"""Reading tensors and moving their bytes to and from side files (spec section 13.6).
+
+Every tensor of a model — initializers and ``Constant`` values, in the main
+graph and every subgraph — is reached through :func:`iter_tensors`. A tensor's
+size is computed from its dims and type (:func:`tensor_nbytes`), never by
+reading its data. :func:`tensor_array` reads one tensor with at most one copy
+of its bytes (external data straight from its file at its offset).
+:func:`externalize` moves large tensors to a side file one at a time;
+:func:`inline_copy` reads external tensors back.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto
+
+__all__ = [
+    "iter_graphs", "iter_tensors", "is_external", "tensor_nbytes", "tensor_array", "inline_copy", "externalize",
+]
+
+
+def iter_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """``graph`` and every subgraph (If/Loop/Scan bodies, any depth), outermost first."""
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from iter_graphs(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for g in attr.graphs:
+                    yield from iter_graphs(g)
+
+
+def iter_tensors(model: onnx.ModelProto) -> Iterator[TensorProto]:
+    """Every initializer and every ``Constant`` node's tensor, in all graphs."""
+    for g in iter_graphs(model.graph):
+        yield from g.initializer
+        for node in g.node:
+            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+                for attr in node.attribute:
+                    if attr.name == "value" and attr.type == onnx.AttributeProto.TENSOR:
+                        yield attr.t
+
+
+def is_external(t: TensorProto) -> bool:
+    return t.HasField("data_location") and t.data_location == TensorProto.EXTERNAL
+
+
+def _external_info(t: TensorProto) -> dict[str, str]:
+    return {e.key: e.value for e in t.external_data}
+
+
+def tensor_nbytes(t: TensorProto) -> int:
+    """Bytes of the tensor's data: ``ceil(n / 2)`` for INT4/UINT4, ``n * itemsize`` otherwise.
+
+    Computed from dims and type, so the (possibly large, possibly external)
+    data is never read; strings and unknown types count their proto size.
+    """
+    n = 1
+    for d in t.dims:
+        n *= int(d)
+    if t.data_type in (TensorProto.INT4, TensorProto.UINT4):
+        return (n + 1) // 2
+    try:
+        return n * onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+    except (KeyError, TypeError, ValueError):
+        return t.ByteSize()
+
+
+def tensor_array(t: TensorProto, base_dir: str | os.PathLike | None = None) -> np.ndarray:
+    """The tensor as a NumPy array with one copy of its bytes at most.
+
+    External data is read straight from its file (``np.fromfile`` at the
+    offset), raw data is viewed from the one ``bytes`` object protobuf hands
+    out; ``onnx.numpy_helper.to_array`` would load external bytes into the
+    proto first and copy them again.
+    """
+    simple = t.data_type in (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE)
+    if simple and is_external(t) and base_dir is not None:
+        info = _external_info(t)
+        dt = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).newbyteorder("<")
+        n = 1
+        for d in t.dims:
+            n *= int(d)
+        a = np.fromfile(Path(base_dir) / info["location"], dtype=dt, count=n, offset=int(info.get("offset", 0)))
+        if a.size != n:
+            raise ValueError(f"external data of tensor {t.name!r} is truncated: {a.size} of {n} values")
+        return a.reshape(tuple(t.dims)).astype(dt.newbyteorder("="), copy=False)
+    if simple and t.HasField("raw_data"):
+        dt = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).newbyteorder("<")
+        return np.frombuffer(t.raw_data, dtype=dt).reshape(tuple(t.dims)).astype(dt.newbyteorder("="), copy=False)
+    from onnx import numpy_helper
+
+    return numpy_helper.to_array(t, str(base_dir) if base_dir is not None else "")
+
+
+def _read_external(t: TensorProto, base_dir: Path) -> bytes:
+    info = _external_info(t)
+    loc = base_dir / info["location"]
+    with open(loc, "rb") as f:
+        f.seek(int(info.get("offset", 0)))
+        n = int(info["length"]) if "length" in info else -1
+        return f.read(n)
+
+
+def inline_copy(model: onnx.ModelProto, base_dir: str | os.PathLike | None) -> onnx.ModelProto:
+    """A copy of ``model`` with external tensors read back into ``raw_data``."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for t in iter_tensors(m):
+        if is_external(t):
+            t.raw_data = _read_external(t, Path(base_dir))  # type: ignore[arg-type]
+            del t.external_data[:]
+            t.data_location = TensorProto.DEFAULT
+    return m
+
+
+def externalize(
+    model: onnx.ModelProto,
+    data_file: Path,
+    location: str,
+    threshold: int,
+    base_dir: str | os.PathLike | None,
+    consume: bool,
+) -> onnx.ModelProto:
+    """``model`` (or a copy) with its large tensors moved to ``data_file``, one by one.
+
+    Each tensor's bytes are moved to
+    the file and cleared from the copy before the next is handled, so the peak
+    is the model proto plus one tensor.
+    """
+    if consume:
+        m = model
+    else:
+        m = onnx.ModelProto()
+        m.CopyFrom(model)
+    offset = 0
+    with open(data_file, "wb") as f:
+        for t in iter_tensors(m):
+            if is_external(t):
+                if base_dir is None:
+                    raise ValueError("model refers to external data; pass base_dir (the input model's folder)")
+                raw = _read_external(t, Path(base_dir))
+                del t.external_data[:]
+            elif t.HasField("raw_data"):
+                if tensor_nbytes(t) < threshold:
+                    continue
+                raw = t.raw_data
+            else:
+                if tensor_nbytes(t) < threshold or t.data_type in (TensorProto.STRING, TensorProto.UNDEFINED):
+                    continue
+                raw = onnx.numpy_helper.to_array(t).tobytes()
+                for field in ("float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
+                    t.ClearField(field)
+            pad = (-offset) % 64
+            if pad:
+                f.write(b"\0" * pad)
+                offset += pad
+            f.write(raw)
+            t.ClearField("raw_data")
+            t.data_location = TensorProto.EXTERNAL
+            for k, v in (("location", location), ("offset", str(offset)), ("length", str(len(raw)))):
+                e = t.external_data.add()
+                e.key, e.value = k, v
+            offset += len(raw)
+            del raw
+    return m

@@ -178,7 +178,8 @@ def _body(name, w_name, inits):
                              [], [helper.make_tensor_value_info(name + "_y", F32, [2, 32])], inits)
 
 
-def test_if_branches_local_and_outer_weights():
+@pytest.mark.parametrize("fmt", ["qdq", "matmulnbits"])
+def test_if_branches_local_and_outer_weights(fmt):
     w_then, w_else = _w(64, 32), _w(64, 32)
     then_g = _body("then", "Wt", [numpy_helper.from_array(w_then, "Wt")])  # weight local to the branch
     else_g = _body("else", "We", [])  # weight from the outer scope
@@ -186,15 +187,17 @@ def test_if_branches_local_and_outer_weights():
                [helper.make_tensor_value_info("c", TensorProto.BOOL, []),
                 helper.make_tensor_value_info("x", F32, [2, 64])],
                [helper.make_tensor_value_info("y", F32, [2, 32])], [numpy_helper.from_array(w_else, "We")])
-    q, rep = quantize_model_with_report(m, group_size=32, min_elements=1)
+    q, rep = quantize_model_with_report(m, group_size=32, min_elements=1, format=fmt)
     assert sorted(r.name for r in rep.rows) == ["We", "Wt"]
+    assert {r.served_as for r in rep.rows} == {"qdq" if fmt == "qdq" else "MatMulNBits"}
     x = _w(2, 64)
     for cond, w in ((True, w_then), (False, w_else)):
         assert _rel(_run(q, {"c": np.array(cond), "x": x})[0], x @ _spec(w)) < 2e-5
     onnx.checker.check_model(q, full_check=True)
 
 
-def test_loop_and_scan_bodies():
+@pytest.mark.parametrize("fmt", ["qdq", "matmulnbits"])
+def test_loop_and_scan_bodies(fmt):
     wl, ws = _w(32, 32), _w(32, 32)
     loop_body = helper.make_graph(
         [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
@@ -216,7 +219,7 @@ def test_loop_and_scan_bodies():
                 helper.make_tensor_value_info("x", F32, [3, 1, 32]),
                 helper.make_tensor_value_info("s0", F32, [1])],
                [helper.make_tensor_value_info("y", F32, None)], [numpy_helper.from_array(ws, "WS")])
-    q, rep = quantize_model_with_report(m, group_size=16, min_elements=1)
+    q, rep = quantize_model_with_report(m, group_size=16, min_elements=1, format=fmt)
     assert sorted(r.name for r in rep.rows) == ["WL", "WS"]
     x = _w(3, 1, 32)
     wl_q, ws_q = _spec(wl, g=16), _spec(ws, g=16)

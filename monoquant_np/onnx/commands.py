@@ -22,16 +22,6 @@ def _file_bytes(path: Path) -> int:
     return n + (data.stat().st_size if data.exists() else 0)
 
 
-def _input_bytes(path: Path) -> int:
-    import onnx
-
-    from .io import iter_graphs, tensor_nbytes
-
-    m = onnx.load(str(path), load_external_data=False)
-    ext = sum(tensor_nbytes(t) for g in iter_graphs(m.graph) for t in g.initializer if t.external_data)
-    return path.stat().st_size + ext
-
-
 def _progress_printer(enabled: bool):
     """Progress on stderr: one rewritten line on a terminal, one line per weight otherwise."""
     if not enabled:
@@ -59,12 +49,11 @@ def _check_paths(inp: Path, out: Path, report: str | None) -> None:
 
 
 def _cmd_quantize(args: argparse.Namespace) -> int:
-    from .io import copy_atomic, load_model, save_model, write_text_atomic
+    from .io import copy_atomic, save_model, write_text_atomic
     from .model import quantize_model_with_report
 
     inp, out = Path(args.input), Path(args.output)
     _check_paths(inp, out, args.report)
-    load_model(inp, load_external_data=False)  # clear errors before any work
     scheme = args.scheme
     if args.asymmetric:
         if scheme not in (None, "uint4"):
@@ -77,7 +66,6 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
         gather_op=args.gather_op, accuracy_level=args.accuracy_level,
         progress=_progress_printer(args.progress or sys.stderr.isatty()),
     )
-    report.file_bytes_before = _input_bytes(inp)
     if not report.rows:
         has_ext = any(t.external_data for t in model.graph.initializer)
         if has_ext or args.external_data:

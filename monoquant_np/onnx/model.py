@@ -52,7 +52,7 @@ import onnx
 from ..errors import check_choice, check_positive_int
 from ..tensor import QuantizedTensor
 from .graph import WeightSite, find_weight_sites
-from .io import load_model, tensor_array
+from .io import iter_tensors, load_model, tensor_array, tensor_nbytes
 from .opset import to_opset21
 from .report import LayerRow, QuantReport, relative_error, tensor_error
 from .rewrite import apply_quantized
@@ -201,12 +201,15 @@ def quantize_model_with_report(
     opts = QuantOptions(group_size=group_size, scheme=scheme, scale_dtype=scale_dtype, double_quant=bool(double_quant))
 
     base_dir = None
+    file_bytes = None
     if isinstance(model_or_path, onnx.ModelProto):
         model = onnx.ModelProto()
         model.CopyFrom(model_or_path)
     elif isinstance(model_or_path, (str, os.PathLike)):
         model = load_model(model_or_path, load_external_data=False)
         base_dir = str(Path(model_or_path).parent)
+        file_bytes = os.path.getsize(model_or_path) + sum(
+            tensor_nbytes(t) for t in iter_tensors(model) if t.external_data)  # the side files' share
     else:
         raise TypeError(f"model_or_path must be an onnx.ModelProto or a path, got {type(model_or_path).__name__}")
 
@@ -214,7 +217,7 @@ def quantize_model_with_report(
         "group_size": group_size, "scheme": scheme, "scale_dtype": scale_dtype, "format": format, "ops": list(ops),
         "exclude": exclude, "min_elements": min_elements, "double_quant": bool(double_quant),
         "algorithm": alg.name, "gather_op": gather_op,
-    })
+    }, file_bytes_before=file_bytes)
     pre = dict(prequantized or {})
     sites, notes = find_weight_sites(model, ops=ops, exclude=exclude, min_elements=min_elements)
     report.notes.extend(notes)

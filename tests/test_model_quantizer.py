@@ -457,3 +457,14 @@ def test_make_inputs_ranges_and_cosine():
     assert cosine_per_sample(np.array([[1.0, 0.0]]), np.array([[1.0, 1.0]])) == pytest.approx(0.5 ** 0.5)
     a, b = np.array([[1.0, 2.0], [0.0, 0.0]]), np.array([[2.0, 4.0], [1.0, 0.0]])
     assert cosine_per_sample(a, b) == pytest.approx(0.5)
+
+
+def test_old_ir_initializer_listed_as_input_opset9():
+    m, w = _matmul_model(opset=9)
+    m.ir_version = 3
+    m.graph.input.append(helper.make_tensor_value_info("W", F32, [64, 48]))  # IR < 4: initializers are inputs
+    q = quantize_model(m, group_size=32, min_elements=1)
+    assert [i.name for i in q.graph.input] == ["x"] and q.ir_version == 10
+    onnx.checker.check_model(q, full_check=True)
+    x = _w(2, 64)
+    assert _rel(_run(q, {"x": x})[0], x @ _spec(w)) < 2e-5

@@ -352,6 +352,7 @@ def calibrate_sequential(
     mask_input: str | None = "auto",
     threads: int = 1,
     progress: Callable[[str], None] | None = None,
+    fixed: Mapping[str, np.ndarray] | None = None,
 ) -> None:
     """Calibrate and quantize ``targets`` stage by stage (spec 14.4).
 
@@ -363,15 +364,18 @@ def calibrate_sequential(
     later statistics are those of the quantized model. With
     ``sequential=False`` there is one stage and one pass on the float model.
     ``feeds`` must be re-iterable (a mapping or a list): every stage runs the
-    model again. One onnxruntime session serves every stage.
+    model again. One onnxruntime session serves every stage. ``fixed`` maps
+    other initializers (e.g. an embedding table already quantized without
+    calibration) to the float values the quantized model computes with; they
+    replace the originals from the first stage on, also when not sequential.
     """
     stages = layer_stages(model, targets) if sequential else [list(targets)]
     consts = {t.name for t in model.graph.initializer}
-    sess = CaptureSession(model, [t.activation for t in targets],
-                          overridable=[t.weight for t in targets if t.weight in consts] if sequential else (),
-                          threads=threads)
+    fixed = {k: v for k, v in (fixed or {}).items() if k in consts}
+    over = [t.weight for t in targets if t.weight in consts] if sequential else []
+    sess = CaptureSession(model, [t.activation for t in targets], overridable=over + list(fixed), threads=threads)
     mask_name = _mask_name(mask_input, model)
-    overrides: dict[str, np.ndarray] = {}
+    overrides: dict[str, np.ndarray] = {k: np.asarray(v) for k, v in fixed.items()}
     for si, stage in enumerate(stages):
         acts = list(dict.fromkeys(t.activation for t in stage))
         if progress:

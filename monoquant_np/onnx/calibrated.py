@@ -58,16 +58,19 @@ def _check_scheme(ctx_or_opts: Any, name: str) -> None:
         raise ValueError(f"algorithm {name!r} supports scheme int4 or uint4, got {scheme!r}")
 
 
-def _mse(ctx: WeightContext) -> QuantizedTensor:
-    o = ctx.options
+def _mse_tensor(w: np.ndarray, axis: int, o: Any) -> QuantizedTensor:
     _check_scheme(o, "mse")
-    qt = quantize_mse(ctx.w, group_size=o.group_size, axis=ctx.axis, symmetric=o.symmetric,
+    qt = quantize_mse(w, group_size=o.group_size, axis=axis, symmetric=o.symmetric,
                       scale_dtype=o.scale_dtype, negative_scales=not o.double_quant)
     if o.double_quant and qt.bits == 4:
         from ..double_quant import double_quantize
 
-        qt = double_quantize(qt, w=ctx.w)
+        qt = double_quantize(qt, w=w)
     return qt
+
+
+def _mse(ctx: WeightContext) -> QuantizedTensor:
+    return _mse_tensor(ctx.w, ctx.axis, ctx.options)
 
 
 def mse_algorithm() -> Algorithm:
@@ -182,9 +185,21 @@ class _Calibrated:
                     w_hats[n] = w_hat.T if ly.stored_t else w_hat
             return w_hats
 
+        # Weights without statistics (Gather tables, ...) are quantized first, with mse, and the
+        # calibration runs on their quantized values, so the layers after them compensate.
+        fixed = {}
+        for s in sites:
+            if s.name in by_name or (s.graph is not model.graph and s.graph != model.graph) or s.const_node:
+                continue
+            w = np.asarray(numpy_helper.to_array(s.tensor), dtype=np.float32)
+            w = np.ascontiguousarray(w.T) if s.transpose else w
+            qt = _mse_tensor(w, s.axis, opts)
+            w_hat = dequantize(qt)
+            out[s.name] = {"qt": qt, "w_hat": w_hat, "info": {}}
+            fixed[s.name] = w_hat.T if s.transpose else w_hat
         if targets:
             calibrate_sequential(model, feeds, targets, quantize_stage, sequential=self.sequential,
-                                 batch_size=self.batch_size)
+                                 batch_size=self.batch_size, fixed=fixed)
         _insert_muls(model, muls, {n for n in by_name})
         return out
 

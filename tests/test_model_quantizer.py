@@ -468,3 +468,14 @@ def test_old_ir_initializer_listed_as_input_opset9():
     onnx.checker.check_model(q, full_check=True)
     x = _w(2, 64)
     assert _rel(_run(q, {"x": x})[0], x @ _spec(w)) < 2e-5
+
+
+def test_model_over_protobuf_limit_gets_external_data(tmp_path, monkeypatch):
+    import monoquant_np.onnx.io as io
+
+    m, w = _matmul_model()
+    monkeypatch.setattr(io, "PROTOBUF_LIMIT", 1000)  # stand-in for 2 GiB
+    data = save_model(m, tmp_path / "big.onnx")
+    assert data == tmp_path / "big.onnx.data" and data.stat().st_size >= w.nbytes
+    x = _w(2, 64)
+    np.testing.assert_allclose(_run(str(tmp_path / "big.onnx"), {"x": x})[0], x @ w, rtol=1e-5, atol=1e-5)

@@ -37,7 +37,7 @@ from ..tensor import QuantizedTensor
 from . import export
 from .graph import WeightSite
 
-__all__ = ["apply_quantized", "gather_block_quantized_ok", "matmulnbits_ok", "transpose_qt"]
+__all__ = ["apply_quantized", "gather_block_quantized_ok", "matmulnbits_ok"]
 
 
 def _index(graph: onnx.GraphProto, node: onnx.NodeProto) -> int:
@@ -61,19 +61,6 @@ def _attr(node: onnx.NodeProto, name: str, default):
         if a.name == name:
             return helper.get_attribute_value(a)
     return default
-
-
-def transpose_qt(qt: QuantizedTensor) -> QuantizedTensor:
-    """The same quantized 2-D weight, transposed: codes, scales, zero points and axis swap (lossless)."""
-    from ..packing import pack_int4
-
-    codes = qt.codes().T
-    data = pack_int4(codes) if qt.bits == 4 else np.ascontiguousarray(codes).reshape(-1).view(np.uint8).copy()
-    return QuantizedTensor(
-        data=data, shape=qt.shape[::-1], axis=1 - qt.axis, block_size=qt.block_size,
-        scale=np.ascontiguousarray(qt.scale.T), zero_point=None if qt.zero_point is None else qt.zero_point.T,
-        signed=qt.signed, bits=qt.bits, codebook=qt.codebook, double_quant=None, perm=qt.perm,
-    )
 
 
 def _pow2(n: int) -> bool:

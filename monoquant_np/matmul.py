@@ -51,7 +51,7 @@ __all__ = ["dequant_matmul", "chunk_rows"]
 #: Upper bound of one dequantized chunk or decoded tile (float32), in bytes.
 CHUNK_BYTES = 4 << 20
 #: Largest batch for which scales multiply the per-group products (see module docstring).
-SMALL_BATCH = 32
+SMALL_BATCH = 16
 #: Upper bound of one decoded tile for larger batches (float32 bytes), see :func:`_large_batch`.
 BIG_TILE_BYTES = 32 << 20
 

@@ -3,6 +3,7 @@
 Usage::
 
     python tools/bench.py [--quick] [--reps 5] [--json bench.json] [--only quant,unpack,matmul,memory,model]
+                          [--threads N]
 
 One run, every row a ratio ``ours / peer`` of medians measured side by side
 in the same run: the candidates of a row group are timed round-robin
@@ -27,6 +28,14 @@ process hits all of them alike. Sections:
   against onnxruntime's ``MatMulNBitsQuantizer``, and onnxruntime's latency on
   both outputs (batch 8 x 128 tokens) at accuracy levels 1 and 4.
 
+``--threads N`` runs every candidate on ``N`` threads (OpenBLAS through its
+environment variables, set before NumPy loads; onnxruntime's intra-op pool).
+It matters on a shared machine: after each multithreaded BLAS call OpenBLAS's
+idle worker busy-waits, so on two cores that other processes also use, the
+NumPy work between the tiles of ``dequant_matmul`` is starved, while the
+float32 peer (one BLAS call) is not. ``--threads 1`` compares like with like
+on one core.
+
 ``--quick`` shrinks the sizes (1024x1024, 1M codes, 1024x2752) for a smoke
 run; only the full run's figures go in the README. Rows that cannot run (a
 missing module or model) print the reason instead of figures.
@@ -47,7 +56,23 @@ import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
+
+def _threads_from_argv(argv: list[str]) -> int | None:
+    """``--threads N`` must act before NumPy loads its BLAS: read it here."""
+    for i, a in enumerate(argv):
+        if a.startswith("--threads="):
+            return int(a.split("=", 1)[1])
+        if a == "--threads" and i + 1 < len(argv):
+            return int(argv[i + 1])
+    return None
+
+
+THREADS = _threads_from_argv(sys.argv[1:])
+if THREADS is not None:
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(THREADS)
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -207,6 +232,8 @@ def _op_types(sess_opts: Any, model_bytes: bytes, level: str | None) -> tuple[An
     # timed in between (and OpenBLAS's from onnxruntime's): off, for every session.
     sess_opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     sess_opts.log_severity_level = 3
+    if THREADS is not None:
+        sess_opts.intra_op_num_threads = THREADS
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "opt.onnx")
         sess_opts.optimized_model_filepath = path
@@ -335,9 +362,36 @@ def bench_model(reps: int, quick: bool) -> None:
             outs[f"ort{level}"] = q.model.model
         return run
 
-    t = timeit({"ours": ours, "ort1": theirs(1), "ort4": theirs(4)}, max(1, min(reps, 3)))
+    cands: dict[str, Callable[[], Any]] = {"ours": ours, "ort1": theirs(1), "ort4": theirs(4)}
+    try:
+        from monoquant_np.onnx.model import to_opset21
+
+        cands["opset"] = lambda: to_opset21(float_model)
+    except ImportError:
+        pass
+    t = timeit(cands, max(1, min(reps, 3)))
+    note = f"of which to_opset21 (onnx version converter) {t['opset'] * 1e3:.0f} ms" if "opset" in t else ""
     add_row(section, "quantize MiniLM-L3 (all MatMuls, g128 sym)", t["ours"] * 1e3,
-            "onnxruntime MatMulNBitsQuantizer (incl. model copy)", t["ort1"] * 1e3, 1.0)
+            "onnxruntime MatMulNBitsQuantizer (incl. model copy)", t["ort1"] * 1e3, 1.0, note=note)
+    # the kernels alone, on the same weights: every 2-D float initializer read by a MatMul
+    from onnx import numpy_helper
+    from onnxruntime.capi._pybind_state import quantize_matmul_4bits
+
+    inits = {i.name: i for i in float_model.graph.initializer}
+    ws = [numpy_helper.to_array(inits[name]).astype(np.float32) for node in float_model.graph.node
+          if node.op_type == "MatMul" for name in node.input[1:2] if name in inits]
+    ws = [w for w in ws if w.ndim == 2 and w.size >= 4096 and w.shape[0] >= 128]
+
+    def ort_all() -> None:
+        for w in ws:
+            k, n = w.shape
+            kb = -(-k // 128)
+            quantize_matmul_4bits(np.zeros((n, kb, 64), np.uint8), w, np.zeros((n, kb), np.float32),
+                                  np.zeros((n, (kb + 1) // 2), np.uint8), 128, n, k, True)
+
+    tk = timeit({"ours": lambda: [quantize(w) for w in ws], "ort": ort_all}, reps)
+    add_row(section, f"quantize kernels only, MiniLM-L3's {len(ws)} MatMul weights",
+            tk["ours"] * 1e3, "onnxruntime C++ quantize_matmul_4bits", tk["ort"] * 1e3, 1.0)
     batch, seq = (2, 64) if quick else (8, 128)
     rng = np.random.default_rng(4)
     feeds = {"input_ids": rng.integers(1000, 20000, (batch, seq), dtype=np.int64),
@@ -375,6 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=5, help="timed rounds per row group (median)")
     ap.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     ap.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="threads of every candidate (OpenBLAS and onnxruntime); default: theirs")
     args = ap.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     bad = [s for s in only if s not in SECTIONS]
@@ -389,10 +445,10 @@ def main(argv: list[str] | None = None) -> int:
         date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         cpus=os.cpu_count(), machine=platform.processor() or platform.machine(),
         python=platform.python_version(), numpy=np.__version__, onnxruntime=onnxruntime.__version__,
-        load_before=os.getloadavg()[0],
+        load_before=os.getloadavg()[0], threads=THREADS or "library defaults",
     )
     print(f"# {meta['command']}  ({meta['date']}; {meta['cpus']} cpus; numpy {meta['numpy']}, "
-          f"onnxruntime {meta['onnxruntime']}; load {meta['load_before']:.2f})")
+          f"onnxruntime {meta['onnxruntime']}; threads: {meta['threads']}; load {meta['load_before']:.2f})")
     print("# times in ms (memory: multiples of the float32 weight); ratio = ours / peer, medians of "
           f"{args.reps} round-robin rounds")
     print(HEADER)

@@ -1,0 +1,215 @@
+"""Calibration through onnxruntime and the mse/gptq/awq algorithms of quantize_model (spec 14.4).
+
+A toy model (x -> MatMul W1 -> Relu -> Gemm W2 (transB=1) -> y) checks the
+captured statistics against NumPy, masking, sequential stages, and that the
+quantized graphs onnxruntime runs equal the NumPy spec. The real MiniLM-L3
+model (skipped when its wheels are absent) checks the accuracy floors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from monoquant_np import dequantize, quantize
+from monoquant_np.algorithms import gptq_from_hessian
+from monoquant_np.assets import MINILM_INSTALL_HINT, minilm_model_path, minilm_tokenizer_path
+from monoquant_np.onnx.calibrate import (
+    collect_stats,
+    find_targets,
+    layer_stages,
+    load_feeds,
+)
+from monoquant_np.onnx.calibrated import awq_algorithm, gptq_algorithm, transpose_qt
+from monoquant_np.onnx.model import quantize_model, quantize_model_with_report
+from monoquant_np.onnx.runtime import make_session
+
+K, H, N = 64, 96, 64  # every weight >= min_elements 4096
+
+
+def _toy(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    w1 = (rng.standard_normal((K, H)) * 0.1).astype(np.float32)
+    w2t = (rng.standard_normal((N, H)) * 0.1).astype(np.float32)  # Gemm B with transB=1: (N, H)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", "T", K])
+    mask = helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["B", "T"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h"], name="mm1"),
+        helper.make_node("Relu", ["h"], ["r"], name="relu"),
+        helper.make_node("Reshape", ["r", "shape"], ["r2"], name="flat"),
+        helper.make_node("Gemm", ["r2", "w2"], ["y"], name="gemm", transB=1),
+    ]
+    inits = [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2t, "w2"),
+             numpy_helper.from_array(np.array([-1, H], np.int64), "shape")]
+    g = helper.make_graph(nodes, "toy", [x, mask], [y], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
+    m.ir_version = 10
+    return m, w1, w2t
+
+
+def _feeds(seed: int = 1, b: int = 32, t: int = 8):
+    rng = np.random.default_rng(seed)
+    mix = rng.standard_normal((8, K))
+    x = (rng.standard_normal((b, t, 8)) @ mix + 0.1 * rng.standard_normal((b, t, K))) * np.exp(rng.normal(0, 1, K))
+    mask = np.ones((b, t), np.int64)
+    mask[:, t - 2 :] = 0  # two padding positions per sample
+    return {"x": x.astype(np.float32), "attention_mask": mask}
+
+
+def _run(model, feeds):
+    return make_session(model, 1).run(["y"], feeds)[0]
+
+
+def test_find_targets_and_stages():
+    m, _, _ = _toy()
+    t = find_targets(m)
+    assert [(x.weight, x.activation, x.transpose_weight) for x in t] == [("w1", "x", False), ("w2", "r2", True)]
+    assert [[x.weight for x in s] for s in layer_stages(m, t)] == [["w1"], ["w2"]]
+
+
+def test_collect_stats_equals_numpy_and_masks_padding():
+    m, w1, _ = _toy()
+    before = m.SerializeToString()
+    f = _feeds()
+    st = collect_stats(m, f, ["x", "r2"], batch_size=7)
+    assert m.SerializeToString() == before  # the user's model is untouched
+    keep = f["attention_mask"] != 0
+    rows = f["x"][keep].astype(np.float64)  # (B * 6, K): padding dropped
+    assert st["x"].rows == rows.shape[0]
+    ref = rows.T @ rows  # float32 products per batch, float64 sums: float32-level agreement
+    np.testing.assert_allclose(st["x"].xtx, ref, rtol=1e-5, atol=1e-6 * np.abs(ref).max())
+    np.testing.assert_allclose(st["x"].mean_abs, np.abs(rows).mean(0), rtol=1e-5)
+    # "r2" is (B*T, H): its leading shape is not the mask's, so every row counts
+    r = np.maximum(f["x"].reshape(-1, K) @ w1, 0).astype(np.float64)
+    assert st["r2"].rows == r.shape[0]
+    np.testing.assert_allclose(st["r2"].xtx, r.T @ r, rtol=1e-4, atol=1e-3)
+    st2 = collect_stats(m, f, ["x"], mask_input=None)
+    assert st2["x"].rows == f["x"].shape[0] * f["x"].shape[1]
+
+
+def test_gptq_model_matches_numpy_and_beats_rtn(tmp_path):
+    m, w1, w2t = _toy()
+    f = _feeds()
+    q = quantize_model(m, algorithm=gptq_algorithm(act_order=True), calibration=f, group_size=32)
+    assert any(n.op_type == "Gather" for n in q.graph.node)  # act-order: x[..., perm]
+    # the NumPy spec of the same model: GPTQ from the same statistics
+    h1 = collect_stats(m, f, ["x"])["x"].xtx
+    qt1 = gptq_from_hessian(w1, h1, group_size=32, act_order=True, scale_search="mse")
+    x = f["x"]
+    ref = np.maximum(x.reshape(-1, K) @ dequantize(qt1), 0)
+    y = _run(q, f)
+    # the second layer was calibrated on the float model's activations (not sequential)
+    h2 = collect_stats(m, f, ["r2"])["r2"].xtx
+    qt2 = gptq_from_hessian(np.ascontiguousarray(w2t.T), h2, group_size=32, act_order=True, scale_search="mse")
+    np.testing.assert_allclose(y, ref @ dequantize(qt2), rtol=1e-4, atol=1e-4)
+    y_float = _run(m, f)
+    y_rtn = _run(quantize_model(m, group_size=32), f)
+    assert np.linalg.norm(y - y_float) < 0.75 * np.linalg.norm(y_rtn - y_float)
+
+
+def test_awq_model_inserts_mul_and_matches_numpy():
+    m, w1, _ = _toy()
+    f = _feeds()
+    q, rep = quantize_model_with_report(m, algorithm=awq_algorithm(scale_search="absmax"), calibration=f,
+                                        group_size=32)
+    muls = [n for n in q.graph.node if n.op_type == "Mul"]
+    assert muls and muls[0].input[0] == "x"
+    m1 = numpy_helper.to_array(next(t for t in q.graph.initializer if t.name == muls[0].input[1]))
+    row = next(r for r in rep.rows if r.name == "w1")
+    assert row.extra["out_rel_err"] <= row.extra["out_rel_err_rtn"]
+    # the first layer as NumPy computes it: (x * m) @ deq(Q(W1 / m))
+    qt1 = quantize((w1 / m1[:, None]).astype(np.float32), group_size=32)
+    h = np.maximum((f["x"] * m1).reshape(-1, K) @ dequantize(qt1), 0)
+    cap = make_session(_with_output(q, "r2"), 1).run(["r2"], f)[0]
+    np.testing.assert_allclose(cap, h, rtol=1e-4, atol=1e-4)
+    y_float, y_rtn = _run(m, f), _run(quantize_model(m, group_size=32), f)
+    assert np.linalg.norm(_run(q, f) - y_float) < np.linalg.norm(y_rtn - y_float)
+
+
+def _with_output(model, name):
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    m.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
+    return m
+
+
+def test_sequential_calibration_sees_the_quantized_first_layer():
+    m, w1, _ = _toy()
+    f = _feeds()
+    seen = {}
+    from monoquant_np.onnx import calibrate
+
+    real = calibrate.collect_stats
+
+    def spy(*a, **k):
+        out = real(*a, **k)
+        seen.update(out)
+        return out
+
+    calibrate.collect_stats = spy
+    try:
+        quantize_model(m, algorithm=gptq_algorithm(act_order=False, scale_search="absmax", sequential=True),
+                       calibration=f, group_size=32)
+    finally:
+        calibrate.collect_stats = real
+    h1 = real(m, f, ["x"])["x"].xtx
+    w1_hat = dequantize(gptq_from_hessian(w1, h1, group_size=32))
+    r = np.maximum(f["x"].reshape(-1, K) @ w1_hat, 0).astype(np.float64)
+    np.testing.assert_allclose(seen["r2"].xtx, r.T @ r, rtol=1e-4, atol=1e-3)
+
+
+def test_errors_and_helpers(tmp_path):
+    m, w1, _ = _toy()
+    with pytest.raises(ValueError, match="needs calibration"):
+        quantize_model(m, algorithm="gptq")
+    p = tmp_path / "feeds.npz"
+    np.savez(p, x=np.zeros((2, 3, K), np.float32), bogus=np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="unknown"):
+        load_feeds(p, m)
+    with pytest.raises(OSError, match="does not exist"):
+        load_feeds(tmp_path / "missing.npz", m)
+    qt = gptq_from_hessian(w1, np.eye(K), group_size=32, act_order=True)
+    back = transpose_qt(transpose_qt(qt))
+    assert back.equals(qt)
+    np.testing.assert_array_equal(dequantize(transpose_qt(qt)), dequantize(qt).T)
+    with pytest.raises(ValueError, match="supports scheme"):
+        quantize_model(m, algorithm="mse", scheme="nf4")
+
+
+# ------------------------------------------------------------- MiniLM-L3
+def _minilm():
+    path, tok = minilm_model_path(), minilm_tokenizer_path()
+    if path is None or tok is None:
+        pytest.skip(f"MiniLM assets absent: {MINILM_INSTALL_HINT}")
+    return str(path)
+
+
+def _embed(model, feeds):
+    sess = make_session(model, 1)
+    n = feeds["input_ids"].shape[0]
+    return np.concatenate([sess.run(["461"], {k: v[i : i + 64] for k, v in feeds.items()})[0]
+                           for i in range(0, n, 64)])
+
+
+def _cos(a, b):
+    return float(np.mean((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))
+
+
+def test_minilm_mse_and_gptq_floors():
+    src = _minilm()
+    from monoquant_np.onnx.corpus import minilm_feeds, stdlib_sentences
+
+    s = stdlib_sentences(384)
+    ev, cal = minilm_feeds(s[:128]), minilm_feeds(s[256:384])  # different sentences
+    ref = _embed(src, ev)
+    mse = _cos(ref, _embed(quantize_model(src, algorithm="mse"), ev))
+    q, rep = quantize_model_with_report(src, algorithm="gptq", calibration=cal)
+    gptq = _cos(ref, _embed(q, ev))
+    assert mse >= 0.980, mse
+    assert gptq >= 0.985, gptq
+    rows = [r for r in rep.rows if "out_rel_err" in r.extra]
+    assert len(rows) == 18
+    assert all(r.extra["out_rel_err"] < r.extra["out_rel_err_rtn"] for r in rows)

@@ -21,7 +21,7 @@ import numpy as np
 
 __all__ = ["pack_int4", "unpack_int4", "packed_size", "pack_bytes_into"]
 
-#: Bytes handled per step by the unpacking loop (fits in L2 with its uint16 temporary).
+#: Packed bytes handled per step by the unpacking loop (the step's output stays in L2).
 _CHUNK = 1 << 17
 
 
@@ -117,17 +117,17 @@ def unpack_int4(packed: np.ndarray, count: int, *, signed: bool = True) -> np.nd
     src = flat[:nbytes]
     codes = np.empty(2 * nbytes, dtype=np.uint8)
     pairs = codes.view("<u2")  # (nbytes,): byte 2i = low nibble, byte 2i+1 = high nibble
-    tmp = np.empty(min(_CHUNK, nbytes), dtype=np.uint16)
+    flipped = np.empty(min(_CHUNK, nbytes), dtype=np.uint8) if signed else None
     for i in range(0, nbytes, _CHUNK):
         j = min(i + _CHUNK, nbytes)
-        p, t = pairs[i:j], tmp[: j - i]
-        np.copyto(p, src[i:j])  # 0x00HL
-        np.multiply(p, np.uint16(16), out=t)  # 0x0HL0
-        np.bitwise_or(p, t, out=p)
+        b, p = src[i:j], pairs[i:j]
+        if flipped is not None:  # n ^ 8 for both nibbles: -8..7 -> 0..15, offset by 8
+            b = np.bitwise_xor(b, np.uint8(0x88), out=flipped[: j - i])
+        np.multiply(b, np.uint16(16), out=p)  # 0x00HL -> 0x0HL0
+        np.bitwise_or(p, b, out=p)  # 0x0H(H|L)L
         np.bitwise_and(p, np.uint16(0x0F0F), out=p)  # 0x0H0L
-        if signed:  # sign-extend each nibble byte: (c ^ 8) - 8, modulo 256
-            c = codes[2 * i : 2 * j]
-            np.bitwise_xor(c, np.uint8(8), out=c)
-            np.subtract(c, np.uint8(8), out=c)
+        if flipped is not None:  # (n ^ 8) - 8 is the sign-extended nibble
+            c = codes[2 * i : 2 * j].view(np.int8)
+            np.subtract(c, np.int8(8), out=c)
     codes = codes[: int(count)]
     return codes.view(np.int8) if signed else codes

@@ -112,7 +112,7 @@ def _planes_matmul(x2: np.ndarray, qt: QuantizedTensor, k: int) -> np.ndarray:
     packed = qt.data[: k * j].reshape(k, j)  # (K, N/2): low nibble = even column
     scale = qt.scale[:g].astype(np.float32)  # (G, N)
     planes_s = [np.ascontiguousarray(scale[:, h::2]) for h in (0, 1)]  # 2 x (G, N/2)
-    planes_z = [None, None]
+    planes_z: list[np.ndarray | None] = [None, None]
     if qt.zero_point is not None:
         planes_z = [np.ascontiguousarray(qt.zero_point[:g, h::2]).view(np.int8) for h in (0, 1)]
     out = np.zeros((m, j, 2), np.float32)  # (M, N/2, 2) == (M, N): [..., h] is plane h
@@ -123,7 +123,8 @@ def _planes_matmul(x2: np.ndarray, qt: QuantizedTensor, k: int) -> np.ndarray:
     return out.reshape(m, n)
 
 
-def _small_batch(x2, packed, planes_s, planes_z, qt, out) -> None:  # type: ignore[no-untyped-def]
+def _small_batch(x2: np.ndarray, packed: np.ndarray, planes_s: list[np.ndarray],
+                 planes_z: list[np.ndarray | None], qt: QuantizedTensor, out: np.ndarray) -> None:
     """Row tiles of whole groups over the full width (cache-sized); per plane,
     ``out[:, :, h] += sum_g s_g * (x_g @ c_g)``: many small products, each
     single-threaded in BLAS, and ``M * N * K / group`` scalings."""
@@ -156,7 +157,8 @@ def _small_batch(x2, packed, planes_s, planes_z, qt, out) -> None:  # type: igno
                 out[:, j0:j1, h] += a
 
 
-def _large_batch(x2, packed, planes_s, planes_z, qt, out) -> None:  # type: ignore[no-untyped-def]
+def _large_batch(x2: np.ndarray, packed: np.ndarray, planes_s: list[np.ndarray],
+                 planes_z: list[np.ndarray | None], qt: QuantizedTensor, out: np.ndarray) -> None:
     """Tiles of whole groups of rows and at least 512 byte columns (or all),
     both planes side by side ``(rows, 2 * cols)``, scaled as they are
     converted (bit-identical to :func:`dequantize`): one multithreaded BLAS

@@ -104,7 +104,7 @@ def quantize_codes(
     w_head, w_tail = split_groups(w, axis, group_size)
     o_head, o_tail = split_groups(out, axis, group_size)
     n_full = w_head.shape[axis] if w_head is not None else 0
-    if w_head is not None:
+    if w_head is not None and o_head is not None:
         # (..., n_full, 1, ...): group-wise values broadcast over the group axis
         s_head = np.expand_dims(scale[_index(scale.ndim, axis, slice(0, n_full))], axis + 1)
         z_head = None
@@ -117,7 +117,7 @@ def quantize_codes(
             _round_groups(
                 w_head[sl], s_head[sl], None if z_head is None else z_head[sl], o_head[sl], qmin, qmax
             )
-    if w_tail is not None:
+    if w_tail is not None and o_tail is not None:
         last = _index(scale.ndim, axis, slice(n_full, n_full + 1))
         _round_groups(
             w_tail, scale[last], None if zero_point is None else zero_point[last], o_tail, qmin, qmax

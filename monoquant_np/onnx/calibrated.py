@@ -91,11 +91,9 @@ class _Layer:
 def _layers(model: onnx.ModelProto, sites: list) -> tuple[list[_Layer], list[CalibrationTarget]]:
     layers, targets = [], []
     for s in sites:
-        if s.graph is not model.graph and s.graph != model.graph:
-            continue
+        if s.graph is not model.graph or any(c.graph is not model.graph for c in s.consumers):
+            continue  # subgraph weights: no statistics
         if not s.consumers or any(c.role not in ("matmul", "gemm", "transpose_matmul") for c in s.consumers):
-            continue
-        if any(c.graph is not model.graph and c.graph != model.graph for c in s.consumers):
             continue
         stored_t = bool(s.transpose or s.axis == 1)
         w = np.asarray(numpy_helper.to_array(s.tensor), dtype=np.float32)
@@ -137,6 +135,10 @@ class _Calibrated:
 
     def prepare(self, model, sites, feeds, opts) -> dict[str, Any]:
         _check_scheme(opts, self.kind)
+        if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+            raise ValueError(f"algorithm {self.kind!r} runs the model in onnxruntime from memory and cannot follow "
+                             "external data files yet: load the model with onnx.load(path) (external data "
+                             "included) and pass the ModelProto to quantize_model")
         layers, targets = _layers(model, sites)
         by_name = {ly.name: ly for ly in layers}
         out: dict[str, Any] = {}
@@ -189,7 +191,7 @@ class _Calibrated:
         # calibration runs on their quantized values, so the layers after them compensate.
         fixed = {}
         for s in sites:
-            if s.name in by_name or (s.graph is not model.graph and s.graph != model.graph) or s.const_node:
+            if s.name in by_name or s.graph is not model.graph or s.const_node:
                 continue
             w = np.asarray(numpy_helper.to_array(s.tensor), dtype=np.float32)
             w = np.ascontiguousarray(w.T) if s.transpose else w

@@ -271,5 +271,5 @@ def quantize_mse(
     res = mse_scales(w32, group_size=group_size, axis=axis, symmetric=symmetric, grid=grid,
                      bits=bits, scale_dtype=scale_dtype, importance=importance, norm=norm,
                      negative_scales=negative_scales)
-    scale, zp = (res, None) if symmetric else res
+    scale, zp = res if isinstance(res, tuple) else (res, None)
     return build_tensor(w32, scale, zp, axis=axis, group_size=group_size, bits=bits)

@@ -181,10 +181,10 @@ def check_feeds(feeds: Mapping[str, np.ndarray], model: onnx.ModelProto | None, 
         if extra or missing:
             raise ValueError(f"{what} must hold arrays named after the model inputs {names}; "
                              f"unknown {extra}, missing {missing}")
-    lengths = {k: (v.shape[0] if np.ndim(v) else None) for k, v in feeds.items()}
-    if None in lengths.values() or len(set(lengths.values())) != 1:
+    lengths = {k: (int(np.shape(v)[0]) if np.ndim(v) else -1) for k, v in feeds.items()}
+    if -1 in lengths.values() or len(set(lengths.values())) != 1:
         raise ValueError(f"{what}: every array needs the same batch length on axis 0, got {lengths}")
-    return int(next(iter(lengths.values())))
+    return next(iter(lengths.values()))
 
 
 def iter_feeds(feeds: Mapping[str, np.ndarray] | Iterable[Mapping[str, np.ndarray]],

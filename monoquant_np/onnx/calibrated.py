@@ -23,7 +23,8 @@ Each layer's report row carries, in ``extra``, the calibration output error
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import numpy as np
 import onnx
@@ -235,18 +236,23 @@ def _insert_muls(model: onnx.ModelProto, muls: dict[str, np.ndarray], weights: s
         g.node.insert(readers[0], helper.make_node("Mul", [x, f"{name}_m"], [name], name=f"{name}_mul"))
 
 
+def _as_quantizer(f: Callable[[WeightContext], Any]) -> Callable[[WeightContext], QuantizedTensor]:
+    """``f`` returns ``(qt, extra)``, which ``quantize_model`` accepts (spec 13.3); typed as its hook."""
+    return cast(Callable[[WeightContext], QuantizedTensor], f)
+
+
 def gptq_algorithm(*, act_order: bool = True, scale_search: str = "mse", sequential: bool = False,
                    damp: float = 0.01, batch_size: int = 16) -> Algorithm:
     """``algorithm="gptq"`` (spec 14.2) with calibration; the registered default is ``gptq_algorithm()``."""
     c = _Calibrated("gptq", act_order=act_order, scale_search=scale_search, sequential=sequential, damp=damp,
                     batch_size=batch_size)
-    return Algorithm("gptq", c.quantize_weight, needs_calibration=True, prepare=c.prepare)
+    return Algorithm("gptq", _as_quantizer(c.quantize_weight), needs_calibration=True, prepare=c.prepare)
 
 
 def awq_algorithm(*, scale_search: str = "mse", sequential: bool = False, batch_size: int = 16) -> Algorithm:
     """``algorithm="awq"`` (spec 14.3) with calibration; the registered default is ``awq_algorithm()``."""
     c = _Calibrated("awq", scale_search=scale_search, sequential=sequential, batch_size=batch_size)
-    return Algorithm("awq", c.quantize_weight, needs_calibration=True, prepare=c.prepare)
+    return Algorithm("awq", _as_quantizer(c.quantize_weight), needs_calibration=True, prepare=c.prepare)
 
 
 register_algorithm(mse_algorithm())

@@ -93,6 +93,10 @@ def _bad_files(tmp_path):
     data = good.read_bytes()
     (tmp_path / "trunc.onnx").write_bytes(data[: len(data) // 2])
     (tmp_path / "empty.onnx").write_bytes(b"")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.onnx").symlink_to(good)
+    np.savez(tmp_path / "names.npz", foo=np.ones((2, 128), np.float32))
+    np.savez(tmp_path / "shape.npz", x=np.ones((2, 17), np.float32))
     return good
 
 
@@ -109,6 +113,14 @@ def _bad_files(tmp_path):
     ("gptq", "needs calibration inputs"),
     ("badregex", "valid regular expression"),
     ("asym_int4", "--asymmetric means --scheme uint4"),
+    ("same_dotted", "is the input file"),
+    ("same_symlink", "is the input file"),
+    ("report_is_output", "is the output model's file"),
+    ("report_is_input", "is the input file"),
+    ("calib_missing", "calibration file"),
+    ("calib_not_npz", "is not a readable .npz"),
+    ("calib_names", "calibration inputs lack the model input(s) ['x']"),
+    ("calib_shape", "input 'x' has shape (2, 17), the model takes (b, 128)"),
 ])
 def test_quantize_bad_input(tmp_path, capsys, case, expect):
     good = _bad_files(tmp_path)
@@ -126,11 +138,21 @@ def test_quantize_bad_input(tmp_path, capsys, case, expect):
         "gptq": [str(good), out, "--algorithm", "gptq"],
         "badregex": [str(good), out, "--exclude", "("],
         "asym_int4": [str(good), out, "--asymmetric", "--scheme", "int4"],
+        "same_dotted": [str(good), str(tmp_path / "sub" / ".." / "good.onnx")],
+        "same_symlink": [str(good), str(tmp_path / "link.onnx")],
+        "report_is_output": [str(good), out, "--report", str(tmp_path / "sub" / ".." / "out.onnx")],
+        "report_is_input": [str(good), out, "--report", str(good)],
+        "calib_missing": [str(good), out, "--algorithm", "gptq", "--calibration", str(tmp_path / "nope.npz")],
+        "calib_not_npz": [str(good), out, "--algorithm", "gptq", "--calibration", str(tmp_path / "text.onnx")],
+        "calib_names": [str(good), out, "--algorithm", "gptq", "--calibration", str(tmp_path / "names.npz")],
+        "calib_shape": [str(good), out, "--algorithm", "gptq", "--calibration", str(tmp_path / "shape.npz")],
     }[case]
-    before = {p: _sha(tmp_path / p) for p in os.listdir(tmp_path)}
+    files = [p for p in os.listdir(tmp_path) if p != "sub"]
+    before = {p: _sha(tmp_path / p) for p in files}
     line = _one_error_line(capsys, main(["quantize", *args]))
     assert expect in line
-    assert {p: _sha(tmp_path / p) for p in os.listdir(tmp_path)} == before  # inputs untouched, nothing new
+    assert {p: _sha(tmp_path / p) for p in os.listdir(tmp_path) if p != "sub"} == before  # untouched, nothing new
+    assert not os.listdir(tmp_path / "sub")
 
 
 def test_failed_write_leaves_no_partial_output(tmp_path, capsys, monkeypatch):
@@ -145,6 +167,31 @@ def test_failed_write_leaves_no_partial_output(tmp_path, capsys, monkeypatch):
     line = _one_error_line(capsys, main(["quantize", str(good), str(tmp_path / "out.onnx"), "--external-data"]))
     assert "disk full" in line
     assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_output_side_file_may_not_replace_the_inputs(tmp_path, capsys):
+    src = tmp_path / "a.onnx"
+    _write_model(src)
+    m = onnx.load(str(src))
+    onnx.save(m, str(src), save_as_external_data=True, location="b.onnx.data", size_threshold=0)
+    data = _sha(tmp_path / "b.onnx.data")
+    # b.onnx --external-data would write b.onnx.data: the input's side file
+    line = _one_error_line(capsys, main(["quantize", str(src), str(tmp_path / "b.onnx"), "--external-data"]))
+    assert "is the input file" in line and "b.onnx.data" in line
+    assert _sha(tmp_path / "b.onnx.data") == data and sorted(os.listdir(tmp_path)) == ["a.onnx", "b.onnx.data"]
+
+
+def test_output_mode_follows_umask_and_stale_side_file_not_counted(tmp_path, capsys):
+    src, dst, rep = tmp_path / "f.onnx", tmp_path / "q.onnx", tmp_path / "r.json"
+    _write_model(src)
+    (tmp_path / "q.onnx.data").write_bytes(b"\0" * 100_000)  # left over from an earlier --external-data run
+    old = os.umask(0o022)
+    try:
+        assert main(["quantize", str(src), str(dst), "--report", str(rep)]) == 0
+    finally:
+        os.umask(old)
+    assert (dst.stat().st_mode & 0o777, rep.stat().st_mode & 0o777) == (0o644, 0o644)  # not mkstemp's 0600
+    assert json.loads(rep.read_text())["totals"]["file_bytes_after"] == dst.stat().st_size
 
 
 def test_subprocess_bad_input_has_no_traceback(tmp_path):
@@ -180,6 +227,8 @@ def test_verify_generated_and_given_inputs(tmp_path, capsys):
     (["good.onnx", "text.onnx"], "not a readable ONNX model"),
     (["good.onnx", "good.onnx", "--min-cosine", "2"], "expected a number in [-1, 1]"),
     (["good.onnx", "good.onnx", "--inputs", "text.onnx"], "not a readable .npz"),
+    (["good.onnx", "good.onnx", "--inputs", "names.npz"], "lack the model input(s) ['x']"),
+    (["good.onnx", "good.onnx", "--inputs", "shape.npz"], "input 'x' has shape (2, 17), the model takes (b, 128)"),
 ])
 def test_verify_bad_input(tmp_path, capsys, monkeypatch, args, expect):
     _bad_files(tmp_path)

@@ -265,7 +265,44 @@ def test_already_quantized_model_left_alone():
     assert any("already contains quantized operators" in n and "MatMulNBits" in n for n in rep.notes)
 
 
+def test_partly_quantized_model_keeps_its_quantized_part_and_quantizes_the_rest():
+    w8 = RNG.integers(-100, 100, (64, 16)).astype(np.int8)
+    w = _w(64, 48)
+    m = _model([helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
+                helper.make_node("MatMulInteger", ["xq", "W8", "xz"], ["yi"]),
+                helper.make_node("MatMul", ["x", "W"], ["yf"])],
+               [helper.make_tensor_value_info("x", F32, ["b", 64])],
+               [helper.make_tensor_value_info("yi", TensorProto.INT32, None),
+                helper.make_tensor_value_info("yf", F32, None)],
+               [numpy_helper.from_array(w8, "W8"), numpy_helper.from_array(w, "W")], opset=13)
+    q, rep = quantize_model_with_report(m, group_size=32, min_elements=1)
+    assert [r.name for r in rep.rows] == ["W"] and any("MatMulInteger" in n for n in rep.notes)
+    x = _w(3, 64)
+    yi, yf = _run(q, {"x": x})
+    np.testing.assert_array_equal(yi, _run(m, {"x": x})[0])  # the int8 part computes exactly what it did
+    assert _rel(yf, x @ _spec(w)) < 2e-5
+
+
 # ---------------------------------------------------------------- opset
+def test_opset_11_semantics_are_converted_not_relabelled():
+    # Softmax-11 on (2, 3, 48) with axis=1 normalizes over the 144 flattened values of each sample
+    # (opset 13 changed it to one axis), and Unsqueeze-11 has an `axes` attribute (an input since 13):
+    # relabelling the opset would change the numbers and break the graph.
+    m, w = _matmul_model(opset=11)
+    m.ir_version = 6
+    m.graph.input[0].CopyFrom(helper.make_tensor_value_info("x", F32, [2, 3, 64]))
+    m.graph.node.extend([helper.make_node("Softmax", ["y"], ["p"], axis=1),
+                         helper.make_node("Unsqueeze", ["p"], ["u"], axes=[0])])
+    m.graph.output[0].CopyFrom(helper.make_tensor_value_info("u", F32, [1, 2, 3, 48]))
+    q = quantize_model(m, group_size=32, min_elements=1)
+    onnx.checker.check_model(q, full_check=True)
+    x = _w(2, 3, 64)
+    f = (x @ _spec(w)).reshape(2, 144)  # (samples, 3 * 48)
+    e = np.exp(f - f.max(1, keepdims=True))
+    want = (e / e.sum(1, keepdims=True)).reshape(1, 2, 3, 48)
+    assert _rel(_run(q, {"x": x})[0], want) < 2e-5
+
+
 def test_opset_13_is_converted_and_checked():
     m, w = _matmul_model(opset=13)
     m.graph.node.append(helper.make_node("Softmax", ["y"], ["p"], axis=-1))
@@ -358,6 +395,17 @@ def test_algorithm_hook_and_calibration_prepass():
     assert seen == {"act": "x", "stats": 1.0, "axis": 0}
     x = _w(2, 64)
     assert _rel(_run(q, {"x": x})[0], x @ _spec(w * 0.5)) < 2e-5
+
+
+def test_calibration_inputs_are_checked_against_the_model():
+    m, _ = _matmul_model()
+    alg = Algorithm("probe", lambda ctx: quantize(ctx.w, group_size=32), needs_calibration=True,
+                    prepare=lambda model, sites, feeds, opts: {})
+    for feeds, msg in (({"foo": np.ones((2, 64), np.float32)}, r"lack the model input\(s\) \['x'\]"),
+                       ({"x": np.ones((2, 17), np.float32)}, r"'x' has shape \(2, 17\), the model takes \(b, 64\)"),
+                       ({"x": np.ones((2, 64), np.int64)}, "input 'x' is int64, the model takes float32")):
+        with pytest.raises(ValueError, match=msg):
+            quantize_model(m, algorithm=alg, calibration=feeds, min_elements=1)
 
 
 @pytest.mark.parametrize("kw,msg", [

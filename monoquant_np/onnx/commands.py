@@ -16,10 +16,9 @@ from pathlib import Path
 __all__ = ["add_model_commands"]
 
 
-def _file_bytes(path: Path) -> int:
-    n = path.stat().st_size
-    data = path.with_name(path.name + ".data")
-    return n + (data.stat().st_size if data.exists() else 0)
+def _file_bytes(path: Path, data: Path | None) -> int:
+    """Bytes of the written model plus its side file (not a stale ``OUT.onnx.data`` of an earlier run)."""
+    return path.stat().st_size + (data.stat().st_size if data is not None else 0)
 
 
 def _progress_printer(enabled: bool):
@@ -39,17 +38,24 @@ def _progress_printer(enabled: bool):
 
 
 def _check_paths(inp: Path, out: Path, report: str | None) -> None:
-    from .io import _check_output_path
+    from .io import _check_output_path, _same_file, external_files, load_model
 
     if not inp.exists():
         raise OSError(f"input {str(inp)!r} does not exist")
     _check_output_path(out, (inp,))
+    existing = [p for p in (out, out.with_name(out.name + ".data")) if p.exists()]
+    if existing:  # could OUTPUT or OUTPUT.data be one of the input's side files? (cheap: they stay on disk)
+        side = external_files(load_model(inp, load_external_data=False), inp.parent)
+        for p in existing:
+            _check_output_path(p, tuple(side))
     if report:
-        _check_output_path(Path(report), (inp, out))
+        if _same_file(Path(report), out):
+            raise ValueError(f"--report {report!r} is the output model's file; choose another name")
+        _check_output_path(Path(report), (inp,), "--report")
 
 
 def _cmd_quantize(args: argparse.Namespace) -> int:
-    from .io import copy_atomic, save_model, write_text_atomic
+    from .io import copy_atomic, external_files, save_model, write_text_atomic
     from .model import quantize_model_with_report
 
     inp, out = Path(args.input), Path(args.output)
@@ -66,18 +72,20 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
         gather_op=args.gather_op, accuracy_level=args.accuracy_level,
         progress=_progress_printer(args.progress or sys.stderr.isatty()),
     )
+    inputs = (inp, *external_files(model, inp.parent))  # the input and its side files are never written
+    data: Path | None = None
     if not report.rows:
-        has_ext = any(t.external_data for t in model.graph.initializer)
-        if has_ext or args.external_data:
-            save_model(model, out, external_data=args.external_data, base_dir=inp.parent, inputs=(inp,),
-                       consume=True)
+        if len(inputs) > 1 or args.external_data:
+            data = save_model(model, out, external_data=args.external_data, base_dir=inp.parent, inputs=inputs,
+                              consume=True)
         else:
             copy_atomic(inp, out)
         print(f"nothing to quantize in {inp}: wrote it unchanged to {out}")
     else:
-        save_model(model, out, external_data=args.external_data, base_dir=inp.parent, inputs=(inp,), consume=True)
+        data = save_model(model, out, external_data=args.external_data, base_dir=inp.parent, inputs=inputs,
+                          consume=True)
     del model
-    report.file_bytes_after = _file_bytes(out)
+    report.file_bytes_after = _file_bytes(out, data)
     print(report.format())
     if args.report:
         write_text_atomic(args.report, report.to_json() + "\n", inputs=(inp, out))
@@ -125,6 +133,16 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _count(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {v}")
+    return v
+
+
 def _cosine(text: str) -> float:
     try:
         v = float(text)
@@ -137,21 +155,33 @@ def _cosine(text: str) -> float:
 
 def add_model_commands(sub) -> None:
     """Add ``quantize``, ``verify`` and ``inspect`` to an argparse subparsers object."""
-    q = sub.add_parser("quantize", help="quantize a float ONNX model's weights to 4 bits")
+    q = sub.add_parser(
+        "quantize", help="quantize a float ONNX model's weights to 4 bits",
+        description="Quantize the MatMul/Gemm (and, with --ops, Gather) weights of a float32/float16 ONNX model "
+                    "to 4 bits and print a per-layer table. The input is never modified; the output is written "
+                    "to a temporary name and renamed.",
+        epilog="example: monoquant-np quantize model.onnx model-int4.onnx --ops MatMul,Gather --report r.json")
     q.add_argument("input", help="the float32/float16 .onnx model (never modified)")
     q.add_argument("output", help="the .onnx file to write (its folder must exist)")
-    q.add_argument("--group-size", type=_positive_int, default=128, help="elements per group (default 128)")
+    q.add_argument("--group-size", type=_positive_int, default=128, metavar="N",
+                   help="elements per group along K (or the embedding axis) (default 128)")
     q.add_argument("--asymmetric", action="store_true", help="uint4 codes with zero points (= --scheme uint4)")
     q.add_argument("--scheme", choices=("int4", "uint4", "nf4"), default=None, help="code scheme (default int4)")
-    q.add_argument("--scale-dtype", choices=("float32", "float16"), default="float32")
+    q.add_argument("--scale-dtype", choices=("float32", "float16"), default="float32",
+                   help="dtype of the stored group scales (default float32)")
     q.add_argument("--format", choices=("qdq", "matmulnbits"), default="qdq",
                    help="DequantizeLinear->MatMul (standard ONNX, default) or com.microsoft.MatMulNBits")
-    q.add_argument("--ops", default="MatMul,Gemm", help="comma list of MatMul, Gemm, Gather (default MatMul,Gemm)")
+    q.add_argument("--ops", default="MatMul,Gemm", metavar="OPS",
+                   help="comma list of MatMul, Gemm, Gather (default MatMul,Gemm; Gather = embedding tables)")
     q.add_argument("--exclude", metavar="REGEX", help="leave weights (or reader nodes) matching REGEX float")
-    q.add_argument("--min-elements", type=_positive_int, default=4096, help="skip smaller weights (default 4096)")
+    q.add_argument("--min-elements", type=_count, default=4096, metavar="N",
+                   help="leave weights with fewer elements float (default 4096; 0 = none)")
     q.add_argument("--double-quant", action="store_true", help="store group scales in 8 bits")
-    q.add_argument("--algorithm", choices=("rtn", "mse", "gptq", "awq"), default="rtn")
-    q.add_argument("--calibration", metavar="FEEDS.npz", help="calibration inputs (gptq, awq)")
+    q.add_argument("--algorithm", choices=("rtn", "mse", "gptq", "awq"), default="rtn",
+                   help="rtn: round to nearest with absmax scales (default); mse: searched scales; "
+                        "gptq, awq: need --calibration")
+    q.add_argument("--calibration", metavar="FEEDS.npz",
+                   help="calibration inputs for gptq/awq: arrays named after the model inputs (numpy.savez)")
     q.add_argument("--gather-op", choices=("GatherBlockQuantized", "DequantizeLinear"),
                    default="GatherBlockQuantized", help="how Gather tables are read (default GatherBlockQuantized)")
     q.add_argument("--accuracy-level", type=int, choices=(0, 1, 2, 3, 4), default=None,
@@ -161,18 +191,29 @@ def add_model_commands(sub) -> None:
     q.add_argument("--progress", action="store_true", help="show progress on stderr even when not a terminal")
     q.set_defaults(func=_cmd_quantize)
 
-    v = sub.add_parser("verify", help="compare a quantized model with its reference in onnxruntime")
+    v = sub.add_parser(
+        "verify", help="compare a quantized model with its reference in onnxruntime",
+        description="Run both models in onnxruntime on the same inputs and print, per output, the max abs "
+                    "error, the relative error and the mean cosine similarity. Exit 1 if a cosine is below "
+                    "--min-cosine.")
     v.add_argument("reference")
     v.add_argument("candidate")
-    v.add_argument("--inputs", metavar="FEEDS.npz", help="arrays named after the model inputs")
-    v.add_argument("--samples", type=_positive_int, default=2, help="batch size of generated inputs (default 2)")
-    v.add_argument("--seq-len", type=_positive_int, default=16, help="other symbolic dims (default 16)")
-    v.add_argument("--min-cosine", type=_cosine, default=None, help="exit 1 if an output's cosine is lower")
+    v.add_argument("--inputs", metavar="FEEDS.npz",
+                   help="arrays named after the model inputs (numpy.savez); default: generated from the "
+                        "declared shapes and types")
+    v.add_argument("--samples", type=_positive_int, default=2, metavar="N",
+                   help="batch size of generated inputs (default 2)")
+    v.add_argument("--seq-len", type=_positive_int, default=16, metavar="N",
+                   help="other symbolic dims of generated inputs (default 16)")
+    v.add_argument("--min-cosine", type=_cosine, default=None, metavar="X",
+                   help="exit 1 if an output's cosine is lower")
     v.add_argument("--accuracy-level", type=int, choices=(0, 1, 2, 3, 4), default=1,
                    help="session.qdq_matmulnbits_accuracy_level (1 = float32, the spec; default 1)")
     v.set_defaults(func=_cmd_verify)
 
-    i = sub.add_parser("inspect", help="list what a model stores quantized, and how")
+    i = sub.add_parser("inspect", help="list what a model stores quantized, and how",
+                       description="List every MatMul/Gemm/Gather weight of a model: shape, scheme (or float "
+                                   "dtype), group size, bytes, and the operator that reads it; then the totals.")
     i.add_argument("model")
     i.add_argument("--json", action="store_true", help="print JSON")
     i.set_defaults(func=_cmd_inspect)

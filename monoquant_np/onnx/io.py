@@ -35,7 +35,7 @@ from .tensors import (
 )
 
 __all__ = [
-    "load_model", "save_model", "save", "write_text_atomic", "copy_atomic",
+    "load_model", "save_model", "save", "write_text_atomic", "copy_atomic", "external_files",
     "PROTOBUF_LIMIT",
     # re-exported from .tensors
     "iter_graphs", "iter_tensors", "tensor_nbytes", "tensor_array",
@@ -92,19 +92,36 @@ def load_model(path: str | os.PathLike, *, load_external_data: bool = True, what
     return model
 
 
-def _check_output_path(path: Path, inputs: tuple[str | os.PathLike, ...]) -> None:
+def _same_file(a: Path, b: Path) -> bool:
+    """True when ``a`` and ``b`` name one file (any spelling, symlinks, hard links)."""
+    if a.exists() and b.exists() and os.path.samefile(a, b):
+        return True
+    return a.resolve() == b.resolve()
+
+
+def _check_output_path(path: Path, inputs: tuple[str | os.PathLike, ...], what: str = "output") -> None:
     if path.exists() and path.is_dir():
-        raise OSError(f"output {str(path)!r} is a folder, expected a file name")
+        raise OSError(f"{what} {str(path)!r} is a folder, expected a file name")
     if not path.parent.exists():
-        raise OSError(f"output folder {str(path.parent)!r} does not exist")
+        raise OSError(f"{what} folder {str(path.parent)!r} does not exist")
     for src in inputs:
-        s = Path(src)
-        if s.exists() and path.exists() and os.path.samefile(s, path):
-            raise ValueError(f"output {str(path)!r} is the input file; choose another name "
+        if _same_file(Path(src), path):
+            raise ValueError(f"{what} {str(path)!r} is the input file {str(src)!r}; choose another name "
                              "(the input is never overwritten)")
-        if s.resolve() == path.resolve():
-            raise ValueError(f"output {str(path)!r} is the input file; choose another name "
-                             "(the input is never overwritten)")
+
+
+def _publish(tmp: str | os.PathLike, dst: Path) -> None:
+    """Give ``tmp`` the mode a new file gets (0666 minus the umask; mkstemp makes 0600) and rename it to ``dst``."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)
+    os.replace(tmp, dst)
+
+
+def external_files(model: onnx.ModelProto, base_dir: str | os.PathLike) -> list[Path]:
+    """The side files that ``model``'s external tensors refer to (relative to ``base_dir``), each once."""
+    locs = {e.value for t in iter_tensors(model) if is_external(t) for e in t.external_data if e.key == "location"}
+    return [Path(base_dir) / loc for loc in sorted(locs)]
 
 
 def save_model(
@@ -151,6 +168,8 @@ def save_model(
     folder = out.parent
     tmp_model = tmp_data = None
     data_path = out.with_name(out.name + ".data") if external_data else None
+    if data_path is not None:
+        _check_output_path(data_path, inputs, "data file")
     try:
         fd, tmp_model = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=folder)
         os.close(fd)
@@ -164,9 +183,9 @@ def save_model(
         with open(tmp_model, "wb") as f:
             f.write(to_write.SerializeToString())
         if tmp_data is not None and data_path is not None:
-            os.replace(tmp_data, data_path)
+            _publish(tmp_data, data_path)
             tmp_data = None
-        os.replace(tmp_model, out)
+        _publish(tmp_model, out)
         tmp_model = None
     finally:
         for t in (tmp_model, tmp_data):
@@ -183,7 +202,7 @@ def write_text_atomic(path: str | os.PathLike, text: str, *, inputs: tuple[str |
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        os.replace(tmp, out)
+        _publish(tmp, out)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -199,7 +218,7 @@ def copy_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     os.close(fd)
     try:
         shutil.copyfile(src, tmp)
-        os.replace(tmp, out)
+        _publish(tmp, out)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

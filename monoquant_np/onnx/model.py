@@ -195,7 +195,7 @@ def quantize_model_with_report(
     if isinstance(algorithm, str) and KNOWN_ALGORITHMS.get(algorithm) and calibration is None:
         raise ValueError(f"algorithm {algorithm!r} needs calibration inputs (--calibration FEEDS.npz)")
     alg = get_algorithm(algorithm)
-    feeds = load_feeds(calibration) if calibration is not None else None
+    feeds = load_feeds(calibration, "calibration file") if calibration is not None else None
     if alg.needs_calibration and feeds is None:
         raise ValueError(f"algorithm {alg.name!r} needs calibration inputs (--calibration FEEDS.npz)")
     opts = QuantOptions(group_size=group_size, scheme=scheme, scale_dtype=scale_dtype, double_quant=bool(double_quant))
@@ -242,7 +242,15 @@ def quantize_model_with_report(
     todo = [s for s in sites if s.skip is None]
     stats: Mapping[str, Any] = {}
     if alg.prepare is not None and feeds is not None:
-        stats = alg.prepare(model, todo, feeds, opts) or {}
+        from .verify import check_inputs
+
+        check_inputs(model, feeds, "calibration inputs")
+        try:
+            stats = alg.prepare(model, todo, feeds, opts) or {}
+        except Exception as e:  # onnxruntime's errors are not ValueError: one clear line instead of a traceback
+            if not type(e).__module__.startswith("onnxruntime"):
+                raise
+            raise ValueError(f"calibration failed in onnxruntime: {str(e).splitlines()[0]}") from None
     names = _unique_names(model)
     if format == "matmulnbits" or ("Gather" in ops and gather_op == "GatherBlockQuantized"):
         _ensure_ms_opset(model)

@@ -40,7 +40,7 @@ from onnx import TensorProto, helper
 
 from .io import load_model
 
-__all__ = ["OutputDiff", "make_inputs", "verify_models", "cosine_per_sample", "format_diffs"]
+__all__ = ["OutputDiff", "make_inputs", "check_inputs", "verify_models", "cosine_per_sample", "format_diffs"]
 
 
 @dataclasses.dataclass
@@ -139,6 +139,35 @@ def make_inputs(model: onnx.ModelProto, *, samples: int = 2, seq_len: int = 16, 
     return feeds
 
 
+def check_inputs(model: onnx.ModelProto, feeds: dict[str, np.ndarray], what: str = "inputs") -> None:
+    """Raise ``ValueError`` unless ``feeds`` has every graph input of ``model``, of the right kind and shape.
+
+    Names in ``feeds`` the model does not take are ignored; a float array for
+    an integer input (or the reverse) is an error, other dtype differences are
+    left to the caller; the rank must match, and every dimension that has a
+    fixed size in the model.
+    """
+    inits = {t.name for t in model.graph.initializer}
+    declared = [vi for vi in model.graph.input if vi.name not in inits]
+    missing = [vi.name for vi in declared if vi.name not in feeds]
+    if missing:
+        raise ValueError(f"{what} lack the model input(s) {missing}: the model takes "
+                         f"{[vi.name for vi in declared]}, {what} hold {sorted(feeds)}")
+    for vi in declared:
+        if not vi.type.HasField("tensor_type"):
+            continue
+        tt, x = vi.type.tensor_type, np.asarray(feeds[vi.name])
+        want = helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else None
+        if want is not None and (x.dtype.kind == "f") != (want.kind == "f"):
+            raise ValueError(f"{what}: input {vi.name!r} is {x.dtype}, the model takes {want}")
+        if tt.HasField("shape"):
+            dims = [d.dim_value if d.HasField("dim_value") else d.dim_param or "?" for d in tt.shape.dim]
+            fixed = [(d, n) for d, n in zip(dims, x.shape, strict=False) if isinstance(d, int) and d > 0]
+            if x.ndim != len(dims) or any(d != n for d, n in fixed):
+                raise ValueError(f"{what}: input {vi.name!r} has shape {x.shape}, the model takes "
+                                 f"({', '.join(map(str, dims))})")
+
+
 def _session(model: Any, accuracy_level: int):
     from .runtime import make_session
 
@@ -171,6 +200,8 @@ def verify_models(
         load_model(candidate, what="candidate", load_external_data=False)  # clear errors for bad files
     if feeds is None:
         feeds = make_inputs(ref_model, samples=samples, seq_len=seq_len, seed=seed)
+    else:
+        check_inputs(ref_model, feeds, "the given inputs")
     s_ref = _session(reference, accuracy_level)
     s_cand = _session(candidate, accuracy_level)
     names = [o.name for o in s_ref.get_outputs()]

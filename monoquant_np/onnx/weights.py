@@ -187,15 +187,24 @@ def get_algorithm(algorithm: str | Algorithm | Callable) -> Algorithm:
     return _REGISTRY[algorithm]
 
 
-def load_feeds(calibration: str | os.PathLike | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Calibration/verification inputs: a ``.npz`` path or a mapping of input name -> array (batch on axis 0)."""
+def load_feeds(calibration: str | os.PathLike | Mapping[str, np.ndarray], what: str = "inputs file"
+               ) -> dict[str, np.ndarray]:
+    """Calibration/verification inputs: a ``.npz`` path or a mapping of input name -> array (batch on axis 0).
+
+    ``what`` names the file in messages ("calibration file", ...).
+    """
     if isinstance(calibration, Mapping):
         return {str(k): np.asarray(v) for k, v in calibration.items()}
+    import zipfile
+
     p = Path(calibration)
     if not p.is_file():
-        raise OSError(f"inputs file {str(p)!r} does not exist")
+        raise OSError(f"{what} {str(p)!r} does not exist")
+    if not zipfile.is_zipfile(p):
+        raise ValueError(f"{what} {str(p)!r} is not a readable .npz (numpy.savez of arrays named after the "
+                         "model inputs)")
     try:
         with np.load(p, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError) as e:
-        raise ValueError(f"inputs file {str(p)!r} is not a readable .npz: {e}") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{what} {str(p)!r} is not a readable .npz: {e}") from None

@@ -275,3 +275,24 @@ def test_build_tensor_round_trip():
     s = np.array([[0.5, 1.0]], np.float32)
     qt = build_tensor(w, s, None, axis=0, group_size=2)
     assert qt.codes().tolist() == [[0, -7], [7, 1]]
+
+
+# ---------------------------------------------------------------- module contract
+@pytest.mark.parametrize("name", ["mse", "gptq", "awq"])
+def test_doctests(name):
+    import doctest
+    import importlib
+
+    mod = importlib.import_module(f"monoquant_np.algorithms.{name}")
+    assert doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0
+
+
+def test_algorithms_import_numpy_only():
+    import subprocess
+    import sys
+
+    code = ("import sys, monoquant_np.algorithms; "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('onnx', 'onnxruntime', 'hypothesis')); "
+            "print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

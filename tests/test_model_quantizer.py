@@ -480,6 +480,7 @@ def test_float16_gather_and_matmulnbits_fallback():
                [numpy_helper.from_array(table, "E"), numpy_helper.from_array(w, "W")])
     q, rep = quantize_model_with_report(m, ops="MatMul,Gather", format="matmulnbits", group_size=32, min_elements=1)
     assert [r.served_as for r in rep.rows] == ["GatherBlockQuantized", "qdq"]  # MatMulNBits wants float32 here
+    assert [n.split(":")[0] for n in rep.notes] == ["1 MatMul/Gemm weight(s) stay DequantizeLinear -> MatMul"]
     ids = np.array([3, 99, 0], np.int64)
     e = _spec(table, axis=1).astype(np.float16).astype(np.float32)
     want = e[ids] @ _spec(w).astype(np.float16).astype(np.float32)

@@ -119,11 +119,11 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--sentences", type=int, default=256)
     args = ap.parse_args()
-    src = minilm_model_path()
-    if src is None:
+    found = minilm_model_path()
+    if found is None:
         print(f"MiniLM not installed: {MINILM_INSTALL_HINT}", file=sys.stderr)
         return 2
-    src = str(src)
+    src = str(found)
     sentences = sorted(stdlib_sentences(args.sentences), key=len)
     ref = _embed(src, sentences)
     rows = []

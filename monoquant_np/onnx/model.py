@@ -261,6 +261,14 @@ def quantize_model_with_report(
                                           accuracy_level))
     if progress is not None:
         progress(len(todo), len(todo), "")
+    if format == "matmulnbits":
+        kept = [r.name for r, s in zip(report.rows, todo, strict=True)
+                if "qdq" in r.served_as.split("+") and any(c.role in ("matmul", "gemm") for c in s.consumers)]
+        if kept:
+            report.notes.append(
+                f"{len(kept)} MatMul/Gemm weight(s) stay DequantizeLinear -> MatMul: MatMulNBits takes linear codes "
+                f"grouped along K with float32 scales in a float32 model (not nf4, double-quant, float16 models, "
+                f"or a Gemm with alpha/beta/transA): {', '.join(kept[:3])}{', ...' if len(kept) > 3 else ''}")
     _drop_unused_ms_opset(model)
     report.seconds = time.perf_counter() - t0
     return model, report

@@ -129,6 +129,25 @@ def test_awq_model_inserts_mul_and_matches_numpy():
     assert np.linalg.norm(_run(q, f) - y_float) < np.linalg.norm(y_rtn - y_float)
 
 
+def test_awq_folds_into_a_layernorm_read_only_by_the_matmul():
+    m, w1, _ = _toy()
+    g = m.graph
+    rng = np.random.default_rng(3)
+    gamma, beta = rng.uniform(0.5, 2.0, K).astype(np.float32), rng.normal(0, 0.1, K).astype(np.float32)
+    g.initializer.extend([numpy_helper.from_array(gamma, "gamma"), numpy_helper.from_array(beta, "beta")])
+    g.node.insert(0, helper.make_node("LayerNormalization", ["x", "gamma", "beta"], ["ln"], name="ln", axis=-1))
+    g.node[1].input[0] = "ln"  # mm1 reads the LayerNorm
+    f = _feeds()
+    q = quantize_model(m, algorithm=awq_algorithm(scale_search="absmax"), calibration=f, group_size=32)
+    assert not [n for n in q.graph.node if n.op_type == "Mul" and "ln" in n.input]  # folded, no Mul on ln
+    inits = {t.name: numpy_helper.to_array(t) for t in q.graph.initializer}
+    m1 = inits["gamma"] / gamma
+    assert not np.allclose(m1, 1.0)
+    np.testing.assert_allclose(inits["beta"], beta * m1, rtol=1e-5, atol=1e-7)
+    y_float, y_rtn = _run(m, f), _run(quantize_model(m, group_size=32), f)
+    assert np.linalg.norm(_run(q, f) - y_float) < np.linalg.norm(y_rtn - y_float)
+
+
 def _with_output(model, name):
     m = onnx.ModelProto()
     m.CopyFrom(model)

@@ -12,9 +12,11 @@ and the model quantizer's extension point (:class:`~monoquant_np.onnx.model.Algo
   returns the stored result. Weights without statistics (Gather tables,
   subgraph weights, weights also read by other ops) get ``mse``.
 * AWQ's activation multiplier ``m`` (one per activation tensor, shared by every
-  MatMul reading it: query, key and value are searched jointly) becomes an
-  explicit ``Mul(x, m)`` inserted in the working graph in front of those
-  MatMuls; each weight is quantized as ``diag(1 / m) W``.
+  MatMul reading it: query, key and value are searched jointly) is folded into
+  the producing ``LayerNormalization`` (``gamma *= m``, ``beta *= m``) when the
+  MatMuls are its only readers, and otherwise becomes an explicit ``Mul(x, m)``
+  inserted in the working graph in front of them; each weight is quantized as
+  ``diag(1 / m) W``.
 
 Each layer's report row carries, in ``extra``, the calibration output error
 ``||X W - X W'|| / ||X W||`` of the algorithm and of round-to-nearest.
@@ -217,7 +219,10 @@ class _Calibrated:
 
 
 def _insert_muls(model: onnx.ModelProto, muls: dict[str, np.ndarray], weights: set[str]) -> None:
-    """``x_awq = Mul(x, m)`` before the first MatMul/Gemm reading ``x`` with one of ``weights``; rewire them."""
+    """``x_awq = Mul(x, m)`` before the first MatMul/Gemm reading ``x`` with one of ``weights``; rewire them.
+
+    Folded into the producing LayerNormalization instead when that is exact (:func:`_fold_into_layernorm`).
+    """
     g = model.graph
     taken = {o for n in g.node for o in n.output} | {t.name for t in g.initializer} | {i.name for i in g.input}
     for x, m in muls.items():
@@ -228,12 +233,34 @@ def _insert_muls(model: onnx.ModelProto, muls: dict[str, np.ndarray], weights: s
         taken.update({name, f"{name}_m"})
         readers = [i for i, n in enumerate(g.node) if n.op_type in ("MatMul", "Gemm") and n.input and n.input[0] == x
                    and len(n.input) > 1 and n.input[1] in weights]
-        if not readers:
+        if not readers or _fold_into_layernorm(g, x, m, readers):
             continue
         for i in readers:
             g.node[i].input[0] = name
         g.initializer.append(numpy_helper.from_array(m.astype(np.float32), f"{name}_m"))
         g.node.insert(readers[0], helper.make_node("Mul", [x, f"{name}_m"], [name], name=f"{name}_mul"))
+
+
+def _fold_into_layernorm(g: onnx.GraphProto, x: str, m: np.ndarray, readers: list[int]) -> bool:
+    """``gamma *= m``, ``beta *= m`` when ``x`` is the output of a ``LayerNormalization`` over its last
+    axis whose only readers are ``readers`` and whose gamma/beta initializers serve it alone."""
+    prod = next((n for n in g.node if x in n.output), None)
+    if prod is None or prod.op_type != "LayerNormalization" or prod.output[0] != x or len(prod.input) < 3:
+        return False
+    if any(a.name == "axis" and a.i != -1 for a in prod.attribute) or x in {o.name for o in g.output}:
+        return False
+    users = [i for i, n in enumerate(g.node) if x in n.input]
+    if sorted(users) != sorted(readers):
+        return False  # x also feeds something else (BERT's residual Add): an explicit Mul instead
+    inits = {t.name: t for t in g.initializer}
+    params = [prod.input[1], prod.input[2]]
+    uses = sum(1 for n in g.node for i in n.input if i in params)
+    if any(p not in inits or list(inits[p].dims) != [m.shape[0]] for p in params) or uses != 2:
+        return False
+    for p in params:
+        v = numpy_helper.to_array(inits[p])
+        inits[p].CopyFrom(numpy_helper.from_array((v.astype(np.float32) * m).astype(v.dtype), p))
+    return True
 
 
 def _as_quantizer(f: Callable[[WeightContext], Any]) -> Callable[[WeightContext], QuantizedTensor]:

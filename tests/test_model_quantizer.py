@@ -338,6 +338,33 @@ def test_external_data_save_and_streamed_input(tmp_path):
     assert _rel(_run(str(out), {"x": x})[0], x @ _spec(w) + b) < 2e-5
 
 
+def test_external_input_is_streamed_one_weight_at_a_time(tmp_path):
+    """Peak traced (NumPy/Python) memory does not grow with the number of weights (spec 13.6)."""
+    import tracemalloc
+
+    def peak_for(n, k=512):
+        nodes, inits, prev = [], [], "x"
+        for i in range(n):
+            inits.append(numpy_helper.from_array(_w(k, k), f"W{i}"))
+            nodes.append(helper.make_node("MatMul", [prev, f"W{i}"], [f"h{i}"]))
+            prev = f"h{i}"
+        m = _model(nodes, [helper.make_tensor_value_info("x", F32, ["b", k])],
+                   [helper.make_tensor_value_info(prev, F32, None)], inits)
+        src = tmp_path / f"m{n}.onnx"
+        save_model(m, src, external_data=True)
+        del m, inits
+        tracemalloc.start()
+        q = quantize_model(src, min_elements=1)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert len([t for t in q.graph.initializer if t.data_type == TensorProto.INT4]) == n
+        return peak
+
+    one_weight = 512 * 512 * 4  # 1 MiB of float32
+    small, large = peak_for(2), peak_for(10)
+    assert large < small + one_weight, (small, large)  # 8 more weights (8 MiB) did not add up in memory
+
+
 def test_save_refuses_input_and_missing_folder(tmp_path):
     m, _ = _matmul_model()
     p = tmp_path / "m.onnx"

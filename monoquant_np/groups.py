@@ -44,6 +44,15 @@ def _along(ndim: int, axis: int, sl: slice) -> tuple[slice, ...]:
     return (slice(None),) * axis + (sl,) + (slice(None),) * (ndim - axis - 1)
 
 
+def _split_view(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``x`` reshaped by splitting one axis: always possible as a view, and
+    required to be one (writes through it must reach ``x``)."""
+    try:
+        return np.reshape(x, shape, copy=False)
+    except TypeError:  # NumPy < 2.1 has no copy=; splitting an axis never copies
+        return x.reshape(shape)
+
+
 def split_groups(x: np.ndarray, axis: int, group_size: int) -> tuple[np.ndarray | None, np.ndarray | None]:
     """``(head, tail)``: the full groups of ``x`` and its partial last group.
 
@@ -62,7 +71,7 @@ def split_groups(x: np.ndarray, axis: int, group_size: int) -> tuple[np.ndarray 
     head = tail = None
     if n_full:
         shp = x.shape[:axis] + (n_full, group_size) + x.shape[axis + 1 :]
-        head = np.reshape(x[_along(x.ndim, axis, slice(0, full))], shp, copy=False)  # (..., n_full, gs, ...)
+        head = _split_view(x[_along(x.ndim, axis, slice(0, full))], shp)  # (..., n_full, gs, ...)
     if full != length:
         tail = x[_along(x.ndim, axis, slice(full, length))]  # (..., length - full, ...)
     return head, tail

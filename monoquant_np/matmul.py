@@ -43,6 +43,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import check_float_array
+from .groups import _split_view
 from .quantize import dequantize_slice
 from .tensor import QuantizedTensor
 
@@ -98,7 +99,7 @@ def _decode(tile: np.ndarray, h: int, qt: QuantizedTensor, z: np.ndarray | None,
         if codes is not f:
             np.copyto(f, codes)
         return
-    f3 = np.reshape(f, (s.shape[0], -1, f.shape[1]), copy=False)  # (groups, group, cols)
+    f3 = _split_view(f, (s.shape[0], f.shape[0] // s.shape[0], f.shape[1]))  # (groups, group, cols)
     np.multiply(codes.reshape(f3.shape), s, out=f3)
 
 

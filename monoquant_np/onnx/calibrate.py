@@ -151,21 +151,16 @@ def find_targets(model: onnx.ModelProto, weights: Iterable[str] | None = None) -
 
 
 def load_feeds(path: str | os.PathLike, model: onnx.ModelProto | None = None) -> dict[str, np.ndarray]:
-    """Read ``FEEDS.npz``: arrays named after model inputs, batch on axis 0, one batch length.
+    """Read ``FEEDS.npz`` (:func:`monoquant_np.onnx.weights.load_feeds`) and :func:`check_feeds` it.
 
     Raises ``OSError`` for a missing file, ``ValueError`` for a file that is
     not an ``.npz``, for names that are not model inputs, missing inputs or
     unequal batch lengths.
     """
-    p = os.fspath(path)
-    if not os.path.isfile(p):
-        raise OSError(f"calibration file {p!r} does not exist")
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            feeds = {k: z[k] for k in z.files}
-    except Exception as e:
-        raise ValueError(f"calibration file {p!r} is not a readable .npz of arrays: {e}") from None
-    check_feeds(feeds, model, what=f"calibration file {p!r}")
+    from .weights import load_feeds as _read
+
+    feeds = _read(path, "calibration file")
+    check_feeds(feeds, model, what=f"calibration file {os.fspath(path)!r}")
     return feeds
 
 

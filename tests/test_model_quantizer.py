@@ -462,6 +462,10 @@ def test_nf4_and_double_quant_schemes():
     assert _rel(_run(q, {"x": x})[0], x @ dequantize(quantize_nf4(w, block_size=32))) < 2e-5
     q, rep = quantize_model_with_report(m, double_quant=True, group_size=32, min_elements=1)
     assert rep.rows[0].bits_per_weight < 4.0 + 32 / 32 + 1e-9  # 8-bit scales: 4 + 8/32 + block overhead
+    from monoquant_np.onnx.inspect import inspect_model
+
+    (info,), _ = inspect_model(q)  # inspect counts the 8-bit scale codes and their own scales too
+    assert (info.scheme, info.group_size, info.nbytes) == ("int4 dq8", 32, rep.rows[0].bytes_after)
 
 
 def test_report_json_and_find_sites_notes():

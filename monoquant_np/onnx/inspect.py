@@ -5,7 +5,8 @@ would care about:
 
 * quantized weights, recognised by the operator that reads them:
   ``DequantizeLinear`` on an INT4/UINT4/INT8/UINT8 constant (scheme from the
-  type, group from ``block_size``, or per-channel without it),
+  type, group from ``block_size``, or per-channel without it; `` dq8`` appended
+  when its scales come from this package's double-quant graph, spec 11),
   ``com.microsoft.MatMulNBits`` (``bits``, ``block_size``, zero points ->
   uint), ``com.microsoft.GatherBlockQuantized``, ``com.microsoft.MatMulBnb4``
   (NF4), and this package's NF4 graph (a UINT4 constant with a ``_codebook``
@@ -103,8 +104,14 @@ def inspect_model(model_or_path: onnx.ModelProto | str | os.PathLike) -> tuple[l
                 axis = a.get("axis", 1)
                 if group is None and scale_dims is not None and len(scale_dims) <= 1 and len(t.dims) > 1:
                     group = None  # per-channel or per-tensor
-                add(ins[0], t.dims, _QTYPES[t.data_type] if group else f"{_QTYPES[t.data_type]} per-channel",
-                    group, axis, n.output[0], "DequantizeLinear", ins[1], ins[2])
+                scheme = _QTYPES[t.data_type] if group else f"{_QTYPES[t.data_type]} per-channel"
+                base = ins[0] + "_scale"
+                dq = [base + x for x in ("_codes", "_scale", "_offset")] if base + "_codes" in consts else []
+                if ins[1] not in consts and dq:  # scales made by this package's double-quant graph (spec 11)
+                    scheme += " dq8"
+                else:
+                    dq = []
+                add(ins[0], t.dims, scheme, group, axis, n.output[0], "DequantizeLinear", ins[1], ins[2], *dq)
             elif n.op_type == "MatMulNBits" and ins[1] in consts:
                 bits = a.get("bits", 4)
                 scheme = f"{'uint' if ins[3] else 'int'}{bits}"

@@ -222,6 +222,20 @@ def test_verify_generated_and_given_inputs(tmp_path, capsys):
     assert row.split()[2:] == ["0", "0", "1.000000"]  # identical models: zero error, cosine 1
 
 
+def test_verify_nan_output_fails_min_cosine(tmp_path, capsys):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])
+    for name, op in (("ref.onnx", "Abs"), ("cand.onnx", "Sqrt")):  # sqrt of a negative input: NaN
+        m = helper.make_model(helper.make_graph([helper.make_node(op, ["x"], ["y"])], "g", [x], [y]),
+                              opset_imports=[helper.make_opsetid("", 21)])
+        m.ir_version = 10
+        onnx.save(m, str(tmp_path / name))
+    np.savez(tmp_path / "f.npz", x=-np.ones((2, 3), np.float32))
+    code = main(["verify", str(tmp_path / "ref.onnx"), str(tmp_path / "cand.onnx"), "--inputs",
+                 str(tmp_path / "f.npz"), "--min-cosine", "0.5"])
+    assert code == 1 and "y (nan)" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args,expect", [
     (["missing.onnx", "good.onnx"], "does not exist"),
     (["good.onnx", "text.onnx"], "not a readable ONNX model"),

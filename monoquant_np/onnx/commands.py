@@ -101,7 +101,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
                           accuracy_level=args.accuracy_level)
     print(format_diffs(diffs))
     if args.min_cosine is not None:
-        low = [d for d in diffs if d.cosine < args.min_cosine]
+        low = [d for d in diffs if not d.cosine >= args.min_cosine]  # NaN (a broken candidate) fails too
         if low:
             names = ", ".join(f"{d.name} ({d.cosine:.6f})" for d in low)
             print(f"monoquant-np: verify: cosine below --min-cosine {args.min_cosine}: {names}", file=sys.stderr)

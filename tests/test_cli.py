@@ -181,6 +181,30 @@ def test_output_side_file_may_not_replace_the_inputs(tmp_path, capsys):
     assert _sha(tmp_path / "b.onnx.data") == data and sorted(os.listdir(tmp_path)) == ["a.onnx", "b.onnx.data"]
 
 
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_damaged_external_data_is_one_error_line_and_no_output(tmp_path, capsys, damage):
+    w = RNG.standard_normal((256, 128)).astype(np.float32)
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"]), helper.make_node("Gather", ["B", "i"], ["z"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 256]),
+         helper.make_tensor_value_info("i", TensorProto.INT64, ["n"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+         helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, "W"), numpy_helper.from_array(np.ones(300, np.float32), "B")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
+    m.ir_version = 10
+    onnx.save(m, str(tmp_path / "e.onnx"), save_as_external_data=True, location="e.data", size_threshold=0)
+    data = tmp_path / "e.data"
+    if damage == "missing":
+        data.unlink()
+    else:  # W (read for quantizing) is whole; B, copied across as it is, lost its last bytes
+        os.truncate(data, data.stat().st_size - 1100)
+    before = {p: _sha(tmp_path / p) for p in os.listdir(tmp_path)}
+    line = _one_error_line(capsys, main(["quantize", str(tmp_path / "e.onnx"), str(tmp_path / "o.onnx")]))
+    assert ("does not exist" if damage == "missing" else "'B' in") in line and "e.data" in line
+    assert {p: _sha(tmp_path / p) for p in os.listdir(tmp_path)} == before
+
+
 def test_output_mode_follows_umask_and_stale_side_file_not_counted(tmp_path, capsys):
     src, dst, rep = tmp_path / "f.onnx", tmp_path / "q.onnx", tmp_path / "r.json"
     _write_model(src)

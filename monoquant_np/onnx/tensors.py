@@ -87,9 +87,13 @@ def tensor_array(t: TensorProto, base_dir: str | os.PathLike | None = None) -> n
         n = 1
         for d in t.dims:
             n *= int(d)
-        a = np.fromfile(Path(base_dir) / info["location"], dtype=dt, count=n, offset=int(info.get("offset", 0)))
+        loc = Path(base_dir) / info["location"]
+        if not loc.is_file():
+            raise OSError(f"external data file {str(loc)!r} of tensor {t.name!r} does not exist")
+        a = np.fromfile(loc, dtype=dt, count=n, offset=int(info.get("offset", 0)))
         if a.size != n:
-            raise ValueError(f"external data of tensor {t.name!r} is truncated: {a.size} of {n} values")
+            raise ValueError(f"external data of tensor {t.name!r} in {str(loc)!r} is truncated: "
+                             f"{a.size} of {n} values")
         return a.reshape(tuple(t.dims)).astype(dt.newbyteorder("="), copy=False)
     if simple and t.HasField("raw_data"):
         dt = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).newbyteorder("<")
@@ -102,10 +106,17 @@ def tensor_array(t: TensorProto, base_dir: str | os.PathLike | None = None) -> n
 def _read_external(t: TensorProto, base_dir: Path) -> bytes:
     info = _external_info(t)
     loc = base_dir / info["location"]
+    if not loc.is_file():
+        raise OSError(f"external data file {str(loc)!r} of tensor {t.name!r} does not exist")
     with open(loc, "rb") as f:
         f.seek(int(info.get("offset", 0)))
         n = int(info["length"]) if "length" in info else -1
-        return f.read(n)
+        raw = f.read(n)
+    want = n if n >= 0 else tensor_nbytes(t)
+    if len(raw) < want:
+        raise ValueError(f"external data of tensor {t.name!r} in {str(loc)!r} is truncated: "
+                         f"{len(raw)} of {want} bytes")
+    return raw
 
 
 def inline_copy(model: onnx.ModelProto, base_dir: str | os.PathLike | None) -> onnx.ModelProto:

@@ -160,22 +160,25 @@ def _small_batch(x2: np.ndarray, packed: np.ndarray, planes_s: list[np.ndarray],
 
 def _large_batch(x2: np.ndarray, packed: np.ndarray, planes_s: list[np.ndarray],
                  planes_z: list[np.ndarray | None], qt: QuantizedTensor, out: np.ndarray) -> None:
-    """Tiles of whole groups of rows and at least 512 byte columns (or all),
-    both planes side by side ``(rows, 2 * cols)``, scaled as they are
-    converted (bit-identical to :func:`dequantize`): one multithreaded BLAS
-    product per tile, at most 1/8 of the float32 weight and
-    ``BIG_TILE_BYTES``. Tiles span as much of K as fits, so that few partial
-    products are accumulated."""
+    """Tiles of whole groups of rows over the full width (narrower only when
+    one group of rows does not fit), both planes side by side ``(rows, 2 *
+    cols)``, scaled as they are converted (bit-identical to
+    :func:`dequantize`): one multithreaded BLAS product per tile, at most 1/8
+    of the float32 weight and ``BIG_TILE_BYTES``, accumulated over K."""
     k, j = packed.shape
     m, group = x2.shape[0], qt.block_size
     budget = min(BIG_TILE_BYTES, k * j) // 4  # floats: <= 1/8 of the weight
-    jc = min(j, max(512, budget // (2 * k)))
-    kc = min(k, max(1, budget // (2 * jc * group)) * group)
+    if 2 * j * group <= budget:  # full-width rows: contiguous decoding, long inner loops
+        jc, kc = j, min(k, budget // (2 * j * group) * group)
+    else:
+        jc, kc = max(1, budget // (2 * group)), group
     ub_buf, f_buf = np.empty(kc * jc, np.uint8), np.empty(kc * 2 * jc, np.float32)
-    prod_buf = np.empty(m * 2 * jc, np.float32)
+    acc_buf = np.empty(m * 2 * jc, np.float32)
+    prod_buf = np.empty(m * 2 * jc if kc < k else 0, np.float32)  # only when accumulating over K
     for j0 in range(0, j, jc):
         j1 = min(j0 + jc, j)
         w = j1 - j0
+        acc = acc_buf[: m * 2 * w].reshape(m, 2 * w)  # (M, 2w): plane 0 | plane 1
         prod = prod_buf[: m * 2 * w].reshape(m, 2 * w)
         for k0 in range(0, k, kc):
             k1 = min(k0 + kc, k)
@@ -187,12 +190,13 @@ def _large_batch(x2: np.ndarray, packed: np.ndarray, planes_s: list[np.ndarray],
                 z = planes_z[h]
                 _decode(packed[k0:k1, j0:j1], h, qt, None if z is None else z[g0:g1, None, j0:j1], ub,
                         f[:, h * w : (h + 1) * w], planes_s[h][g0:g1, None, j0:j1])
-            np.matmul(x2[:, k0:k1], f, out=prod)  # (M, 2w)
-            for h in (0, 1):
-                if k0 == 0:
-                    out[:, j0:j1, h] = prod[:, h * w : (h + 1) * w]
-                else:
-                    out[:, j0:j1, h] += prod[:, h * w : (h + 1) * w]
+            if k0 == 0:
+                np.matmul(x2[:, k0:k1], f, out=acc)
+            else:
+                np.matmul(x2[:, k0:k1], f, out=prod)
+                acc += prod
+        out[:, j0:j1, 0] = acc[:, :w]
+        out[:, j0:j1, 1] = acc[:, w:]
 
 
 def _fast_rows(qt: QuantizedTensor) -> int:

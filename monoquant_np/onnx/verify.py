@@ -11,7 +11,9 @@ output present in both, with ``a`` the reference and ``b`` the candidate
 where sample ``i`` is the output's slice ``[i]`` along axis 0 flattened (a
 0-D or 1-D output is one sample). For MiniLM's output ``461`` (``(batch,
 384)`` sentence embeddings) this is the mean sentence-embedding cosine.
-Two zero vectors have cosine 1, one zero vector cosine 0.
+Two zero vectors have cosine 1, one zero vector cosine 0; identical samples
+have cosine exactly 1 (rounding could otherwise give ``1 - 2**-52``, failing
+``--min-cosine 1``), and every cosine is clipped to ``[-1, 1]``.
 
 Inputs are the user's (``.npz``: arrays named after the model inputs) or
 made by :func:`make_inputs` from the declared types and shapes:
@@ -69,6 +71,7 @@ def cosine_per_sample(a: np.ndarray, b: np.ndarray) -> float:
     both_zero = (na == 0) & (nb == 0)
     cos = np.where(both_zero, 1.0, dot / np.where(na * nb == 0, 1.0, na * nb))
     cos = np.where(~both_zero & (na * nb == 0), 0.0, cos)
+    cos = np.where(np.all(a64 == b64, axis=1), 1.0, np.clip(cos, -1.0, 1.0))  # identical: exactly 1, not 1 - ulp
     return float(np.mean(cos))
 
 

@@ -179,7 +179,7 @@ def _large_batch(x2: np.ndarray, packed: np.ndarray, planes_s: list[np.ndarray],
         j1 = min(j0 + jc, j)
         w = j1 - j0
         acc = acc_buf[: m * 2 * w].reshape(m, 2 * w)  # (M, 2w): plane 0 | plane 1
-        prod = prod_buf[: m * 2 * w].reshape(m, 2 * w)
+        prod = prod_buf[: m * 2 * w].reshape(m, 2 * w) if kc < k else acc
         for k0 in range(0, k, kc):
             k1 = min(k0 + kc, k)
             g0, g1 = k0 // group, k1 // group

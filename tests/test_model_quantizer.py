@@ -316,6 +316,27 @@ def test_opset_13_is_converted_and_checked():
     assert _rel(_run(q, {"x": x})[1], e / e.sum(-1, keepdims=True)) < 2e-5
 
 
+def test_checker_complaint_of_the_input_is_not_blamed_on_the_conversion():
+    m, w = _matmul_model(opset=17)  # a contrib op whose output has no shape: onnx.checker rejects it, ORT runs it
+    m.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    m.ir_version = 8
+    m.graph.node.append(helper.make_node("FastGelu", ["y"], ["z"], domain="com.microsoft"))
+    m.graph.output[0].CopyFrom(helper.make_tensor_value_info("z", F32, None))
+    with pytest.raises(onnx.checker.ValidationError):
+        onnx.checker.check_model(m)
+    q = quantize_model(m, group_size=32, min_elements=1)
+    x = _w(2, 64)
+    w_hat = _spec(w)
+    np.testing.assert_allclose(_run(q, {"x": x})[0], _run(_with_weight(m, w_hat), {"x": x})[0], rtol=2e-5, atol=2e-5)
+
+
+def _with_weight(m, w):
+    c = onnx.ModelProto()
+    c.CopyFrom(m)
+    c.graph.initializer[0].CopyFrom(numpy_helper.from_array(w.astype(np.float32), "W"))
+    return c
+
+
 # ------------------------------------------------------- external data
 def test_external_data_save_and_streamed_input(tmp_path):
     m, w = _matmul_model(k=128, n=64)

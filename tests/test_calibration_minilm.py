@@ -148,6 +148,22 @@ def test_awq_folds_into_a_layernorm_read_only_by_the_matmul():
     assert np.linalg.norm(_run(q, f) - y_float) < np.linalg.norm(y_rtn - y_float)
 
 
+def test_awq_shares_one_multiplier_between_matmuls_reading_the_same_input():
+    m, w1, _ = _toy()
+    w3 = (np.random.default_rng(4).standard_normal((K, H)) * 0.1).astype(np.float32)
+    m.graph.initializer.append(numpy_helper.from_array(w3, "w3"))
+    m.graph.node.insert(1, helper.make_node("MatMul", ["x", "w3"], ["h3"], name="mm3"))
+    m.graph.output.append(helper.make_tensor_value_info("h3", TensorProto.FLOAT, None))
+    f = _feeds()
+    q = quantize_model(m, algorithm=awq_algorithm(scale_search="absmax"), calibration=f, group_size=32)
+    muls = [n for n in q.graph.node if n.op_type == "Mul" and n.input[0] == "x"]
+    assert len(muls) == 1  # query/key-like siblings share one m (searched on [W1 W3])
+    m1 = numpy_helper.to_array(next(t for t in q.graph.initializer if t.name == muls[0].input[1]))
+    qt3 = quantize((w3 / m1[:, None]).astype(np.float32), group_size=32)
+    h3 = make_session(q, 1).run(["h3"], f)[0]
+    np.testing.assert_allclose(h3, (f["x"] * m1) @ dequantize(qt3), rtol=1e-4, atol=1e-4)
+
+
 def _with_output(model, name):
     m = onnx.ModelProto()
     m.CopyFrom(model)

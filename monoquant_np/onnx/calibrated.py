@@ -145,7 +145,8 @@ class _Calibrated:
         layers, targets = _layers(model, sites)
         by_name = {ly.name: ly for ly in layers}
         out: dict[str, Any] = {}
-        muls: dict[str, np.ndarray] = {}
+        muls: dict[str, tuple[np.ndarray, set[str]]] = {}
+        trans_act = {t.weight for t in targets if t.trans_act}
 
         def quantize_stage(stage: list[CalibrationTarget], stats: dict[str, ActivationStats]):
             w_hats = {}
@@ -162,9 +163,9 @@ class _Calibrated:
                                          symmetric=opts.symmetric, scale_search="absmax",
                                          scale_dtype=opts.scale_dtype)
                     m = res.act_scale
-                    if len(acts) == 1 and res.alpha > 0:
-                        muls[acts[0]] = m
-                    elif res.alpha > 0:  # several activations share the weights: no single Mul fits
+                    if len(acts) == 1 and res.alpha > 0 and not trans_act & set(members):
+                        muls[acts[0]] = (m, set(members))
+                    elif res.alpha > 0:  # several activations share the weights, or Gemm transA: no Mul fits
                         m = np.ones_like(m)
                 for n in members:
                     ly = by_name[n]
@@ -205,7 +206,7 @@ class _Calibrated:
         if targets:
             calibrate_sequential(model, feeds, targets, quantize_stage, sequential=self.sequential,
                                  batch_size=self.batch_size, fixed=fixed)
-        _insert_muls(model, muls, {n for n in by_name})
+        _insert_muls(model, muls)
         return out
 
     def quantize_weight(self, ctx: WeightContext) -> tuple[QuantizedTensor, dict[str, Any]]:
@@ -218,14 +219,15 @@ class _Calibrated:
         return qt, {"w_hat": w_hat, **st["info"]}
 
 
-def _insert_muls(model: onnx.ModelProto, muls: dict[str, np.ndarray], weights: set[str]) -> None:
-    """``x_awq = Mul(x, m)`` before the first MatMul/Gemm reading ``x`` with one of ``weights``; rewire them.
+def _insert_muls(model: onnx.ModelProto, muls: dict[str, tuple[np.ndarray, set[str]]]) -> None:
+    """For each ``x: (m, weights)``: ``x_awq = Mul(x, m)`` before the first MatMul/Gemm reading ``x``
+    with one of ``weights``, and those readers rewired to ``x_awq`` (other readers keep ``x``).
 
     Folded into the producing LayerNormalization instead when that is exact (:func:`_fold_into_layernorm`).
     """
     g = model.graph
     taken = {o for n in g.node for o in n.output} | {t.name for t in g.initializer} | {i.name for i in g.input}
-    for x, m in muls.items():
+    for x, (m, weights) in muls.items():
         base = f"{x}_awq"
         name, k = base, 1
         while name in taken or f"{name}_m" in taken:

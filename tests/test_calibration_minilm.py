@@ -212,6 +212,8 @@ def test_errors_and_helpers(tmp_path):
     np.testing.assert_array_equal(dequantize(transpose_qt(qt)), dequantize(qt).T)
     with pytest.raises(ValueError, match="supports scheme"):
         quantize_model(m, algorithm="mse", scheme="nf4")
+    with pytest.raises(ValueError, match="double_quant"):
+        quantize_model(m, algorithm="gptq", calibration=_feeds(), double_quant=True)
     ext = tmp_path / "toy.onnx"
     onnx.save(m, str(ext), save_as_external_data=True, all_tensors_to_one_file=True, location="toy.data",
               size_threshold=0)

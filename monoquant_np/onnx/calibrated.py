@@ -138,6 +138,9 @@ class _Calibrated:
 
     def prepare(self, model, sites, feeds, opts) -> dict[str, Any]:
         _check_scheme(opts, self.kind)
+        if opts.double_quant:
+            raise ValueError(f"algorithm {self.kind!r} does not support double_quant: re-rounding the 4-bit codes "
+                             "to 8-bit scales would undo its choices; use algorithm='mse' or 'rtn'")
         if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
             raise ValueError(f"algorithm {self.kind!r} runs the model in onnxruntime from memory and cannot follow "
                              "external data files yet: load the model with onnx.load(path) (external data "

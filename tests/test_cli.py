@@ -95,6 +95,11 @@ def _bad_files(tmp_path):
     (tmp_path / "empty.onnx").write_bytes(b"")
     (tmp_path / "sub").mkdir()
     (tmp_path / "link.onnx").symlink_to(good)
+    m = onnx.load(str(good))
+    w = numpy_helper.to_array(m.graph.initializer[0]).copy()
+    w[3, 4] = np.nan
+    m.graph.initializer[0].CopyFrom(numpy_helper.from_array(w, "W"))
+    onnx.save(m, str(tmp_path / "nan.onnx"))
     np.savez(tmp_path / "names.npz", foo=np.ones((2, 128), np.float32))
     np.savez(tmp_path / "shape.npz", x=np.ones((2, 17), np.float32))
     return good
@@ -117,6 +122,7 @@ def _bad_files(tmp_path):
     ("same_symlink", "is the input file"),
     ("report_is_output", "is the output model's file"),
     ("report_is_input", "is the input file"),
+    ("nan_weight", "weight 'W' (128, 64): w must be finite"),
     ("calib_missing", "calibration file"),
     ("calib_not_npz", "is not a readable .npz"),
     ("calib_names", "calibration inputs lack the model input(s) ['x']"),
@@ -142,6 +148,7 @@ def test_quantize_bad_input(tmp_path, capsys, case, expect):
         "same_symlink": [str(good), str(tmp_path / "link.onnx")],
         "report_is_output": [str(good), out, "--report", str(tmp_path / "sub" / ".." / "out.onnx")],
         "report_is_input": [str(good), out, "--report", str(good)],
+        "nan_weight": [str(tmp_path / "nan.onnx"), out],
         "calib_missing": [str(good), out, "--algorithm", "gptq", "--calibration", str(tmp_path / "nope.npz")],
         "calib_not_npz": [str(good), out, "--algorithm", "gptq", "--calibration", str(tmp_path / "text.onnx")],
         "calib_names": [str(good), out, "--algorithm", "gptq", "--calibration", str(tmp_path / "names.npz")],

@@ -296,7 +296,10 @@ def _quantize_site(site, alg, opts, stats, pre, names, base_dir, fmt, gather_op,
         qt = pre[site.name]
     else:
         ctx = WeightContext(site.name, w, site.axis, tuple(site.consumers), opts, stats.get(site.name))
-        qt = alg.quantize_weight(ctx)
+        try:
+            qt = alg.quantize_weight(ctx)
+        except (ValueError, TypeError) as e:  # e.g. "w must be finite": say which weight
+            raise type(e)(f"weight {site.name!r} {tuple(w.shape)}: {e}") from None
         if isinstance(qt, tuple):  # (qt, extra): report extras; extra["w_hat"] = the weight the graph computes
             qt, extra = qt[0], dict(qt[1])
         if not isinstance(qt, QuantizedTensor) or qt.shape != w.shape:

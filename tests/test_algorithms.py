@@ -163,11 +163,14 @@ def _obs_reference(w, h, group_size, damp):
     return codes
 
 
-def test_gptq_matches_the_obs_reference():
+@pytest.mark.parametrize("act_order", [False, True])
+def test_gptq_matches_the_obs_reference(act_order):
     x, w = _layer(seed=4, k=64, n=8, m=256, rank=8)
     h = hessian(x)
-    qt = gptq_from_hessian(w, h, group_size=16, block_size=32, damp=0.01)
-    ref = _obs_reference(w, h, 16, 0.01)
+    qt = gptq_from_hessian(w, h, group_size=16, block_size=32, damp=0.01, act_order=act_order)
+    perm = np.argsort(-np.diag(h), kind="stable") if act_order else np.arange(64)
+    np.testing.assert_array_equal(qt.perm if act_order else perm, perm)
+    ref = _obs_reference(w[perm], h[np.ix_(perm, perm)], 16, 0.01)
     # float32 (here) vs float64 (reference) updates may flip a rare tie; nearly all codes agree
     assert np.mean(qt.codes() == ref) > 0.99
 

@@ -137,6 +137,7 @@ def test_gather_not_in_ops_is_left_float():
     q, rep = quantize_model_with_report(m, min_elements=1)  # default ops: MatMul, Gemm
     assert not rep.rows and q.SerializeToString() == m.SerializeToString()
     assert any("nothing eligible" in n for n in rep.notes)
+    assert "1 Gather table(s) (25,600 bytes) left float; --ops MatMul,Gemm,Gather quantizes them too" in rep.notes
 
 
 # ------------------------------------------------------- tied embeddings

@@ -221,6 +221,13 @@ def quantize_model_with_report(
     pre = dict(prequantized or {})
     sites, notes = find_weight_sites(model, ops=ops, exclude=exclude, min_elements=min_elements)
     report.notes.extend(notes)
+    if "Gather" not in ops:  # the largest tensor of a language model is often its embedding table
+        tables = [t for t in find_weight_sites(model, ops=("Gather",), exclude=exclude, min_elements=min_elements)[0]
+                  if t.skip is None]
+        if tables:
+            nbytes = sum(t.size * (2 if t.dtype == "float16" else 4) for t in tables)
+            report.notes.append(f"{len(tables)} Gather table(s) ({nbytes:,} bytes) left float; "
+                                f"--ops {','.join(ops)},Gather quantizes them too")
     for s in sites:
         if s.name in pre:
             _use_prequantized(s, pre[s.name])

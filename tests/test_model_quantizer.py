@@ -490,6 +490,15 @@ def test_nf4_and_double_quant_schemes():
     assert (info.scheme, info.group_size, info.nbytes) == ("int4 dq8", 32, rep.rows[0].bytes_after)
 
 
+@pytest.mark.parametrize("name", ["report", "verify", "weights", "graph", "inspect", "io", "tensors", "opset"])
+def test_docstring_examples(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"monoquant_np.onnx.{name}"))
+    assert result.failed == 0
+
+
 def test_report_json_and_find_sites_notes():
     m, _ = _matmul_model()
     _, rep = quantize_model_with_report(m, group_size=32, min_elements=1)

@@ -11,9 +11,12 @@ The report's totals add the rows; ``bits_per_weight = 8 * sum(bytes_after) /
 sum(size)``. File sizes before and after are filled in by whoever writes the
 files (the command line). ``to_json`` is what ``--report`` writes.
 
-    >>> r = QuantReport(rows=[LayerRow("w", (4, 2), "int4", 32, 128, 32, 8, 0.05, 0.1, "qdq")])
+Spec 13.5's example: ``W`` ``(64, 48)`` float32, int4, group 32: 1536 bytes of
+codes and ``2 * 48 * 4 = 384`` of scales, ``8 * 1920 / 3072 = 5`` bits per weight.
+
+    >>> r = QuantReport(rows=[LayerRow("W", (64, 48), "int4", 32, 12288, 1920, 3072, 5.0, 0.1, 0.05, "qdq")])
     >>> r.totals()["bits_per_weight"]
-    8.0
+    5.0
 """
 
 from __future__ import annotations

@@ -274,3 +274,15 @@ def test_large_batch_tile_is_dequantize_bit_for_bit():
         qt = quantize(rng.standard_normal((64, 10)).astype(f32), group_size=16, symmetric=symmetric)
         y = dequant_matmul(np.eye(64, dtype=f32), qt)  # batch 64 > SMALL_BATCH
         assert y.tobytes() == ref_dequantize(qt).tobytes()
+
+
+def test_non_contiguous_and_float64_inputs():
+    rng = np.random.default_rng(10)
+    base = rng.standard_normal((300, 520))
+    for w in (base.T, base[::2, ::3].astype(f32), base.astype(np.float16)):
+        for symmetric in (True, False):
+            qt = quantize(w, group_size=64, symmetric=symmetric)
+            data, s, z, _, _ = ref_quantize(np.ascontiguousarray(w), 64, 0, symmetric, f32)
+            assert qt.data.tobytes() == data.tobytes() and qt.scale.tobytes() == s.tobytes()
+        x = rng.standard_normal((3, w.shape[0])).astype(f32)
+        assert_close(dequant_matmul(x[:, :], qt), x, ref_dequantize(qt))

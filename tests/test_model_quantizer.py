@@ -80,6 +80,19 @@ def test_matmul_equals_spec_and_fuses(fmt, symmetric):
     assert 0 < row.rel_err < 0.2
 
 
+@pytest.mark.parametrize("fmt", ["qdq", "matmulnbits"])
+@pytest.mark.parametrize("k,n,g,scheme", [(100, 48, 32, "int4"), (33, 7, 16, "uint4"), (33, 7, 64, "uint8")])
+def test_partial_last_group_odd_sizes_and_int8_fallback(fmt, k, n, g, scheme):
+    w = _w(k, n)
+    m = _model([helper.make_node("MatMul", ["x", "W"], ["y"])], [helper.make_tensor_value_info("x", F32, ["b", k])],
+               [helper.make_tensor_value_info("y", F32, None)], [numpy_helper.from_array(w, "W")])
+    symmetric = scheme.startswith("int")
+    q, rep = quantize_model_with_report(m, group_size=g, min_elements=1, format=fmt, symmetric=symmetric)
+    assert (rep.rows[0].scheme, rep.rows[0].served_as) == (scheme, "qdq" if fmt == "qdq" else "MatMulNBits")
+    x = _w(3, k)
+    assert _rel(_run(q, {"x": x})[0], x @ _spec(w, g=g, symmetric=symmetric)) < 2e-5
+
+
 def test_input_model_not_modified_and_constant_weight():
     m, w = _matmul_model(const=True)
     before = m.SerializeToString()

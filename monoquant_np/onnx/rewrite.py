@@ -222,6 +222,7 @@ def _replace_with_nbits(graph, node, qt: QuantizedTensor, qname: str, accuracy_l
     mm_out = f"{y}_nobias" if bias else y
     kw = {} if accuracy_level is None else {"accuracy_level": accuracy_level}
     inits, nb_node = export.matmulnbits_node(qt, a, mm_out, qname, **kw)
+    nb_node.name = f"{qname}_nbits_{y}"  # unique per reader: a weight shared by several MatMuls (ALBERT)
     _add_inits(def_graph, inits, seen)
     new_nodes.append(nb_node)
     if bias:

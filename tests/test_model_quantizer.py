@@ -178,19 +178,21 @@ def test_tied_embedding_quantized_once(head):
 
 
 @pytest.mark.parametrize("fmt", ["qdq", "matmulnbits"])
-def test_weight_shared_by_two_matmuls(fmt):
-    w = _w(64, 64)  # one weight, two layers (ALBERT shares its layers this way)
-    m = _model([helper.make_node("MatMul", ["x", "W"], ["a"], name="l1"),
-                helper.make_node("MatMul", ["a", "W"], ["y"], name="l2")],
+@pytest.mark.parametrize("op", ["MatMul", "Gemm"])
+def test_weight_shared_by_two_matmuls(fmt, op):
+    w, c = _w(64, 64), _w(64)  # one weight, two layers (ALBERT shares its layers this way); Gemms add a bias
+    ins = (lambda a: [a, "W", "C"]) if op == "Gemm" else (lambda a: [a, "W"])
+    m = _model([helper.make_node(op, ins("x"), ["a"]), helper.make_node(op, ins("a"), ["y"])],  # unnamed nodes
                [helper.make_tensor_value_info("x", F32, ["b", 64])],
-               [helper.make_tensor_value_info("y", F32, ["b", 64])], [numpy_helper.from_array(w, "W")])
+               [helper.make_tensor_value_info("y", F32, ["b", 64])],
+               [numpy_helper.from_array(w, "W"), numpy_helper.from_array(c, "C")])
     q, rep = quantize_model_with_report(m, group_size=32, min_elements=1, format=fmt)
     onnx.checker.check_model(q, full_check=True)  # node names stay unique
-    assert len(rep.rows) == 1 and rep.rows[0].consumers == ("l1", "l2")
-    assert len(q.graph.initializer) == 2  # one copy of the codes and of the scales
+    assert len(rep.rows) == 1 and rep.rows[0].consumers == ("a", "y")
+    assert len(q.graph.initializer) == 3  # one copy of the codes and of the scales, and C
     x = _w(2, 64)
-    w_hat = _spec(w)
-    assert _rel(_run(q, {"x": x})[0], x @ w_hat @ w_hat) < 2e-5
+    w_hat, b = _spec(w), (c if op == "Gemm" else 0)
+    assert _rel(_run(q, {"x": x})[0], (x @ w_hat + b) @ w_hat + b) < 2e-5
     # onnxruntime fuses DequantizeLinear -> MatMul only for a weight with one reader; MatMulNBits serves both
     assert fused_op_types(q).get("MatMulNBits", 0) == (2 if fmt == "matmulnbits" else 0)
 

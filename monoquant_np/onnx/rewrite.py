@@ -226,7 +226,7 @@ def _replace_with_nbits(graph, node, qt: QuantizedTensor, qname: str, accuracy_l
     _add_inits(def_graph, inits, seen)
     new_nodes.append(nb_node)
     if bias:
-        new_nodes.append(helper.make_node("Add", [mm_out, bias], [y], name=f"{qname}_{node.name}_bias"))
+        new_nodes.append(helper.make_node("Add", [mm_out, bias], [y], name=f"{qname}_bias_{y}"))
     del graph.node[at]
     for k, n in enumerate(new_nodes):
         graph.node.insert(at + k, n)

@@ -239,11 +239,11 @@ def _replace_with_gbq(graph, node, qt: QuantizedTensor, qname: str, dtype: str, 
     y = node.output[0]
     scale_dt = qt.scale.dtype.name
     out = y if scale_dt == dtype else f"{y}_{scale_dt}"
-    new = [helper.make_node("GatherBlockQuantized", ins, [out], name=f"{qname}_gbq_{at}", domain=export.MS_DOMAIN,
+    new = [helper.make_node("GatherBlockQuantized", ins, [out], name=f"{qname}_gbq_{y}", domain=export.MS_DOMAIN,
                             gather_axis=0, quantize_axis=len(qt.shape) - 1, block_size=qt.block_size)]
     if out != y:
         to = TensorProto.FLOAT16 if dtype == "float16" else TensorProto.FLOAT
-        new.append(helper.make_node("Cast", [out], [y], name=f"{qname}_gbq_cast_{at}", to=to))
+        new.append(helper.make_node("Cast", [out], [y], name=f"{qname}_gbq_cast_{y}", to=to))
     del graph.node[at]
     for k, n in enumerate(new):
         graph.node.insert(at + k, n)

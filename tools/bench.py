@@ -7,8 +7,8 @@ Usage::
 
 One run, every row a ratio ``ours / peer`` of medians measured side by side
 in the same run: the candidates of a row group are timed round-robin
-(``--reps`` rounds after one warm-up call), so a load spike from another
-process hits all of them alike. Sections:
+(``--reps`` rounds after one warm-up call, each round starting with the
+next candidate), so a load spike from another process hits all of them alike. Sections:
 
 * ``quant``: quantize + pack a 4096x4096 float32 weight, group 128, symmetric
   and asymmetric, against onnxruntime's C++ kernel
@@ -83,14 +83,16 @@ ROWS: list[dict[str, Any]] = []
 
 # ---------------------------------------------------------------- harness
 def timeit(cands: dict[str, Callable[[], Any]], reps: int) -> dict[str, float]:
-    """Median seconds of each candidate, timed round-robin after one warm-up call each."""
+    """Median seconds of each candidate, timed round-robin after one warm-up call each;
+    the round's starting candidate rotates, so no one always runs first."""
     times: dict[str, list[float]] = {k: [] for k in cands}
     for f in cands.values():
         f()
-    for _ in range(reps):
-        for k, f in cands.items():
+    names = list(cands)
+    for r in range(reps):
+        for k in names[r % len(names):] + names[: r % len(names)]:
             t0 = time.perf_counter()
-            f()
+            cands[k]()
             times[k].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
 

@@ -81,7 +81,10 @@ def test_nothing_eligible_writes_input_unchanged(tmp_path, capsys):
     src, dst = tmp_path / "f.onnx", tmp_path / "q.onnx"
     _write_model(src, k=16, n=16)  # 256 elements < --min-elements 4096
     assert main(["quantize", str(src), str(dst)]) == 0
-    assert "nothing to quantize" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "nothing to quantize" in out and "256 elements < min_elements 4096" in out
+    n = src.stat().st_size
+    assert out.strip().splitlines()[-1] == f"file: {n:,} -> {n:,} bytes (unchanged)"
     assert _sha(dst) == _sha(src)
 
 

@@ -147,10 +147,10 @@ class QuantReport:
                 f"({t['bits_per_weight']:.3f} bits/weight)"
             )
         if self.file_bytes_before is not None and self.file_bytes_after is not None:
-            ratio = self.file_bytes_before / max(self.file_bytes_after, 1)
-            lines.append(
-                f"file: {self.file_bytes_before:,} -> {self.file_bytes_after:,} bytes ({ratio:.2f}x smaller)"
-            )
+            b, a = self.file_bytes_before, self.file_bytes_after
+            how = ("unchanged" if a == b else f"{b / max(a, 1):.2f}x smaller" if a < b
+                   else f"{a / max(b, 1):.2f}x larger")
+            lines.append(f"file: {b:,} -> {a:,} bytes ({how})")
         return "\n".join(lines)
 
 

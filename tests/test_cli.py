@@ -55,7 +55,11 @@ def test_quantize_writes_model_table_and_report(tmp_path, capsys):
     digest = _sha(src)
     assert main(["quantize", str(src), str(dst), "--group-size", "64", "--report", str(rep), "--progress"]) == 0
     out = capsys.readouterr()
-    assert "W" in out.out and "int4" in out.out and "bits/weight" in out.out
+    head, rule, row, total, file_line = out.out.strip().splitlines()
+    assert head.split() == ["name", "shape", "scheme", "group", "bytes", "before", "bytes", "after", "rel", "err", "as"]
+    assert row.split()[:6] == ["W", "128x64", "int4", "64", "32,768", "4,608"]  # codes 4096 + scales 2*64*4
+    assert total == "total: 1 weights, 32,768 -> 4,608 bytes (4.500 bits/weight)"  # 8 * 4608 / 8192
+    assert file_line.startswith(f"file: {src.stat().st_size:,} -> {dst.stat().st_size:,} bytes (")
     assert "quantized 1 weights" in out.err  # --progress, to stderr
     assert _sha(src) == digest
     d = json.loads(rep.read_text())

@@ -305,3 +305,42 @@ def test_inspect_float_and_quantized(tmp_path, capsys):
     assert d["totals"]["opset"] == 21 and d["totals"]["ir_version"] == 10
     assert "not a readable ONNX model" in _one_error_line(capsys, main(["inspect", str(_bad_files(tmp_path).parent
                                                                                       / "text.onnx")]))
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_inspect_onnxruntime_quantizer_output(tmp_path, capsys, symmetric):
+    pytest.importorskip("onnx_ir", reason="onnxruntime's matmul_nbits_quantizer imports onnx-ir")
+    import logging
+
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    w, table = RNG.standard_normal((128, 64)).astype(np.float32), RNG.standard_normal((100, 64)).astype(np.float32)
+    g = helper.make_graph(
+        [helper.make_node("Gather", ["E", "i"], ["h"]), helper.make_node("MatMul", ["x", "W"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 128]),
+         helper.make_tensor_value_info("i", TensorProto.INT64, ["n"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 64]),
+         helper.make_tensor_value_info("h", TensorProto.FLOAT, ["n", 64])],
+        [numpy_helper.from_array(w, "W"), numpy_helper.from_array(table, "E")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
+    m.ir_version = 10
+    cfg = DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=symmetric, accuracy_level=None,
+                                       op_types_to_quantize=("MatMul", "Gather"))
+    logging.disable(logging.WARNING)
+    try:
+        q = MatMulNBitsQuantizer(m, algo_config=cfg)
+        q.process()
+    finally:
+        logging.disable(logging.NOTSET)
+    onnx.save(q.model.model, str(tmp_path / "ort.onnx"))
+    capsys.readouterr()
+    assert main(["inspect", str(tmp_path / "ort.onnx"), "--json"]) == 0
+    rows = {t["stored_as"]: t for t in json.loads(capsys.readouterr().out)["tensors"]}
+    zp = 0 if symmetric else 1
+    # MatMulNBits (64, 4 blocks, 16 bytes) codes + (64, 4) float32 scales [+ (64, 2) uint8 zero points]
+    m_row = rows["MatMulNBits"]
+    assert (m_row["shape"], m_row["group_size"], m_row["nbytes"]) == ([128, 64], 32, 4096 + 1024 + zp * 128)
+    # GatherBlockQuantized (100, 64) int4 codes + (100, 2) float32 scales [+ (100, 2) uint4 zero points]
+    g_row = rows["GatherBlockQuantized"]
+    assert (g_row["shape"], g_row["group_size"], g_row["nbytes"]) == ([100, 64], 32, 3200 + 800 + zp * 100)
+    assert {m_row["scheme"], g_row["scheme"]} == {"int4" if symmetric else "uint4"}

@@ -60,6 +60,9 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 
     inp, out = Path(args.input), Path(args.output)
     _check_paths(inp, out, args.report)
+    if args.accuracy_level is not None and args.format != "matmulnbits":
+        raise ValueError("--accuracy-level is an attribute of MatMulNBits nodes: it needs --format matmulnbits "
+                         "(for QDQ models onnxruntime's session option sets it, see verify --accuracy-level)")
     scheme = args.scheme
     if args.asymmetric:
         if scheme not in (None, "uint4"):

@@ -499,6 +499,7 @@ def test_calibration_inputs_are_checked_against_the_model():
     ({"algorithm": "gptq"}, "needs calibration inputs"),
     ({"algorithm": "nonsense"}, "algorithm must be one of"),
     ({"scheme": "int4", "symmetric": False}, "scheme='int4' is symmetric"),
+    ({"scheme": "nf4", "scale_dtype": "float16"}, "scheme='nf4' stores float32 absmax scales"),
 ])
 def test_bad_options(kw, msg):
     m, _ = _matmul_model()

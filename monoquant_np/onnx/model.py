@@ -185,6 +185,8 @@ def quantize_model_with_report(
     check_choice(scheme, SCHEMES, "scheme")
     if scheme == "int4" and not symmetric:
         raise ValueError("scheme='int4' is symmetric; use scheme='uint4' (or symmetric=True)")
+    if scheme == "nf4" and scale_dtype != "float32":
+        raise ValueError(f"scheme='nf4' stores float32 absmax scales (spec 10), got scale_dtype={scale_dtype!r}")
     if exclude:
         import re
 

@@ -379,7 +379,7 @@ def bench_model(reps: int, quick: bool) -> None:
     if "opset" in t:
         note = f"of which to_opset21 (onnx version converter) ~{(t['opset'] - t['copy']) * 1e3:.0f} ms"
     add_row(section, "quantize MiniLM-L3 (all MatMuls, g128 sym)", t["ours"] * 1e3,
-            "onnxruntime MatMulNBitsQuantizer (incl. model copy)", t["ort1"] * 1e3, 1.0, note=note)
+            "onnxruntime MatMulNBitsQuantizer (incl. model copy)", t["ort1"] * 1e3, note=note)
     # the kernels alone, on the same weights: every 2-D float initializer read by a MatMul
     from onnx import numpy_helper
     from onnxruntime.capi._pybind_state import quantize_matmul_4bits

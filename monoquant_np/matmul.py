@@ -126,9 +126,10 @@ def _planes_matmul(x2: np.ndarray, qt: QuantizedTensor, k: int) -> np.ndarray:
 
 def _small_batch(x2: np.ndarray, packed: np.ndarray, planes_s: list[np.ndarray],
                  planes_z: list[np.ndarray | None], qt: QuantizedTensor, out: np.ndarray) -> None:
-    """Row tiles of whole groups over the full width (cache-sized); per plane,
-    ``out[:, :, h] += sum_g s_g * (x_g @ c_g)``: many small products, each
-    single-threaded in BLAS, and ``M * N * K / group`` scalings."""
+    """Row tiles of whole groups over the full width (cache-sized, at most
+    1/16 of the float32 weight); per plane, ``out[:, :, h] += sum_g s_g *
+    (x_g @ c_g)``: one small product per group and ``M * N * K / group``
+    scalings, instead of scaling all ``K * N`` codes."""
     k, j = packed.shape
     m, group = x2.shape[0], qt.block_size
     xg = np.ascontiguousarray(x2[:, :k].reshape(m, k // group, group).transpose(1, 0, 2))  # (G, M, group)

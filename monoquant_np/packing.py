@@ -22,7 +22,7 @@ import numpy as np
 __all__ = ["pack_int4", "unpack_int4", "packed_size", "pack_bytes_into"]
 
 #: Packed bytes handled per step by the unpacking loop (the step's output stays in L2).
-_CHUNK = 1 << 17
+_CHUNK = 1 << 18
 
 
 def packed_size(count: int) -> int:

@@ -181,7 +181,9 @@ def test_unpack_every_byte_and_odd_counts(signed):
 
 
 def test_unpack_crosses_chunks():
-    b = np.random.default_rng(6).integers(0, 256, 3 * (1 << 17) + 5, dtype=np.uint8)
+    from monoquant_np.packing import _CHUNK
+
+    b = np.random.default_rng(6).integers(0, 256, 2 * _CHUNK + 5, dtype=np.uint8)
     for signed in (True, False):
         np.testing.assert_array_equal(unpack_int4(b, 2 * b.size - 1, signed=signed),
                                       ref_unpack(b, 2 * b.size - 1, signed))

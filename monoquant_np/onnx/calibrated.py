@@ -91,21 +91,52 @@ class _Layer:
     acts: list[str]
 
 
+def _subgraph_inputs(graph: onnx.GraphProto) -> set[str]:
+    """Every value name read by a node inside a subgraph (If/Loop/Scan bodies) of ``graph``."""
+    names: set[str] = set()
+    for n in graph.node:
+        for a in n.attribute:
+            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                names.update(i for m in sub.node for i in m.input)
+                names |= _subgraph_inputs(sub)
+    return names
+
+
 def _layers(model: onnx.ModelProto, sites: list) -> tuple[list[_Layer], list[CalibrationTarget]]:
+    """The weights read only by main-graph MatMul/Gemm nodes, and one target per reading MatMul/Gemm.
+
+    A ``"transpose_matmul"`` consumer is the ``Transpose``; its activations are
+    input A of the MatMuls that read the Transpose's output.
+    """
     layers, targets = [], []
+    sub_reads = None
     for s in sites:
         if s.graph is not model.graph or any(c.graph is not model.graph for c in s.consumers):
             continue  # subgraph weights: no statistics
         if not s.consumers or any(c.role not in ("matmul", "gemm", "transpose_matmul") for c in s.consumers):
             continue
+        readers = []  # (MatMul/Gemm node, transA)
+        for c in s.consumers:
+            if c.role == "transpose_matmul":
+                if sub_reads is None:
+                    sub_reads = _subgraph_inputs(model.graph)
+                t_out = c.node.output[0]
+                if t_out in sub_reads:
+                    readers = []
+                    break  # a subgraph MatMul reads the Transpose too: no statistics for it
+                readers += [(n, False) for n in model.graph.node if n.op_type == "MatMul" and n.input[1:2] == [t_out]]
+            else:
+                ta = c.role == "gemm" and any(a.name == "transA" and a.i for a in c.node.attribute)
+                readers.append((c.node, ta))
+        if not readers:
+            continue
         stored_t = bool(s.transpose or s.axis == 1)
         w = np.asarray(numpy_helper.to_array(s.tensor), dtype=np.float32)
         w = np.ascontiguousarray(w.T) if stored_t else w  # (K, N)
         acts = []
-        for c in s.consumers:
-            ta = c.role == "gemm" and any(a.name == "transA" and a.i for a in c.node.attribute)
-            targets.append(CalibrationTarget(s.name, c.node.input[0], stored_t, ta))
-            acts.append(c.node.input[0])
+        for node, ta in readers:
+            targets.append(CalibrationTarget(s.name, node.input[0], stored_t, ta))
+            acts.append(node.input[0])
         layers.append(_Layer(s.name, w, stored_t, acts))
     return layers, targets
 
@@ -230,6 +261,8 @@ def _insert_muls(model: onnx.ModelProto, muls: dict[str, tuple[np.ndarray, set[s
     """
     g = model.graph
     taken = {o for n in g.node for o in n.output} | {t.name for t in g.initializer} | {i.name for i in g.input}
+    # Transpose(W) -> MatMul reads W through the Transpose's output (role "transpose_matmul")
+    transposed = {n.output[0]: n.input[0] for n in g.node if n.op_type == "Transpose" and n.input and n.output}
     for x, (m, weights) in muls.items():
         base = f"{x}_awq"
         name, k = base, 1
@@ -237,7 +270,7 @@ def _insert_muls(model: onnx.ModelProto, muls: dict[str, tuple[np.ndarray, set[s
             name, k = f"{base}{k}", k + 1
         taken.update({name, f"{name}_m"})
         readers = [i for i, n in enumerate(g.node) if n.op_type in ("MatMul", "Gemm") and n.input and n.input[0] == x
-                   and len(n.input) > 1 and n.input[1] in weights]
+                   and len(n.input) > 1 and (n.input[1] in weights or transposed.get(n.input[1]) in weights)]
         if not readers or _fold_into_layernorm(g, x, m, readers):
             continue
         for i in readers:

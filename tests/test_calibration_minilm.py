@@ -14,7 +14,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from monoquant_np import dequantize, quantize
-from monoquant_np.algorithms import gptq_from_hessian
+from monoquant_np.algorithms import gptq_from_hessian, quantize_mse
 from monoquant_np.assets import MINILM_INSTALL_HINT, minilm_model_path, minilm_tokenizer_path
 from monoquant_np.onnx.calibrate import (
     collect_stats,
@@ -213,6 +213,25 @@ def test_the_users_model_and_file_are_untouched(tmp_path, algorithm):
     assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (path, feeds)} == digest
     assert sorted(p.name for p in tmp_path.iterdir()) == ["feeds.npz", "toy.onnx"]
     assert q1.SerializeToString() == q2.SerializeToString()
+
+
+def test_mse_with_calibration_reports_output_errors_and_changes_nothing():
+    m, w1, w2t = _toy_transposed()  # w1: Transpose -> MatMul, w2: Gemm transB=1
+    f = _feeds()
+    q, rep = quantize_model_with_report(m, algorithm="mse", calibration=f, group_size=32)
+    q0, rep0 = quantize_model_with_report(m, algorithm="mse", group_size=32)
+    assert q.SerializeToString() == q0.SerializeToString()
+    assert all("out_rel_err" not in r.extra for r in rep0.rows)
+    st = collect_stats(m, f, ["x", "r2"])
+    for name, w, act in (("w1", w1, "x"), ("w2", np.ascontiguousarray(w2t.T), "r2")):  # (K, N)
+        h = st[act].xtx
+        row = next(r for r in rep.rows if r.name == name)
+        for key, qt in (("out_rel_err", quantize_mse(w, group_size=32)),
+                        ("out_rel_err_rtn", quantize(w, group_size=32))):
+            d = (w - dequantize(qt)).astype(np.float64)
+            ref = np.sqrt(np.sum((h @ d) * d) / np.sum((h @ w.astype(np.float64)) * w))
+            assert row.extra[key] == pytest.approx(ref, rel=1e-4), (name, key)
+        assert row.extra["out_rel_err"] < row.extra["out_rel_err_rtn"]
 
 
 def _with_output(model, name):

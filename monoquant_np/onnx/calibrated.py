@@ -37,7 +37,7 @@ from ..algorithms.gptq import output_error
 from ..packing import pack_int4
 from ..quantize import dequantize, quantize
 from ..tensor import QuantizedTensor
-from .calibrate import ActivationStats, CalibrationTarget, calibrate_sequential
+from .calibrate import ActivationStats, CalibrationTarget, calibrate_sequential, collect_stats
 from .model import Algorithm, WeightContext, register_algorithm
 
 __all__ = ["mse_algorithm", "gptq_algorithm", "awq_algorithm", "transpose_qt"]
@@ -76,9 +76,46 @@ def _mse(ctx: WeightContext) -> QuantizedTensor:
     return _mse_tensor(ctx.w, ctx.axis, ctx.options)
 
 
+def _check_in_memory(model: onnx.ModelProto, name: str) -> None:
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        raise ValueError(f"algorithm {name!r} runs the model in onnxruntime from memory and cannot follow "
+                         "external data files yet: load the model with onnx.load(path) (external data "
+                         "included) and pass the ModelProto to quantize_model")
+
+
+def _mse_prepare(model: onnx.ModelProto, sites: list, feeds: Any, opts: Any) -> dict[str, Any]:
+    """With calibration inputs (optional for ``mse``): ``X^T X`` per MatMul/Gemm weight, for the report only."""
+    _check_scheme(opts, "mse")
+    _check_in_memory(model, "mse")
+    layers, targets = _layers(model, sites)
+    if not targets:
+        return {}
+    stats = collect_stats(model, feeds, [t.activation for t in targets],
+                          trans_act=[t.activation for t in targets if t.trans_act])
+    return {ly.name: {"h": _merged(stats, ly.acts).xtx} for ly in layers}
+
+
+def _mse_reported(ctx: WeightContext) -> QuantizedTensor | tuple[QuantizedTensor, dict[str, Any]]:
+    """:func:`_mse`; with calibration statistics also the output errors of it and of round-to-nearest."""
+    qt = _mse(ctx)
+    st = ctx.stats
+    if not st or "h" not in st:
+        return qt
+    o = ctx.options
+    w_hat = dequantize(qt)
+    w, w_hat = (ctx.w.T, w_hat.T) if ctx.axis == 1 else (ctx.w, w_hat)  # (K, N): ctx.w is (N, K) when axis 1
+    rtn_hat = dequantize(quantize(w, group_size=o.group_size, symmetric=o.symmetric, scale_dtype=o.scale_dtype))
+    return qt, _row_info(w, w_hat, st["h"], rtn_hat)
+
+
 def mse_algorithm() -> Algorithm:
-    """``algorithm="mse"``: calibration-free MSE scales (spec 14.1)."""
-    return Algorithm("mse", _mse)
+    """``algorithm="mse"``: calibration-free MSE scales (spec 14.1).
+
+    Calibration inputs are optional: when given, they change nothing in the
+    model and add each MatMul/Gemm weight's output error, and round-to-nearest's,
+    to the report.
+    """
+    return Algorithm("mse", _as_quantizer(_mse_reported), prepare=_mse_prepare)
 
 
 @dataclasses.dataclass
@@ -172,10 +209,7 @@ class _Calibrated:
         if opts.double_quant:
             raise ValueError(f"algorithm {self.kind!r} does not support double_quant: re-rounding the 4-bit codes "
                              "to 8-bit scales would undo its choices; use algorithm='mse' or 'rtn'")
-        if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
-            raise ValueError(f"algorithm {self.kind!r} runs the model in onnxruntime from memory and cannot follow "
-                             "external data files yet: load the model with onnx.load(path) (external data "
-                             "included) and pass the ModelProto to quantize_model")
+        _check_in_memory(model, self.kind)
         layers, targets = _layers(model, sites)
         by_name = {ly.name: ly for ly in layers}
         out: dict[str, Any] = {}

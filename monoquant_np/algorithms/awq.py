@@ -21,14 +21,16 @@ and keeps the ``al`` with the smallest ``err`` (``al = 0`` is ``s = 1``, plain
 round-to-nearest, so the result is never worse than it on the calibration data).
 
 The result is the quantized ``W'`` and the multiplier ``m``: ``y ~= (x * m) @ deq(Q)``.
-Where ``m`` goes in an ONNX graph:
+Where ``m`` goes in an ONNX graph (``monoquant_np.onnx.calibrated``, spec 14.3):
 
-* folded into the producer of ``x`` when that producer is linear per channel
-  and feeds nothing else: ``LayerNormalization`` (``gamma *= m``, ``beta *= m``),
-  a ``MatMul``/``Gemm`` (its output columns and bias times ``m``), an ``Add``
-  of a constant bias after such a MatMul, or a ``Mul`` by a constant;
-* otherwise an explicit ``Mul(x, m)`` in front of the ``MatMul`` (for example
-  after ``GELU``, which is not linear).
+* folded into a ``LayerNormalization`` over the last axis that produces ``x``
+  (``gamma *= m``, ``beta *= m``) when the quantized MatMuls are its only
+  readers and its ``gamma``/``beta`` serve it alone;
+* otherwise an explicit ``Mul(x, m)`` in front of those MatMuls (for example
+  after ``GELU``, which is not linear, or after a BERT LayerNorm whose output
+  also feeds the residual ``Add``). Other per-channel linear producers (a
+  ``MatMul``'s output columns, a constant ``Mul``) could absorb ``m`` too; the
+  model quantizer does not fold into them.
 
 Several MatMuls reading the same ``x`` (query, key, value) must share ``m``:
 concatenate their weights along ``N`` and call :func:`awq_from_stats` once.

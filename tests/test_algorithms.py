@@ -256,6 +256,19 @@ def test_awq_beats_rtn_and_reports_it():
     assert np.all(np.abs(dequantize(res.qt) - w_s) <= step / 2 * (1 + 1e-5))
 
 
+def test_awq_hand_example():
+    # spec 14.3: a = [16, 1], H = diag(16, 1); alpha = 1/2 gives s = [4, 1] / 2, m = [0.5, 2]
+    w = np.array([[0.25], [0.7]], np.float32)
+    res = awq_from_stats(w, np.array([16.0, 1.0]), np.diag([16.0, 1.0]), group_size=2, grid=(0, 0.5),
+                         int8_fallback=False)
+    assert res.alpha == 0.5
+    assert res.act_scale.tolist() == [0.5, 2.0]
+    assert res.qt.codes().ravel().tolist() == [7, 5]  # W / m = [0.5, 0.35], s = 0.5 / 7
+    assert res.qt.scale.item() == np.float32(0.5) / np.float32(7)
+    assert res.rtn_error == pytest.approx(16 * 0.05**2, rel=1e-5)  # 0.25 -> 2 * 0.1
+    assert res.error == pytest.approx((0.7 - 2 * 5 * 0.5 / 7) ** 2, rel=1e-4)  # 0.000204
+
+
 def test_awq_uniform_activations_is_rtn():
     rng = np.random.default_rng(10)
     w = rng.standard_normal((128, 8)).astype(np.float32)

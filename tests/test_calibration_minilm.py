@@ -70,6 +70,22 @@ def test_find_targets_and_stages():
     assert [[x.weight for x in s] for s in layer_stages(m, t)] == [["w1"], ["w2"]]
 
 
+def test_stats_hand_example():
+    # spec 14.4: rows [[1, 2], [3, -4]]; with attention_mask [1, 0] only the first row counts
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", "T", 2])
+    mask = helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["B", "T"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "id", [x, mask], [y])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
+    m.ir_version = 10
+    f = {"x": np.array([[[1, 2], [3, -4]]], np.float32), "attention_mask": np.array([[1, 1]], np.int64)}
+    st = collect_stats(m, f, ["x"])["x"]
+    assert st.xtx.tolist() == [[10, -10], [-10, 20]]
+    assert st.abs_sum.tolist() == [4, 6] and st.rows == 2 and st.mean_abs.tolist() == [2, 3]
+    st = collect_stats(m, {**f, "attention_mask": np.array([[1, 0]], np.int64)}, ["x"])["x"]
+    assert st.xtx.tolist() == [[1, 2], [2, 4]] and st.rows == 1
+
+
 def test_collect_stats_equals_numpy_and_masks_padding():
     m, w1, _ = _toy()
     before = m.SerializeToString()

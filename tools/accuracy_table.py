@@ -74,12 +74,15 @@ def main() -> int:
     ap.add_argument("--sequential", action="store_true",
                     help="also run gptq/awq with sequential calibration through the quantized layers")
     args = ap.parse_args()
-    src = minilm_model_path()
-    if src is None or minilm_tokenizer_path() is None:
+    if args.repeat < 1:
+        ap.error(f"--repeat must be >= 1, got {args.repeat}")
+    model_path = minilm_model_path()
+    if model_path is None or minilm_tokenizer_path() is None:
         print(f"MiniLM not installed: {MINILM_INSTALL_HINT}", file=sys.stderr)
         return 2
-    src = str(src)
+    src = str(model_path)
     from monoquant_np.onnx import calibrated
+    from monoquant_np.onnx.weights import Algorithm
 
     sents = stdlib_sentences(512)
     evaluation, calibration = sents[:256], sents[256:512]
@@ -88,7 +91,7 @@ def main() -> int:
     cal = minilm_feeds(calibration)  # FEEDS: input_ids, attention_mask (256, T), padded
     ref = _embed(src, evaluation)
     float_mb = os.path.getsize(src) / 1e6
-    variants: list[tuple[str, object]] = [("rtn", "rtn"), ("mse", "mse"), ("gptq", "gptq"), ("awq", "awq")]
+    variants: list[tuple[str, str | Algorithm]] = [("rtn", "rtn"), ("mse", "mse"), ("gptq", "gptq"), ("awq", "awq")]
     if args.sequential:
         variants += [("gptq, sequential", calibrated.gptq_algorithm(sequential=True)),
                      ("awq, sequential", calibrated.awq_algorithm(sequential=True))]
@@ -98,7 +101,8 @@ def main() -> int:
             for label, alg in variants:
                 name = alg if isinstance(alg, str) else alg.name
                 needs = name in ("gptq", "awq")
-                times, q = [], None
+                times: list[float] = []
+                q = onnx.ModelProto()
                 for _ in range(args.repeat):
                     t = time.perf_counter()
                     q, _rep = quantize_model_with_report(src, ops=ops, group_size=128, algorithm=alg,
@@ -110,6 +114,7 @@ def main() -> int:
                              statistics.median(times), _cos(ref, _embed(path, evaluation))))
                 print(f"  {rows[-1]}", file=sys.stderr, flush=True)
             times = []
+            q = onnx.ModelProto()
             for _ in range(args.repeat):
                 t = time.perf_counter()
                 q = _ort(src, ops)

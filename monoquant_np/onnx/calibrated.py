@@ -152,7 +152,7 @@ def _layers(model: onnx.ModelProto, sites: list) -> tuple[list[_Layer], list[Cal
             continue  # subgraph weights: no statistics
         if not s.consumers or any(c.role not in ("matmul", "gemm", "transpose_matmul") for c in s.consumers):
             continue
-        readers = []  # (MatMul/Gemm node, transA)
+        readers: list[tuple[onnx.NodeProto, bool]] = []  # (MatMul/Gemm node, transA)
         for c in s.consumers:
             if c.role == "transpose_matmul":
                 if sub_reads is None:

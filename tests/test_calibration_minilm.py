@@ -86,7 +86,7 @@ def test_stats_hand_example():
     assert st.xtx.tolist() == [[1, 2], [2, 4]] and st.rows == 1
 
 
-@pytest.mark.parametrize("name", ["capture", "calibrate", "calibrated"])
+@pytest.mark.parametrize("name", ["capture", "calibrate", "calibrated", "awq_graph"])
 def test_doctests(name):
     import doctest
     import importlib

@@ -4,7 +4,8 @@ Adapters between :mod:`monoquant_np.algorithms` (NumPy, ``(K, N)`` weights)
 and the model quantizer's extension point (:class:`~monoquant_np.onnx.model.Algorithm`):
 
 * ``mse``: per weight, :func:`~monoquant_np.algorithms.quantize_mse` along the
-  weight's group axis (MatMul/Gemm and Gather tables alike); no calibration.
+  weight's group axis (MatMul/Gemm and Gather tables alike); calibration inputs
+  are optional and only add the output errors to the report.
 * ``gptq`` / ``awq``: ``prepare`` runs the calibration of
   :mod:`monoquant_np.onnx.calibrate` on the opset-21 working model and
   quantizes every MatMul/Gemm weight of the main graph from its activations'
@@ -15,8 +16,8 @@ and the model quantizer's extension point (:class:`~monoquant_np.onnx.model.Algo
   MatMul reading it: query, key and value are searched jointly) is folded into
   the producing ``LayerNormalization`` (``gamma *= m``, ``beta *= m``) when the
   MatMuls are its only readers, and otherwise becomes an explicit ``Mul(x, m)``
-  inserted in the working graph in front of them; each weight is quantized as
-  ``diag(1 / m) W``.
+  inserted in the working graph in front of them (:mod:`.awq_graph`); each
+  weight is quantized as ``diag(1 / m) W``.
 
 Each layer's report row carries, in ``extra``, the calibration output error
 ``||X W - X W'|| / ||X W||`` of the algorithm and of round-to-nearest.
@@ -30,13 +31,14 @@ from typing import Any, cast
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
 from ..algorithms import awq_from_stats, gptq_from_hessian, quantize_mse
 from ..algorithms.gptq import output_error
 from ..packing import pack_int4
 from ..quantize import dequantize, quantize
 from ..tensor import QuantizedTensor
+from .awq_graph import insert_multipliers
 from .calibrate import ActivationStats, CalibrationTarget, calibrate_sequential, collect_stats
 from .model import Algorithm, WeightContext, register_algorithm
 
@@ -274,7 +276,7 @@ class _Calibrated:
         if targets:
             calibrate_sequential(model, feeds, targets, quantize_stage, sequential=self.sequential,
                                  batch_size=self.batch_size, fixed=fixed)
-        _insert_muls(model, muls)
+        insert_multipliers(model, muls)
         return out
 
     def quantize_weight(self, ctx: WeightContext) -> tuple[QuantizedTensor, dict[str, Any]]:
@@ -285,54 +287,6 @@ class _Calibrated:
         if ctx.axis == 1 and qt.axis == 0:
             qt, w_hat = transpose_qt(qt), w_hat.T
         return qt, {"w_hat": w_hat, **st["info"]}
-
-
-def _insert_muls(model: onnx.ModelProto, muls: dict[str, tuple[np.ndarray, set[str]]]) -> None:
-    """For each ``x: (m, weights)``: ``x_awq = Mul(x, m)`` before the first MatMul/Gemm reading ``x``
-    with one of ``weights``, and those readers rewired to ``x_awq`` (other readers keep ``x``).
-
-    Folded into the producing LayerNormalization instead when that is exact (:func:`_fold_into_layernorm`).
-    """
-    g = model.graph
-    taken = {o for n in g.node for o in n.output} | {t.name for t in g.initializer} | {i.name for i in g.input}
-    # Transpose(W) -> MatMul reads W through the Transpose's output (role "transpose_matmul")
-    transposed = {n.output[0]: n.input[0] for n in g.node if n.op_type == "Transpose" and n.input and n.output}
-    for x, (m, weights) in muls.items():
-        base = f"{x}_awq"
-        name, k = base, 1
-        while name in taken or f"{name}_m" in taken:
-            name, k = f"{base}{k}", k + 1
-        taken.update({name, f"{name}_m"})
-        readers = [i for i, n in enumerate(g.node) if n.op_type in ("MatMul", "Gemm") and n.input and n.input[0] == x
-                   and len(n.input) > 1 and (n.input[1] in weights or transposed.get(n.input[1]) in weights)]
-        if not readers or _fold_into_layernorm(g, x, m, readers):
-            continue
-        for i in readers:
-            g.node[i].input[0] = name
-        g.initializer.append(numpy_helper.from_array(m.astype(np.float32), f"{name}_m"))
-        g.node.insert(readers[0], helper.make_node("Mul", [x, f"{name}_m"], [name], name=f"{name}_mul"))
-
-
-def _fold_into_layernorm(g: onnx.GraphProto, x: str, m: np.ndarray, readers: list[int]) -> bool:
-    """``gamma *= m``, ``beta *= m`` when ``x`` is the output of a ``LayerNormalization`` over its last
-    axis whose only readers are ``readers`` and whose gamma/beta initializers serve it alone."""
-    prod = next((n for n in g.node if x in n.output), None)
-    if prod is None or prod.op_type != "LayerNormalization" or prod.output[0] != x or len(prod.input) < 3:
-        return False
-    if any(a.name == "axis" and a.i != -1 for a in prod.attribute) or x in {o.name for o in g.output}:
-        return False
-    users = [i for i, n in enumerate(g.node) if x in n.input]
-    if sorted(users) != sorted(readers):
-        return False  # x also feeds something else (BERT's residual Add): an explicit Mul instead
-    inits = {t.name: t for t in g.initializer}
-    params = [prod.input[1], prod.input[2]]
-    uses = sum(1 for n in g.node for i in n.input if i in params)
-    if any(p not in inits or list(inits[p].dims) != [m.shape[0]] for p in params) or uses != 2:
-        return False
-    for p in params:
-        v = numpy_helper.to_array(inits[p])
-        inits[p].CopyFrom(numpy_helper.from_array((v.astype(np.float32) * m).astype(v.dtype), p))
-    return True
 
 
 def _as_quantizer(f: Callable[[WeightContext], Any]) -> Callable[[WeightContext], QuantizedTensor]:

@@ -108,6 +108,21 @@ def test_mse_never_worse_than_rtn_in_its_norm(seed, g, symmetric, axis):
     assert e_mse <= e_rtn * (1 + 1e-6)
 
 
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_mse_vectorized_equals_one_group_at_a_time(symmetric):
+    rng = np.random.default_rng(11)
+    w = (rng.standard_normal((40, 6)) * rng.exponential(1, (40, 6))).astype(np.float32)
+    res = mse_scales(w, group_size=16, axis=0, symmetric=symmetric)  # groups rows 0-15, 16-31, 32-39
+    s_all, z_all = (res, None) if symmetric else res
+    for g, (a, b) in enumerate([(0, 16), (16, 32), (32, 40)]):
+        for j in range(6):
+            one = mse_scales(w[a:b, j : j + 1], group_size=b - a, symmetric=symmetric)
+            s1, z1 = (one, None) if symmetric else one
+            assert s_all[g, j] == s1.item(), (g, j)
+            if z_all is not None:
+                assert z_all[g, j] == z1.item(), (g, j)
+
+
 def test_mse_errors():
     w = np.ones((8, 2), np.float32)
     with pytest.raises(ValueError, match="grid"):

@@ -259,6 +259,30 @@ def test_mse_with_calibration_reports_output_errors_and_changes_nothing():
         assert row.extra["out_rel_err"] < row.extra["out_rel_err_rtn"]
 
 
+@pytest.mark.parametrize("algorithm", ["gptq", "awq", "mse"])
+def test_cli_calibration_report_columns(tmp_path, capsys, algorithm):
+    from monoquant_np.cli import main
+
+    m, _, _ = _toy_transposed()
+    src, out, feeds = tmp_path / "toy.onnx", tmp_path / "q.onnx", tmp_path / "feeds.npz"
+    onnx.save(m, str(src))
+    np.savez(feeds, **_feeds())
+    assert main(["quantize", str(src), str(out), "--algorithm", algorithm, "--group-size", "32",
+                 "--calibration", str(feeds)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = lines[0].split()
+    assert "out" in header and lines[0].count("out err") == 2  # "out err" and "rtn out err"
+    _, rep = quantize_model_with_report(m, algorithm=algorithm, calibration=_feeds(), group_size=32)
+    for r in rep.rows:
+        cells = next(line for line in lines if line.split()[:1] == [r.name]).split()
+        # ... rel err, out err, rtn out err, as
+        assert cells[-3:-1] == [f"{r.extra['out_rel_err']:.4f}", f"{r.extra['out_rel_err_rtn']:.4f}"]
+        assert r.extra["out_rel_err"] < r.extra["out_rel_err_rtn"]
+    np.testing.assert_array_equal(_run(onnx.load(str(out)), _feeds()),
+                                  _run(quantize_model(m, algorithm=algorithm, calibration=_feeds(), group_size=32),
+                                       _feeds()))
+
+
 def _with_output(model, name):
     m = onnx.ModelProto()
     m.CopyFrom(model)

@@ -115,26 +115,30 @@ def test_collect_stats_equals_numpy_and_masks_padding():
     assert st2["x"].rows == f["x"].shape[0] * f["x"].shape[1]
 
 
-@pytest.mark.parametrize("fmt", ["qdq", "matmulnbits"])
-def test_gptq_model_matches_numpy_and_beats_rtn(fmt):
+@pytest.mark.parametrize("fmt, scheme", [("qdq", "int4"), ("matmulnbits", "int4"), ("matmulnbits", "uint4")])
+def test_gptq_model_matches_numpy_and_beats_rtn(fmt, scheme):
     m, w1, w2t = _toy()
     f = _feeds()
-    q = quantize_model(m, algorithm=gptq_algorithm(act_order=True), calibration=f, group_size=32, format=fmt)
+    sym = scheme == "int4"
+    q = quantize_model(m, algorithm=gptq_algorithm(act_order=True), calibration=f, group_size=32, format=fmt,
+                       scheme=scheme)
     assert sum(n.op_type == "Gather" for n in q.graph.node) == 2  # act-order: x[..., perm] per layer
     if fmt == "matmulnbits":
         assert sum(n.op_type == "MatMulNBits" for n in q.graph.node) == 2
     # the NumPy spec of the same model: GPTQ from the same statistics
     h1 = collect_stats(m, f, ["x"])["x"].xtx
-    qt1 = gptq_from_hessian(w1, h1, group_size=32, act_order=True, scale_search="mse")
+    qt1 = gptq_from_hessian(w1, h1, group_size=32, act_order=True, scale_search="mse", symmetric=sym)
+    assert qt1.scheme == scheme
     x = f["x"]
     ref = np.maximum(x.reshape(-1, K) @ dequantize(qt1), 0)
     y = _run(q, f)
     # the second layer was calibrated on the float model's activations (not sequential)
     h2 = collect_stats(m, f, ["r2"])["r2"].xtx
-    qt2 = gptq_from_hessian(np.ascontiguousarray(w2t.T), h2, group_size=32, act_order=True, scale_search="mse")
+    qt2 = gptq_from_hessian(np.ascontiguousarray(w2t.T), h2, group_size=32, act_order=True, scale_search="mse",
+                            symmetric=sym)
     np.testing.assert_allclose(y, ref @ dequantize(qt2), rtol=1e-4, atol=1e-4)
     y_float = _run(m, f)
-    y_rtn = _run(quantize_model(m, group_size=32), f)
+    y_rtn = _run(quantize_model(m, group_size=32, scheme=scheme), f)
     assert np.linalg.norm(y - y_float) < 0.75 * np.linalg.norm(y_rtn - y_float)
 
 

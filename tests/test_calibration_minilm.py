@@ -333,6 +333,8 @@ def test_errors_and_helpers(tmp_path):
     back = transpose_qt(transpose_qt(qt))
     assert back.equals(qt)
     np.testing.assert_array_equal(dequantize(transpose_qt(qt)), dequantize(qt).T)
+    with pytest.raises(ValueError, match="at least one sample"):
+        quantize_model(m, algorithm="gptq", calibration={k: v[:0] for k, v in _feeds().items()})
     with pytest.raises(ValueError, match="supports scheme"):
         quantize_model(m, algorithm="mse", scheme="nf4")
     with pytest.raises(ValueError, match="double_quant"):

@@ -94,7 +94,7 @@ def load_feeds(path: str | os.PathLike, model: onnx.ModelProto | None = None) ->
 
 
 def check_feeds(feeds: Mapping[str, np.ndarray], model: onnx.ModelProto | None, what: str = "feeds") -> int:
-    """Validate batched feeds; return the batch length."""
+    """Validate batched feeds (named after ``model``'s inputs when given); return the batch length, >= 1."""
     if not feeds:
         raise ValueError(f"{what} holds no arrays; expected one per model input, batch on axis 0")
     if model is not None:
@@ -108,14 +108,17 @@ def check_feeds(feeds: Mapping[str, np.ndarray], model: onnx.ModelProto | None, 
     lengths = {k: (int(np.shape(v)[0]) if np.ndim(v) else -1) for k, v in feeds.items()}
     if -1 in lengths.values() or len(set(lengths.values())) != 1:
         raise ValueError(f"{what}: every array needs the same batch length on axis 0, got {lengths}")
-    return next(iter(lengths.values()))
+    n = next(iter(lengths.values()))
+    if n == 0:
+        raise ValueError(f"{what} must hold at least one sample (batch length on axis 0), got 0")
+    return n
 
 
 def iter_feeds(feeds: Mapping[str, np.ndarray] | Iterable[Mapping[str, np.ndarray]],
                batch_size: int) -> Iterator[dict[str, np.ndarray]]:
     """Batches of ``batch_size`` samples from batched feeds, or the given feed dicts one by one."""
     if isinstance(feeds, Mapping):
-        n = check_feeds(feeds, None)
+        n = check_feeds(feeds, None, "calibration feeds")
         for i in range(0, n, batch_size):
             yield {k: np.asarray(v[i : i + batch_size]) for k, v in feeds.items()}
     else:

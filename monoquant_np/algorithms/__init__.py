@@ -9,7 +9,7 @@ calls :func:`monoquant_np.quantize.quantize_codes`, the spec's one rounding
 step, so the codes always follow the spec for the chosen scales.
 """
 
-from .awq import AWQResult, awq, awq_from_stats
+from .awq import AWQ_GRID, AWQResult, awq, awq_from_stats
 from .gptq import gptq, gptq_from_hessian
 from .mse import MSE_GRID, build_tensor, mse_scales, quantize_mse
 
@@ -23,6 +23,7 @@ __all__ = [
     "gptq",
     "gptq_from_hessian",
     # AWQ (spec 14.3)
+    "AWQ_GRID",
     "AWQResult",
     "awq",
     "awq_from_stats",

@@ -29,9 +29,12 @@ once, and multiplied on the right of ``x``:
   scales multiply the per-group products, ``y_even += sum_g s[g, 0::2] *
   (x_g @ c_g)``, which costs ``M * N * K / group`` multiplications instead
   of ``N * K``;
-* larger batches: tiles of at most 1/8 of the float32 weight are scaled as
-  they are converted, ``w = (q - z) * s`` (bit-identical to
-  :func:`dequantize`), and each goes to one BLAS product.
+* larger batches: the bytes are instead decoded in the weight's own column
+  order (``(16 b | b) & 0x0F0F`` as uint16 puts the two codes of byte ``b``
+  in two consecutive bytes), in cache-sized chunks converted to float32 and
+  scaled in place, ``w = (q - z) * s`` (bit-identical to :func:`dequantize`),
+  into tiles of at most 1/8 of the float32 weight; each tile goes to one
+  multithreaded BLAS product accumulated into the output.
 
 Every other case (groups along N, 8-bit codes, odd N, the partial last
 group) dequantizes row chunks with :func:`dequantize_slice`. Temporary
@@ -55,6 +58,8 @@ CHUNK_BYTES = 4 << 20
 SMALL_BATCH = 16
 #: Upper bound of one decoded tile for larger batches (float32 bytes), see :func:`_large_batch`.
 BIG_TILE_BYTES = 32 << 20
+#: Float32 bytes decoded at once within such a tile (about half a core's L2 cache).
+DECODE_BYTES = 1 << 20
 
 
 def chunk_rows(qt: QuantizedTensor) -> int:
@@ -108,6 +113,8 @@ def _planes_matmul(x2: np.ndarray, qt: QuantizedTensor, k: int) -> np.ndarray:
     ``k`` a multiple of the group size, ``N`` even. Returns ``(M, N)`` float32."""
     group = qt.block_size
     m, n = x2.shape[0], qt.shape[1]
+    if not (m <= SMALL_BATCH and group >= 4 * m):
+        return _large_batch(x2, qt, k)
     j = n // 2
     g = k // group
     packed = qt.data[: k * j].reshape(k, j)  # (K, N/2): low nibble = even column
@@ -117,10 +124,7 @@ def _planes_matmul(x2: np.ndarray, qt: QuantizedTensor, k: int) -> np.ndarray:
     if qt.zero_point is not None:
         planes_z = [np.ascontiguousarray(qt.zero_point[:g, h::2]).view(np.int8) for h in (0, 1)]
     out = np.zeros((m, j, 2), np.float32)  # (M, N/2, 2) == (M, N): [..., h] is plane h
-    if m <= SMALL_BATCH and group >= 4 * m:  # the (groups, M, cols) products stay < 1/4 of the tile
-        _small_batch(x2, packed, planes_s, planes_z, qt, out)
-    else:
-        _large_batch(x2, packed, planes_s, planes_z, qt, out)
+    _small_batch(x2, packed, planes_s, planes_z, qt, out)
     return out.reshape(m, n)
 
 
@@ -159,45 +163,97 @@ def _small_batch(x2: np.ndarray, packed: np.ndarray, planes_s: list[np.ndarray],
                 out[:, j0:j1, h] += a
 
 
-def _large_batch(x2: np.ndarray, packed: np.ndarray, planes_s: list[np.ndarray],
-                 planes_z: list[np.ndarray | None], qt: QuantizedTensor, out: np.ndarray) -> None:
-    """Tiles of whole groups of rows over the full width (narrower only when
-    one group of rows does not fit), both planes side by side ``(rows, 2 *
-    cols)``, scaled as they are converted (bit-identical to
-    :func:`dequantize`): one multithreaded BLAS product per tile, at most 1/8
-    of the float32 weight and ``BIG_TILE_BYTES``, accumulated over K."""
-    k, j = packed.shape
-    m, group = x2.shape[0], qt.block_size
-    budget = min(BIG_TILE_BYTES, k * j) // 4  # floats: <= 1/8 of the weight
-    if 2 * j * group <= budget:  # full-width rows: contiguous decoding, long inner loops
-        jc, kc = j, min(k, budget // (2 * j * group) * group)
+def _decode_natural(tile: np.ndarray, qt: QuantizedTensor, z: np.ndarray | None, s: np.ndarray,
+                    ub: np.ndarray, pairs: np.ndarray, f: np.ndarray) -> None:
+    """Write ``(q - z) * s`` (``codebook[q] * s`` for NF4) of the byte ``tile``
+    ``(rows, cols)`` into ``f`` ``(rows, 2 * cols)`` float32 in the weight's own
+    column order (bit-identical to :func:`dequantize`), through the contiguous
+    scratch buffers ``ub`` ``(rows, cols)`` uint8 and ``pairs`` ``(rows, cols)``
+    uint16; ``z`` and ``s`` are ``(groups, 1, 2 * cols)`` int8 / float32, the
+    tile's rows being whole groups (or part of one group).
+
+    Each byte ``b = 0xHL`` becomes the uint16 ``0x0H0L`` (``(16 b | b) &
+    0x0F0F``), whose two little-endian bytes are the codes of columns ``2i``
+    and ``2i + 1`` (spec 5.1: low nibble first); int4 goes through ``b ^ 0x88``
+    (``q + 8`` in each nibble) and ``- 8`` on the int8 codes. The codes are
+    then converted to float32 (exact) and multiplied by the scales in place.
+    """
+    if qt.signed:  # n ^ 8: -8..7 -> 0..15 in both nibbles
+        tile = np.bitwise_xor(tile, np.uint8(0x88), out=ub)
+    np.multiply(tile, np.uint16(16), out=pairs)  # 0x0HL0
+    np.bitwise_or(pairs, tile, out=pairs)  # 0x0H(H|L)L
+    np.bitwise_and(pairs, np.uint16(0x0F0F), out=pairs)  # 0x0H0L
+    codes = pairs.view(np.uint8)  # (rows, 2 * cols): q (+ 8 for int4)
+    if qt.signed or z is not None:
+        codes = codes.view(np.int8)
+        c3 = codes.reshape(s.shape[0], -1, codes.shape[1])  # (groups, group, 2 * cols)
+        np.subtract(c3, np.int8(8) if z is None else z, out=c3)  # q, or q - z in -15..15: exact
+    if qt.codebook is not None:
+        np.take(qt.codebook, codes, out=f)
     else:
+        np.copyto(f, codes)  # int8 -> float32 is exact
+    f3 = _split_view(f, (s.shape[0], f.shape[0] // s.shape[0], f.shape[1]))  # (groups, group, 2 * cols)
+    np.multiply(f3, s, out=f3)
+
+
+def _chunk_rows(group: int, n: int) -> int:
+    """Rows decoded at once in :func:`_large_batch`: whole groups whose float32
+    codes fit in ``DECODE_BYTES``, else the largest divisor of one group that
+    does (so that no chunk straddles two groups)."""
+    budget = max(1, DECODE_BYTES // (4 * n))
+    if budget >= group:
+        return budget // group * group
+    return max(d for d in range(1, budget + 1) if group % d == 0)
+
+
+def _large_batch(x2: np.ndarray, qt: QuantizedTensor, k: int) -> np.ndarray:
+    """``x2[:, :k] @ dequantize(qt)[:k]`` for batches above ``SMALL_BATCH``
+    (same conditions as :func:`_planes_matmul`). Returns ``(M, N)`` float32.
+
+    Tiles of whole groups of rows over the full width, at most 1/8 of the
+    float32 weight and ``BIG_TILE_BYTES``, are decoded in the weight's column
+    order (:func:`_decode_natural`, in cache-sized chunks of ``DECODE_BYTES``)
+    and each goes to one multithreaded BLAS product, accumulated over K into
+    the output itself (no re-interleaving of columns, no zero fill).
+    """
+    group = qt.block_size
+    m, n = x2.shape[0], qt.shape[1]
+    j = n // 2
+    packed = qt.data[: k * j].reshape(k, j)  # (K, N/2): low nibble = even column
+    scale = qt.scale[: k // group].astype(np.float32, copy=False)  # (G, N)
+    zp = None if qt.zero_point is None else qt.zero_point[: k // group].view(np.int8)  # (G, N), 0..15
+    budget = min(BIG_TILE_BYTES, k * n // 2) // 4  # floats: <= 1/8 of the weight
+    if n * group <= budget:  # full-width rows: contiguous decoding and output
+        jc, kc = j, min(k, budget // (n * group) * group)
+    else:  # one group of rows is too wide: narrower tiles of one group
         jc, kc = max(1, budget // (2 * group)), group
-    ub_buf, f_buf = np.empty(kc * jc, np.uint8), np.empty(kc * 2 * jc, np.float32)
-    acc_buf = np.empty(m * 2 * jc, np.float32)
+    cr = min(_chunk_rows(group, 2 * jc), kc)  # rows decoded at once
+    f_buf = np.empty(kc * 2 * jc, np.float32)
+    ub, pairs = np.empty(cr * jc, np.uint8), np.empty(cr * jc, np.uint16)
+    out = np.empty((m, n), np.float32)
     prod_buf = np.empty(m * 2 * jc if kc < k else 0, np.float32)  # only when accumulating over K
     for j0 in range(0, j, jc):
         j1 = min(j0 + jc, j)
         w = j1 - j0
-        acc = acc_buf[: m * 2 * w].reshape(m, 2 * w)  # (M, 2w): plane 0 | plane 1
+        cols = slice(2 * j0, 2 * j1)  # the tile's columns of the weight
+        acc = out[:, cols]  # (M, 2w)
         prod = prod_buf[: m * 2 * w].reshape(m, 2 * w) if kc < k else acc
         for k0 in range(0, k, kc):
             k1 = min(k0 + kc, k)
-            g0, g1 = k0 // group, k1 // group
-            rows = k1 - k0
-            ub = ub_buf[: rows * w].reshape(rows, w)
-            f = f_buf[: rows * 2 * w].reshape(rows, 2 * w)  # [:, :w] plane 0, [:, w:] plane 1
-            for h in (0, 1):  # (q - z) * s, bit-identical to dequantize
-                z = planes_z[h]
-                _decode(packed[k0:k1, j0:j1], h, qt, None if z is None else z[g0:g1, None, j0:j1], ub,
-                        f[:, h * w : (h + 1) * w], planes_s[h][g0:g1, None, j0:j1])
+            f = f_buf[: (k1 - k0) * 2 * w].reshape(k1 - k0, 2 * w)  # (rows, 2w)
+            for c0 in range(k0, k1, cr):
+                c1 = min(c0 + cr, k1)
+                g0, g1 = c0 // group, max(c0 // group + 1, c1 // group)  # the chunk's groups
+                rows = c1 - c0
+                _decode_natural(packed[c0:c1, j0:j1], qt, None if zp is None else zp[g0:g1, None, cols],
+                                scale[g0:g1, None, cols], ub[: rows * w].reshape(rows, w),
+                                pairs[: rows * w].reshape(rows, w), f[c0 - k0 : c1 - k0])
             if k0 == 0:
                 np.matmul(x2[:, k0:k1], f, out=acc)
             else:
                 np.matmul(x2[:, k0:k1], f, out=prod)
                 acc += prod
-        out[:, j0:j1, 0] = acc[:, :w]
-        out[:, j0:j1, 1] = acc[:, w:]
+    return out
 
 
 def _fast_rows(qt: QuantizedTensor) -> int:

@@ -234,11 +234,35 @@ def test_decode_planes_every_byte(signed, h):
     np.testing.assert_array_equal(f, want)
 
 
+@pytest.mark.parametrize("scheme", ["int4", "uint4", "nf4"])
+def test_decode_natural_every_byte(scheme):
+    # all 256 bytes, in the weight's column order, scaled: equals the reference bit for bit
+    tile = np.arange(256, dtype=np.uint8).reshape(16, 16)  # (rows, cols): one group of 16 rows
+    signed = scheme == "int4"
+    codes = ref_unpack(tile.reshape(-1), 512, signed).reshape(16, 32)  # (rows, 2 * cols)
+    z = np.arange(32, dtype=np.uint8).reshape(1, 32) % 16 if scheme == "uint4" else None
+    s = (np.arange(32, dtype=f32).reshape(1, 32) + 1) / f32(3)
+    book = NF4_CODEBOOK.copy() if scheme == "nf4" else None
+    qt = QuantizedTensor(pack_int4(codes), (16, 32), 0, 16, s, zero_point=z, signed=signed, codebook=book)
+    f = np.empty((16, 32), f32)
+    mm._decode_natural(tile, qt, None if z is None else z.view(np.int8)[:, None, :], s[:, None, :],
+                       np.empty((16, 16), np.uint8), np.empty((16, 16), np.uint16), f)
+    assert f.tobytes() == ref_dequantize(qt).tobytes()
+
+
+@pytest.mark.parametrize("group, n, budget, want", [(128, 4096, 1 << 20, 64), (128, 512, 1 << 20, 512),
+                                                    (96, 4096, 1 << 20, 48), (100, 1 << 20, 1 << 20, 1)])
+def test_chunk_rows(monkeypatch, group, n, budget, want):
+    monkeypatch.setattr(mm, "DECODE_BYTES", budget)
+    assert mm._chunk_rows(group, n) == want
+
+
 @pytest.fixture
 def tiny_tiles(monkeypatch):
-    # many tiles in both paths, so tile edges and partial tiles are exercised
+    # many tiles in both paths, so tile edges, partial tiles and chunks within a group are exercised
     monkeypatch.setattr(mm, "CHUNK_BYTES", 4096)
     monkeypatch.setattr(mm, "BIG_TILE_BYTES", 8192)
+    monkeypatch.setattr(mm, "DECODE_BYTES", 1024)
 
 
 @given(st.integers(1, 6), st.integers(1, 40), st.sampled_from([1, 3, 17, 40]),

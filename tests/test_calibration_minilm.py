@@ -365,15 +365,49 @@ def _cos(a, b):
     return float(np.mean((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))
 
 
+def _openblas_threads(n: int | None) -> int | None:
+    """Set NumPy's bundled OpenBLAS to ``n`` threads (None: leave it); the previous count, None if not found.
+
+    What ``OPENBLAS_NUM_THREADS=1`` does, after NumPy is loaded (as threadpoolctl
+    does it). GPTQ makes thousands of small BLAS calls between Python steps; on a
+    busy 2-core machine two spinning BLAS threads made the MiniLM tests 2-4x slower.
+    """
+    import ctypes
+    import glob
+    import os
+
+    libs = glob.glob(os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "libscipy_openblas*.so*"))
+    for path in libs:
+        lib = ctypes.CDLL(path)  # the already-loaded library: same handle as NumPy's
+        get = getattr(lib, "scipy_openblas_get_num_threads64_", None)
+        put = getattr(lib, "scipy_openblas_set_num_threads64_", None)
+        if get is not None and put is not None:
+            before = int(get())
+            if n is not None:
+                put(ctypes.c_int(n))
+            return before
+    return None
+
+
 @pytest.fixture(scope="module")
 def minilm():
     """The model path, evaluation and calibration feeds (different sentences) and the float embeddings.
 
     128 evaluation sentences (``stdlib_sentences()[:128]``) and 128 calibration
     sentences (``[256:384]``) keep the three MiniLM tests at a few seconds each;
-    tools/accuracy_table.py measures on 256 + 256.
+    tools/accuracy_table.py measures on 256 + 256. BLAS runs on one thread
+    while they run (:func:`_openblas_threads`).
     """
     src = _minilm()
+    before = _openblas_threads(1)
+    try:
+        yield _minilm_data(src)
+    finally:
+        if before is not None:
+            _openblas_threads(before)
+
+
+def _minilm_data(src):
     from monoquant_np.onnx.corpus import minilm_feeds, stdlib_sentences
 
     s = stdlib_sentences(384)
@@ -384,6 +418,7 @@ def minilm():
 
 def test_minilm_mse_floor(minilm):
     src, ev, _, ref = minilm
+    assert _openblas_threads(None) in (1, None)  # the fixture's setting holds (None: no bundled OpenBLAS)
     mse = _cos(ref, _embed(quantize_model(src, algorithm="mse"), ev))  # no calibration
     assert mse >= 0.980, mse  # round-to-nearest: 0.970
 

@@ -10,8 +10,9 @@ one input row ``k`` of ``W`` at a time (the paper's "columns" are our rows,
 because the paper stores ``W`` as ``(N, K)``)::
 
     H    = X^T X                                   (float64, K x K)
-    dead = {k : H_kk = 0};  H_kk = 1 for k in dead  (no update flows in or out)
-    perm = argsort(-diag(H)) (stable)  if act_order else identity;  W = W[perm],  H = H[perm][:, perm]
+    perm = argsort(-diag(H)) (stable)  if act_order else identity   (the diagonal as given)
+    dead = {k : H_kk <= 0};  H_kk = 1 for k in dead  (no update flows in or out)
+    W = W[perm],  H = H[perm][:, perm]
     H   += damp * mean(diag(H)) * I
     U    = upper Cholesky factor of H^-1:  H^-1 = U^T U
     for each row k = 0 .. K-1 (in blocks of B rows):
@@ -30,6 +31,8 @@ and groups are contiguous in permuted order.
 # Note: the reference implementation chooses a group's scales from
 # ``W[:, i:i+groupsize]`` before the updates made inside the current block; here
 # blocks are whole groups, so the scales always see the up-to-date rows.
+# Note: the reference sorts for act-order after setting the dead ``H_kk`` to 1;
+# here the diagonal as given is sorted, so dead inputs come last.
 # Note: the reference zeroes the weights of dead inputs (``W[:, dead] = 0``);
 # here they are kept and rounded to nearest, so the model's behaviour on inputs
 # the calibration never exercised is unchanged.

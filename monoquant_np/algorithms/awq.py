@@ -38,6 +38,8 @@ concatenate their weights along ``N`` and call :func:`awq_from_stats` once.
 # Note: llm-awq also searches a per-group clipping threshold against the real
 # activations (auto_clip); here the clipping search is the MSE search of 14.1
 # with the diagonal weighting ``H_kk * m_k**2`` (``scale_search="mse"``).
+# Note: llm-awq clamps after the power (``x_max.pow(ratio).clamp(min=1e-4)``);
+# here ``a_k`` is clamped before it. They differ only for ``mean|x_k| < 1e-4``.
 """
 
 from __future__ import annotations

@@ -626,3 +626,12 @@ def test_model_over_protobuf_limit_gets_external_data(tmp_path, monkeypatch):
     assert data == tmp_path / "big.onnx.data" and data.stat().st_size >= w.nbytes
     x = _w(2, 64)
     np.testing.assert_allclose(_run(str(tmp_path / "big.onnx"), {"x": x})[0], x @ w, rtol=1e-5, atol=1e-5)
+
+
+def test_rtn_with_calibration_says_the_data_is_unused():
+    m, w = _matmul_model()
+    feeds = {"x": _w(4, 64)}
+    q, rep = quantize_model_with_report(m, group_size=32, min_elements=1, calibration=feeds)
+    assert any("calibration inputs are not used by algorithm 'rtn'" in n for n in rep.notes)
+    plain, _ = quantize_model_with_report(m, group_size=32, min_elements=1)
+    assert q.SerializeToString() == plain.SerializeToString()  # the same model either way

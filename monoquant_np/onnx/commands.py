@@ -184,7 +184,8 @@ def add_model_commands(sub) -> None:
                    help="rtn: round to nearest with absmax scales (default); mse: searched scales; "
                         "gptq, awq: need --calibration")
     q.add_argument("--calibration", metavar="FEEDS.npz",
-                   help="calibration inputs for gptq/awq: arrays named after the model inputs (numpy.savez)")
+                   help="calibration inputs (required by gptq/awq; with mse, adds output-error columns to the report): "
+                        "arrays named after the model inputs, batch on axis 0 (numpy.savez)")
     q.add_argument("--gather-op", choices=("GatherBlockQuantized", "DequantizeLinear"),
                    default="GatherBlockQuantized", help="how Gather tables are read (default GatherBlockQuantized)")
     q.add_argument("--accuracy-level", type=int, choices=(0, 1, 2, 3, 4), default=None,

@@ -220,6 +220,8 @@ def quantize_model_with_report(
         "exclude": exclude, "min_elements": min_elements, "double_quant": bool(double_quant),
         "algorithm": alg.name, "gather_op": gather_op,
     }, file_bytes_before=file_bytes)
+    if feeds is not None and alg.prepare is None:
+        report.notes.append(f"calibration inputs are not used by algorithm {alg.name!r} (mse, gptq and awq use them)")
     pre = dict(prequantized or {})
     sites, notes = find_weight_sites(model, ops=ops, exclude=exclude, min_elements=min_elements)
     report.notes.extend(notes)

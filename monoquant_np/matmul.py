@@ -33,7 +33,7 @@ once, and multiplied on the right of ``x``:
   order (``(16 b | b) & 0x0F0F`` as uint16 puts the two codes of byte ``b``
   in two consecutive bytes), in cache-sized chunks converted to float32 and
   scaled in place, ``w = (q - z) * s`` (bit-identical to :func:`dequantize`),
-  into tiles of at most 1/8 of the float32 weight; each tile goes to one
+  into tiles of at most 3/16 of the float32 weight; each tile goes to one
   multithreaded BLAS product accumulated into the output.
 
 Every other case (groups along N, 8-bit codes, odd N, the partial last
@@ -164,36 +164,40 @@ def _small_batch(x2: np.ndarray, packed: np.ndarray, planes_s: list[np.ndarray],
 
 
 def _decode_natural(tile: np.ndarray, qt: QuantizedTensor, z: np.ndarray | None, s: np.ndarray,
-                    ub: np.ndarray, pairs: np.ndarray, f: np.ndarray) -> None:
+                    pairs: np.ndarray, f: np.ndarray) -> None:
     """Write ``(q - z) * s`` (``codebook[q] * s`` for NF4) of the byte ``tile``
     ``(rows, cols)`` into ``f`` ``(rows, 2 * cols)`` float32 in the weight's own
     column order (bit-identical to :func:`dequantize`), through the contiguous
-    scratch buffers ``ub`` ``(rows, cols)`` uint8 and ``pairs`` ``(rows, cols)``
-    uint16; ``z`` and ``s`` are ``(groups, 1, 2 * cols)`` int8 / float32, the
-    tile's rows being whole groups (or part of one group).
+    scratch buffer ``pairs`` ``(rows, cols)`` uint16; ``z`` and ``s`` are
+    ``(groups, 1, 2 * cols)`` int8 / float32 or float16, the tile's rows being
+    whole groups (or part of one group).
 
-    Each byte ``b = 0xHL`` becomes the uint16 ``0x0H0L`` (``(16 b | b) &
-    0x0F0F``), whose two little-endian bytes are the codes of columns ``2i``
-    and ``2i + 1`` (spec 5.1: low nibble first); int4 goes through ``b ^ 0x88``
-    (``q + 8`` in each nibble) and ``- 8`` on the int8 codes. The codes are
-    then converted to float32 (exact) and multiplied by the scales in place.
+    Byte ``b = 0xHL`` (spec 5.1: low nibble first) becomes a uint16 whose two
+    little-endian bytes hold the codes of columns ``2i`` and ``2i + 1``: for
+    int4 ``((16 b | b) << 4)`` is ``0xH?L0``, and an int8 arithmetic shift by 4
+    sign-extends both top nibbles; for uint4 ``(16 b | b) & 0x0F0F`` is
+    ``0x0H0L``, minus the zero point in int8 (exact). The codes are then
+    converted to float32 (exact) and multiplied by the scales in place.
     """
-    if qt.signed:  # n ^ 8: -8..7 -> 0..15 in both nibbles
-        tile = np.bitwise_xor(tile, np.uint8(0x88), out=ub)
     np.multiply(tile, np.uint16(16), out=pairs)  # 0x0HL0
     np.bitwise_or(pairs, tile, out=pairs)  # 0x0H(H|L)L
-    np.bitwise_and(pairs, np.uint16(0x0F0F), out=pairs)  # 0x0H0L
-    codes = pairs.view(np.uint8)  # (rows, 2 * cols): q (+ 8 for int4)
-    if qt.signed or z is not None:
-        codes = codes.view(np.int8)
-        c3 = codes.reshape(s.shape[0], -1, codes.shape[1])  # (groups, group, 2 * cols)
-        np.subtract(c3, np.int8(8) if z is None else z, out=c3)  # q, or q - z in -15..15: exact
+    if qt.signed:
+        np.left_shift(pairs, np.uint16(4), out=pairs)  # 0xH(H|L)L0
+        codes = pairs.view(np.int8)  # (rows, 2 * cols)
+        np.right_shift(codes, np.int8(4), out=codes)  # q in -8..7
+    else:
+        np.bitwise_and(pairs, np.uint16(0x0F0F), out=pairs)  # 0x0H0L
+        codes = pairs.view(np.uint8)  # (rows, 2 * cols): q in 0..15
+        if z is not None:
+            codes = codes.view(np.int8)
+            c3 = codes.reshape(z.shape[0], -1, codes.shape[1])  # (groups, group, 2 * cols)
+            np.subtract(c3, z, out=c3)  # q - z in -15..15: exact
     if qt.codebook is not None:
         np.take(qt.codebook, codes, out=f)
     else:
         np.copyto(f, codes)  # int8 -> float32 is exact
     f3 = _split_view(f, (s.shape[0], f.shape[0] // s.shape[0], f.shape[1]))  # (groups, group, 2 * cols)
-    np.multiply(f3, s, out=f3)
+    np.multiply(f3, s, out=f3)  # float16 scales are widened exactly
 
 
 def _chunk_rows(group: int, n: int) -> int:
@@ -210,8 +214,10 @@ def _large_batch(x2: np.ndarray, qt: QuantizedTensor, k: int) -> np.ndarray:
     """``x2[:, :k] @ dequantize(qt)[:k]`` for batches above ``SMALL_BATCH``
     (same conditions as :func:`_planes_matmul`). Returns ``(M, N)`` float32.
 
-    Tiles of whole groups of rows over the full width, at most 1/8 of the
-    float32 weight and ``BIG_TILE_BYTES``, are decoded in the weight's column
+    Tiles of whole groups of rows over the full width (narrower only when one
+    group of rows does not fit), at most 3/16 of the float32 weight and
+    ``BIG_TILE_BYTES`` (few tiles: each BLAS call costs a synchronization of
+    its threads, which is slow when other processes share the cores), are decoded in the weight's column
     order (:func:`_decode_natural`, in cache-sized chunks of ``DECODE_BYTES``)
     and each goes to one multithreaded BLAS product, accumulated over K into
     the output itself (no re-interleaving of columns, no zero fill).
@@ -220,16 +226,16 @@ def _large_batch(x2: np.ndarray, qt: QuantizedTensor, k: int) -> np.ndarray:
     m, n = x2.shape[0], qt.shape[1]
     j = n // 2
     packed = qt.data[: k * j].reshape(k, j)  # (K, N/2): low nibble = even column
-    scale = qt.scale[: k // group].astype(np.float32, copy=False)  # (G, N)
-    zp = None if qt.zero_point is None else qt.zero_point[: k // group].view(np.int8)  # (G, N), 0..15
-    budget = min(BIG_TILE_BYTES, k * n // 2) // 4  # floats: <= 1/8 of the weight
+    scale = qt.scale  # (G, N) float32 or float16 (not copied: multiplied as float32)
+    zp = None if qt.zero_point is None else qt.zero_point.view(np.int8)  # (G, N), 0..15
+    budget = min(BIG_TILE_BYTES, k * n * 3 // 4) // 4  # floats: <= 3/16 of the weight
     if n * group <= budget:  # full-width rows: contiguous decoding and output
         jc, kc = j, min(k, budget // (n * group) * group)
-    else:  # one group of rows is too wide: narrower tiles of one group
-        jc, kc = max(1, budget // (2 * group)), group
+    else:  # one group of rows is too wide: narrower tiles of one group, <= 1/8 of the weight
+        jc, kc = max(1, min(BIG_TILE_BYTES, k * n // 2) // 4 // (2 * group)), group
     cr = min(_chunk_rows(group, 2 * jc), kc)  # rows decoded at once
     f_buf = np.empty(kc * 2 * jc, np.float32)
-    ub, pairs = np.empty(cr * jc, np.uint8), np.empty(cr * jc, np.uint16)
+    pairs = np.empty(cr * jc, np.uint16)  # 1/4 of the tile's bytes at most
     out = np.empty((m, n), np.float32)
     prod_buf = np.empty(m * 2 * jc if kc < k else 0, np.float32)  # only when accumulating over K
     for j0 in range(0, j, jc):
@@ -246,8 +252,8 @@ def _large_batch(x2: np.ndarray, qt: QuantizedTensor, k: int) -> np.ndarray:
                 g0, g1 = c0 // group, max(c0 // group + 1, c1 // group)  # the chunk's groups
                 rows = c1 - c0
                 _decode_natural(packed[c0:c1, j0:j1], qt, None if zp is None else zp[g0:g1, None, cols],
-                                scale[g0:g1, None, cols], ub[: rows * w].reshape(rows, w),
-                                pairs[: rows * w].reshape(rows, w), f[c0 - k0 : c1 - k0])
+                                scale[g0:g1, None, cols], pairs[: rows * w].reshape(rows, w),
+                                f[c0 - k0 : c1 - k0])
             if k0 == 0:
                 np.matmul(x2[:, k0:k1], f, out=acc)
             else:

@@ -246,7 +246,7 @@ def test_decode_natural_every_byte(scheme):
     qt = QuantizedTensor(pack_int4(codes), (16, 32), 0, 16, s, zero_point=z, signed=signed, codebook=book)
     f = np.empty((16, 32), f32)
     mm._decode_natural(tile, qt, None if z is None else z.view(np.int8)[:, None, :], s[:, None, :],
-                       np.empty((16, 16), np.uint8), np.empty((16, 16), np.uint16), f)
+                       np.empty((16, 16), np.uint16), f)
     assert f.tobytes() == ref_dequantize(qt).tobytes()
 
 
@@ -300,6 +300,23 @@ def test_large_batch_tile_is_dequantize_bit_for_bit():
         qt = quantize(rng.standard_normal((64, 10)).astype(f32), group_size=16, symmetric=symmetric)
         y = dequant_matmul(np.eye(64, dtype=f32), qt)  # batch 64 > SMALL_BATCH
         assert y.tobytes() == ref_dequantize(qt).tobytes()
+
+
+@pytest.mark.parametrize("symmetric, sdt", [(True, np.float32), (False, np.float16)])
+def test_large_batch_temporary_memory(symmetric, sdt):
+    # the large-batch path (tiles, decode scratch, K accumulator): <= 1/4 of the float weight plus the output
+    import tracemalloc
+
+    rng = np.random.default_rng(11)
+    w = rng.standard_normal((1024, 2048)).astype(f32)  # 8 MiB as float32
+    qt = quantize(w, scale_dtype=sdt, symmetric=symmetric)
+    x = rng.standard_normal((32, 1024)).astype(f32)  # batch 32 > SMALL_BATCH
+    tracemalloc.start()
+    y = dequant_matmul(x, qt)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak <= w.nbytes / 4 + y.nbytes, f"peak {peak} bytes > 1/4 of the float weight ({w.nbytes}) + output"
+    assert_close(y, x, ref_dequantize(qt))
 
 
 def test_non_contiguous_and_float64_inputs():

@@ -49,7 +49,8 @@ ACTIVATIONS: dict[str | None, tuple[str, dict[str, Any]] | None] = {
 
 
 def _layer(
-    qt: QuantizedTensor, bias: np.ndarray | None, x: str, y: str, prefix: str, fmt: str, level: int
+    qt: QuantizedTensor, bias: np.ndarray | None, x: str, y: str, prefix: str, fmt: str, level: int,
+    scale_rebuild: str | None = None,
 ) -> tuple[list[TensorProto], list[NodeProto], bool]:
     """Initializers and nodes of ``y = x @ dequantize(qt) + bias``; the flag says MatMulNBits was used."""
     inits: list[TensorProto] = []
@@ -65,7 +66,7 @@ def _layer(
         i, node = matmulnbits_node(qt, a, y, prefix, bias_name=bias_t.name if bias_t else None,
                                    accuracy_level=level)
         return inits + i + ([bias_t] if bias_t else []), nodes + [node], True
-    i, n = weight_subgraph(qt, prefix + "_w", prefix + "_w_dq")
+    i, n = weight_subgraph(qt, prefix + "_w", prefix + "_w_dq", scale_rebuild=scale_rebuild)
     inits += i
     nodes += n
     unperm = qt.perm is not None and qt.axis == 1
@@ -136,6 +137,7 @@ def linear_model(
     input_name: str = "x",
     output_name: str = "y",
     accuracy_level: int = 1,
+    scale_rebuild: str | None = None,
 ) -> onnx.ModelProto:
     """A one-layer model ``y = x @ dequantize(qt) + bias``: ``(batch, K)`` -> ``(batch, N)`` float32.
 
@@ -149,13 +151,15 @@ def linear_model(
         input_name, output_name: graph input and output names.
         accuracy_level: the MatMulNBits attribute (0-4); unused by ``"qdq"``,
             whose fused nodes take the session option instead (spec 9.6).
+        scale_rebuild: how double-quantized scales are rebuilt, see
+            :func:`monoquant_np.onnx.export.weight_subgraph` (None: its default).
 
     Initializers are named ``fc0_w``, ``fc0_w_scale``, ... (``fc0_B`` etc.
     for MatMulNBits). ``onnx.checker.check_model(model, full_check=True)``
     passes.
     """
     return mlp_model([(qt, bias)], None, format=format, input_name=input_name, output_name=output_name,
-                     accuracy_level=accuracy_level, graph_name="monoquant_linear")
+                     accuracy_level=accuracy_level, graph_name="monoquant_linear", scale_rebuild=scale_rebuild)
 
 
 def mlp_model(
@@ -167,6 +171,7 @@ def mlp_model(
     output_name: str = "y",
     accuracy_level: int = 1,
     graph_name: str = "monoquant_mlp",
+    scale_rebuild: str | None = None,
 ) -> onnx.ModelProto:
     """A stack of quantized linear layers with ``activation`` between them (not after the last).
 
@@ -195,7 +200,7 @@ def mlp_model(
     for i, (qt, bias) in enumerate(pairs):
         last = i == len(pairs) - 1
         out = y if last else f"fc{i}_out"
-        li, ln, ms = _layer(qt, bias, h, out, f"fc{i}", format, level)
+        li, ln, ms = _layer(qt, bias, h, out, f"fc{i}", format, level, scale_rebuild)
         inits += li
         nodes += ln
         uses_ms |= ms

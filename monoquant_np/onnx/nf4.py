@@ -237,10 +237,11 @@ def nf4_linear_model(
     """A one-layer model ``y = x @ W + bias`` for an NF4 (or double-quantized) ``(K, N)`` weight.
 
     Args:
-        qt: 2-D :class:`QuantizedTensor` ``(K, N)``; for ``"gather"`` any
-            tensor :func:`nf4_weight_subgraph` accepts (``perm`` becomes a
-            ``Gather`` of ``x`` along its last axis); for ``"bnb4"`` see
-            :func:`bnb4_layout`.
+        qt: 2-D :class:`QuantizedTensor` ``(K, N)``. ``"gather"`` is
+            :func:`monoquant_np.onnx.graphs.linear_model` (``format="qdq"``),
+            whose weight is built by :func:`nf4_weight_subgraph` for NF4 and
+            double-quantized tensors (``perm`` becomes a ``Gather`` of ``x``);
+            for ``"bnb4"`` see :func:`bnb4_layout`.
         bias: optional float array ``(N,)`` (added in float32).
         format: ``"gather"`` (standard operators) or ``"bnb4"``
             (``com.microsoft.MatMulBnb4``, onnxruntime only).
@@ -254,6 +255,11 @@ def nf4_linear_model(
     """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(map(repr, FORMATS))}, got {format!r}")
+    if format == "gather":  # the standard-operator graph is linear_model's, with this weight subgraph
+        from .graphs import linear_model
+
+        return linear_model(qt, bias, format="qdq", input_name=input_name, output_name=output_name,
+                            scale_rebuild=scale_rebuild)
     if not isinstance(qt, QuantizedTensor):
         raise TypeError(f"qt must be a QuantizedTensor, got {type(qt).__name__}")
     if len(qt.shape) != 2:
@@ -267,33 +273,17 @@ def nf4_linear_model(
         bias32 = check_float_array(bias, "bias")
         if bias32.shape != (n,):
             raise ValueError(f"bias must have shape ({n},), got {bias32.shape}")
-    inits: list[TensorProto] = []
-    nodes: list[onnx.NodeProto] = []
-    opsets = [helper.make_opsetid("", OPSET)]
     mm_out = "mm" if bias is not None else output_name
-    if format == "gather":
-        x_in = input_name
-        if qt.perm is not None:
-            if qt.axis != 0:
-                raise ValueError(f"perm is only supported for weights grouped along axis 0, got axis {qt.axis}")
-            inits.append(_i64("W_perm", qt.perm))
-            nodes.append(_node("Gather", [input_name, "W_perm"], ["x_perm"], "W_perm_gather", axis=-1))
-            x_in = "x_perm"
-        w_inits, w_nodes = nf4_weight_subgraph(qt, "W", "W_float", scale_rebuild=scale_rebuild)
-        inits += w_inits
-        nodes += w_nodes
-        nodes.append(helper.make_node("MatMul", [x_in, "W_float"], [mm_out], name="matmul"))
-    else:
-        b, absmax = bnb4_layout(qt)
-        inits += [
-            _raw("W_bnb4", TensorProto.UINT8, b.shape, b),
-            _raw("W_absmax", TensorProto.FLOAT, absmax.shape, absmax),
-        ]
-        nodes.append(helper.make_node(
-            "MatMulBnb4", [input_name, "W_bnb4", "W_absmax"], [mm_out], domain="com.microsoft",
-            K=k, N=n, block_size=qt.block_size, quant_type=1, name="matmul_bnb4",
-        ))
-        opsets.append(helper.make_opsetid("com.microsoft", 1))
+    b, absmax = bnb4_layout(qt)
+    inits: list[TensorProto] = [
+        _raw("W_bnb4", TensorProto.UINT8, b.shape, b),
+        _raw("W_absmax", TensorProto.FLOAT, absmax.shape, absmax),
+    ]
+    nodes = [helper.make_node(
+        "MatMulBnb4", [input_name, "W_bnb4", "W_absmax"], [mm_out], domain="com.microsoft",
+        K=k, N=n, block_size=qt.block_size, quant_type=1, name="matmul_bnb4",
+    )]
+    opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", 1)]
     if bias32 is not None:
         inits.append(_raw("bias", TensorProto.FLOAT, (n,), bias32))
         nodes.append(helper.make_node("Add", [mm_out, "bias"], [output_name], name="bias_add"))

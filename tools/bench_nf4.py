@@ -27,13 +27,12 @@ from __future__ import annotations
 import argparse
 import collections
 import os
-import statistics
 import tempfile
-import time
 
 import numpy as np
 import onnx
 import onnxruntime as ort
+from _report import median_ms
 from onnx import TensorProto, helper, numpy_helper
 
 from monoquant_np import dequant_matmul, double_quantize, quantize, quantize_nf4
@@ -80,17 +79,6 @@ def resident(model: onnx.ModelProto, no_folding: bool) -> tuple[int, str]:
     return nbytes, ",".join(f"{op}" + (f"x{c}" if c > 1 else "") for op, c in sorted(ops.items()))
 
 
-def median_ms(sess: ort.InferenceSession, x: np.ndarray, runs: int) -> float:
-    for _ in range(3):
-        sess.run(None, {"x": x})
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        sess.run(None, {"x": x})
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--k", type=int, default=2048)
@@ -127,7 +115,10 @@ def main(argv: list[str] | None = None) -> int:
         ref = x @ w if qt is None else dequant_matmul(x, qt)
         err = max_relative_error(sess.run(None, {"x": x})[0], ref)
         res_bytes, ops = resident(model, no_fold)
-        ms = {b: median_ms(sess, x[:b], args.runs) for b in args.batch}
+        ms = {}
+        for b in args.batch:
+            feed = {"x": x[:b]}
+            ms[b] = median_ms(lambda s=sess, f=feed: s.run(None, f), args.runs, warmup=3)
         if qt is None:
             peer = ms
         row = [label, f"{model.ByteSize() / 1e6:.2f}", f"{res_bytes / 1e6:.2f}", ops, f"{err:.1e}"]

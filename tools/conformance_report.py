@@ -17,6 +17,8 @@ import argparse
 import sys
 import time
 
+from _report import print_table
+
 from monoquant_np.testing import (
     ORT_DEFAULT,
     SPEC,
@@ -59,16 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     head = ["backend", "reference", "result", "mismatching examples", "worst diff / bound (matmul)"]
     rows = [_row(label, r) for label, r in runs]
-    if args.markdown:
-        print("| " + " | ".join(head) + " |")
-        print("|" + "---|" * len(head))
-        for r in rows:
-            print("| " + " | ".join(r) + " |")
-    else:
-        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
-        print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
-        for r in rows:
-            print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+    print_table(head, rows, args.markdown)
     print(f"\n{time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return 0
 

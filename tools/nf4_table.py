@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from _report import print_table
 
 from monoquant_np import bits_per_weight, dequantize, double_quantize, quantize, quantize_nf4
 from monoquant_np.tensor import QuantizedTensor
@@ -116,16 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             _, mse, mae = res[ds]
             row += [f"{mse:.3e}", f"{mae:.5f}", f"x{mse / peer[ds][1]:.2f}"]
         rows.append(row)
-    if args.markdown:
-        print("| " + " | ".join(head) + " |")
-        print("|" + "---|" * len(head))
-        for r in rows:
-            print("| " + " | ".join(r) + " |")
-    else:
-        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
-        print("  ".join(h.ljust(wd) for h, wd in zip(head, widths, strict=True)))
-        for r in rows:
-            print("  ".join(c.ljust(wd) for c, wd in zip(r, widths, strict=True)))
+    print_table(head, rows, args.markdown)
     sizes = ", ".join(f"{ds}: {sum(m.size for m in mats):,} weights" for ds, mats in data.items())
     print(f"\n{sizes}; seed {args.seed}; {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return 0

@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
+from _report import median_ms
 from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -77,16 +76,6 @@ def _f16_arrangements(k: int, n: int) -> None:
     print()
 
 
-def _median_ms(fn, reps: int) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--k", type=int, default=2048)
@@ -116,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for label, model, kw in variants:
             sess = make_session(model, intra_op_threads=1, **kw)
-            rows.append((label, _median_ms(lambda s=sess, x=x: s.run(None, {"x": x}), a.reps)))
-        rows.append(("NumPy dequant_matmul, g128 (peer)", _median_ms(lambda x=x: dequant_matmul(x, q128), a.reps)))
+            rows.append((label, median_ms(lambda s=sess, x=x: s.run(None, {"x": x}), a.reps)))
+        rows.append(("NumPy dequant_matmul, g128 (peer)", median_ms(lambda x=x: dequant_matmul(x, q128), a.reps)))
         base = rows[0][1]
         print(f"\nbatch {batch}:")
         print(f"  {'variant':42s} {'ms':>9s} {'x fused':>8s}")

@@ -173,10 +173,9 @@ def double_quantize(
     from .nf4 import nf4_block_codes
     from .packing import pack_int4
     from .quantize import dequantize_slice, quantize_codes
-    from .tensor import QuantizedTensor
+    from .tensor import check_qt
 
-    if not isinstance(qt, QuantizedTensor):
-        raise TypeError(f"qt must be a QuantizedTensor, got {type(qt).__name__}")
+    check_qt(qt)
     if qt.double_quant is not None:
         raise ValueError("qt is already double-quantized; double_quantize takes a tensor with plain scales")
     dq = quantize_scales(qt.scale, block_size=block_size)

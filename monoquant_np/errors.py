@@ -20,6 +20,7 @@ __all__ = [
     "check_float_array",
     "check_finite",
     "check_choice",
+    "check_name",
 ]
 
 #: Input dtypes a weight may have. float64 is accepted and rounded to float32.
@@ -118,4 +119,11 @@ def check_choice(value: Any, choices: tuple[Any, ...], name: str) -> Any:
     """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
+def check_name(value: Any, name: str) -> str:
+    """Return ``value`` if it is a non-empty ``str`` (a graph or tensor name), else raise ``ValueError``."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty str, got {value!r}")
     return value

@@ -52,7 +52,7 @@ import numpy as np
 from .errors import check_float_array
 from .groups import _split_view
 from .quantize import dequantize_slice
-from .tensor import QuantizedTensor
+from .tensor import QuantizedTensor, check_qt
 
 __all__ = ["dequant_matmul", "chunk_rows"]
 
@@ -286,8 +286,7 @@ def dequant_matmul(x: np.ndarray, qt: QuantizedTensor, bias: np.ndarray | None =
     Returns:
         float32 ``(..., N)``.
     """
-    if not isinstance(qt, QuantizedTensor):
-        raise TypeError(f"qt must be a QuantizedTensor, got {type(qt).__name__}")
+    check_qt(qt)
     if len(qt.shape) != 2:
         raise ValueError(f"qt must be a 2-D (K, N) weight, got shape {qt.shape}")
     x32 = check_float_array(x, "x")

@@ -43,7 +43,7 @@ from .groups import split_groups
 from .numerics import SCALE_DTYPES, code_range, round_half_even, safe_scale
 from .packing import pack_bytes_into, pack_int4, packed_size, unpack_int4
 from .scales import asymmetric_scales, symmetric_scales
-from .tensor import QuantizedTensor
+from .tensor import QuantizedTensor, check_qt
 
 __all__ = ["quantize", "dequantize", "dequantize_slice", "quantize_codes", "bits_per_weight"]
 
@@ -304,8 +304,7 @@ def dequantize(qt: QuantizedTensor, dtype: Any = np.float32) -> np.ndarray:
     cast to ``dtype`` (float32 by default; float16 or float64 allowed).
     Shape: ``qt.shape``. An undone ``perm`` restores the original order.
     """
-    if not isinstance(qt, QuantizedTensor):
-        raise TypeError(f"qt must be a QuantizedTensor, got {type(qt).__name__}")
+    check_qt(qt)
     dt = np.dtype(dtype)
     if dt.kind != "f":
         raise TypeError(f"dtype must be a float dtype, got {dt}")
@@ -325,8 +324,7 @@ def bits_per_weight(qt: QuantizedTensor) -> float:
     of the weight's storage in the exported graph, where it is a permutation
     of the activations).
     """
-    if not isinstance(qt, QuantizedTensor):
-        raise TypeError(f"qt must be a QuantizedTensor, got {type(qt).__name__}")
+    check_qt(qt)
     if qt.size == 0:
         return 0.0
     nbytes = qt.data.nbytes

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .double_quant import DoubleQuant
-from .tensor import QuantizedTensor
+from .tensor import QuantizedTensor, check_qt
 
 __all__ = ["save", "load", "FORMAT_NAME", "FORMAT_VERSION"]
 
@@ -45,8 +45,7 @@ def save(path: str | os.PathLike[str], tensors: dict[str, QuantizedTensor]) -> N
     for i, (name, qt) in enumerate(tensors.items()):
         if not isinstance(name, str):
             raise TypeError(f"tensor names must be str, got {name!r}")
-        if not isinstance(qt, QuantizedTensor):
-            raise TypeError(f"tensors[{name!r}] must be a QuantizedTensor, got {type(qt).__name__}")
+        check_qt(qt, f"tensors[{name!r}]")
         key = f"t{i}"
         parts = {"data": qt.data, "scale": qt.scale, "zero_point": qt.zero_point,
                  "codebook": qt.codebook, "perm": qt.perm}

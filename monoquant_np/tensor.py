@@ -18,7 +18,7 @@ from .groups import group_shape
 from .numerics import code_range
 from .packing import packed_size, unpack_int4
 
-__all__ = ["QuantizedTensor"]
+__all__ = ["QuantizedTensor", "check_qt"]
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
@@ -171,3 +171,10 @@ class QuantizedTensor:
             f"QuantizedTensor({self.scheme}, shape={self.shape}, axis={self.axis}, "
             f"block_size={self.block_size}, scale={self.scale.dtype}{extra})"
         )
+
+
+def check_qt(qt: Any, name: str = "qt") -> QuantizedTensor:
+    """Return ``qt`` if it is a :class:`QuantizedTensor`, else raise ``TypeError`` naming ``name``."""
+    if not isinstance(qt, QuantizedTensor):
+        raise TypeError(f"{name} must be a QuantizedTensor, got {type(qt).__name__}")
+    return qt

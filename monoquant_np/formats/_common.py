@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..packing import pack_int4
-from ..tensor import QuantizedTensor
+from ..tensor import QuantizedTensor, check_qt
 
 __all__ = [
     "round_half_away",
@@ -46,13 +46,6 @@ def round_half_away(x: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         r = np.sign(x) * (fl + np.floor(2 * (a - fl)))
     return np.where(np.isfinite(x), r, x)
-
-
-def check_qt(qt: object, name: str = "qt") -> QuantizedTensor:
-    """Raise ``TypeError`` unless ``qt`` is a :class:`QuantizedTensor`."""
-    if not isinstance(qt, QuantizedTensor):
-        raise TypeError(f"{name} must be a QuantizedTensor, got {type(qt).__name__}")
-    return qt
 
 
 def check_uint8(a: object, name: str, ndim: int | None = None) -> np.ndarray:

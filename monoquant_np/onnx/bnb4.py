@@ -27,7 +27,7 @@ import dataclasses
 import numpy as np
 
 from ..formats import bnb_nf4_pack, transpose
-from ..tensor import QuantizedTensor
+from ..tensor import QuantizedTensor, check_qt
 
 __all__ = ["bnb4_layout", "BNB4_BLOCK_SIZES"]
 
@@ -47,8 +47,7 @@ def bnb4_layout(qt: QuantizedTensor) -> tuple[np.ndarray, np.ndarray]:
     with ``K % block_size == 0``, a block size of 16..256 (powers of two),
     and no ``perm``.
     """
-    if not isinstance(qt, QuantizedTensor):
-        raise TypeError(f"qt must be a QuantizedTensor, got {type(qt).__name__}")
+    check_qt(qt)
     if qt.codebook is None:
         raise ValueError(f"format='bnb4' needs an NF4 tensor, got {qt.scheme}")
     if len(qt.shape) != 2 or qt.axis != 0:

@@ -47,9 +47,10 @@ import numpy as np
 from onnx import NodeProto, TensorProto, helper, numpy_helper
 
 from ..double_quant import DoubleQuant
+from ..errors import check_name
 from ..groups import group_shape
 from ..packing import pack_int4, unpack_int4
-from ..tensor import QuantizedTensor
+from ..tensor import QuantizedTensor, check_qt
 from .matmulnbits import matmulnbits_block_size, matmulnbits_node
 
 __all__ = [
@@ -82,18 +83,6 @@ _SUFFIX = {
     "perm": "_perm",
 }
 _META = "monoquant."
-
-
-def _check_qt(qt: Any) -> QuantizedTensor:
-    if not isinstance(qt, QuantizedTensor):
-        raise TypeError(f"qt must be a QuantizedTensor, got {type(qt).__name__}")
-    return qt
-
-
-def _check_name(name: Any, what: str = "name") -> str:
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"{what} must be a non-empty str, got {name!r}")
-    return name
 
 
 def _tag(t: TensorProto, **meta: Any) -> TensorProto:
@@ -141,8 +130,8 @@ def tensor_to_onnx(qt: QuantizedTensor, name: str) -> list[TensorProto]:
         ValueError: empty ``name``; ``qt.scale`` is not the rebuild of
             ``qt.double_quant``.
     """
-    qt = _check_qt(qt)
-    name = _check_name(name)
+    qt = check_qt(qt)
+    name = check_name(name, "name")
     layout = "per_axis" if _per_axis(qt) else "blocked"
     gshape = qt.scale.shape
     sdims = (qt.shape[1 - qt.axis],) if layout == "per_axis" else gshape
@@ -297,8 +286,8 @@ def weight_subgraph(
         ValueError: an NF4 / double-quantized tensor when ``monoquant_np.onnx.nf4``
             is not available; empty names.
     """
-    qt = _check_qt(qt)
-    name, out_name = _check_name(name), _check_name(out_name, "out_name")
+    qt = check_qt(qt)
+    name, out_name = check_name(name, "name"), check_name(out_name, "out_name")
     if qt.codebook is not None or qt.double_quant is not None:
         try:
             from .nf4 import nf4_weight_subgraph
@@ -337,12 +326,12 @@ def input_permutation(qt: QuantizedTensor, name: str, x_name: str, out_name: str
     the stored weight of :func:`weight_subgraph` or :func:`matmulnbits_node`
     takes ``out_name`` as its input A. Returns ``([], [])`` without ``perm``.
     """
-    qt = _check_qt(qt)
+    qt = check_qt(qt)
     if qt.perm is None:
         return [], []
     if qt.axis != 0:
         raise ValueError(f"input_permutation needs an axis-0 weight, got axis {qt.axis}")
-    perm = numpy_helper.from_array(qt.perm, _check_name(name) + "_perm")
-    node = helper.make_node("Gather", [_check_name(x_name, "x_name"), perm.name], [_check_name(out_name, "out_name")],
+    perm = numpy_helper.from_array(qt.perm, check_name(name, "name") + "_perm")
+    node = helper.make_node("Gather", [check_name(x_name, "x_name"), perm.name], [check_name(out_name, "out_name")],
                             name=name + "_perm_gather", axis=-1)
     return [perm], [node]

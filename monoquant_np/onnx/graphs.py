@@ -31,9 +31,9 @@ import onnx
 from onnx import NodeProto, TensorProto, helper, numpy_helper
 
 from .. import __version__
-from ..errors import check_choice, check_float_array
+from ..errors import check_choice, check_float_array, check_name
 from ..linear import QuantizedLinear
-from ..tensor import QuantizedTensor
+from ..tensor import QuantizedTensor, check_qt
 from .export import IR_VERSION, MS_DOMAIN, OPSET, input_permutation, weight_subgraph
 from .matmulnbits import _check_level, matmulnbits_block_size, matmulnbits_node
 
@@ -94,8 +94,7 @@ def _as_layer(layer: Any, i: int) -> tuple[QuantizedTensor, np.ndarray | None]:
     else:
         raise TypeError(f"layers[{i}] must be a QuantizedLinear or a (QuantizedTensor, bias) pair, "
                         f"got {type(layer).__name__}")
-    if not isinstance(qt, QuantizedTensor):
-        raise TypeError(f"layers[{i}] weight must be a QuantizedTensor, got {type(qt).__name__}")
+    check_qt(qt, f"layers[{i}] weight")
     if len(qt.shape) != 2:
         raise ValueError(f"layers[{i}] weight must be a 2-D (K, N) MatMul weight, got shape {qt.shape}")
     if bias is not None:
@@ -121,9 +120,8 @@ def _model(nodes: list[NodeProto], inits: list[TensorProto], k: int, n: int, x: 
 
 
 def _names(input_name: Any, output_name: Any) -> tuple[str, str]:
-    for v, what in ((input_name, "input_name"), (output_name, "output_name")):
-        if not isinstance(v, str) or not v:
-            raise ValueError(f"{what} must be a non-empty str, got {v!r}")
+    check_name(input_name, "input_name")
+    check_name(output_name, "output_name")
     if input_name == output_name:
         raise ValueError(f"input_name and output_name must differ, got {input_name!r} for both")
     return input_name, output_name

@@ -37,8 +37,9 @@ from typing import Any
 import numpy as np
 from onnx import NodeProto, TensorProto, helper, numpy_helper
 
+from ..errors import check_name
 from ..packing import pack_int4
-from ..tensor import QuantizedTensor
+from ..tensor import QuantizedTensor, check_qt
 
 __all__ = ["matmulnbits_block_size", "matmulnbits_arrays", "matmulnbits_node", "ACCURACY_LEVELS"]
 
@@ -67,8 +68,7 @@ def matmulnbits_block_size(qt: QuantizedTensor) -> int | None:
     >>> [matmulnbits_block_size(quantize(w, group_size=g)) for g in (32, 48, 100, 24, 256)]
     [32, 16, None, None, 256]
     """
-    if not isinstance(qt, QuantizedTensor):
-        raise TypeError(f"qt must be a QuantizedTensor, got {type(qt).__name__}")
+    check_qt(qt)
     if len(qt.shape) != 2 or qt.axis != 0 or qt.codebook is not None or qt.double_quant is not None:
         return None
     g, k = qt.block_size, qt.shape[0]
@@ -98,8 +98,7 @@ def matmulnbits_arrays(qt: QuantizedTensor, block_size: int) -> tuple[np.ndarray
         ValueError: ``qt`` is not a 2-D axis-0 weight with linear codes, or
             ``block_size`` is not a positive even int nesting inside the groups.
     """
-    if not isinstance(qt, QuantizedTensor):
-        raise TypeError(f"qt must be a QuantizedTensor, got {type(qt).__name__}")
+    check_qt(qt)
     if len(qt.shape) != 2 or qt.axis != 0 or qt.codebook is not None or qt.double_quant is not None:
         raise ValueError(f"qt must be a 2-D (K, N) weight grouped along axis 0 with linear codes and plain "
                          f"scales, got shape {qt.shape} axis {qt.axis} scheme {qt.scheme}")
@@ -173,11 +172,9 @@ def matmulnbits_node(
         ValueError: a weight MatMulNBits cannot represent exactly (the message
             says why), a bad ``accuracy_level``.
     """
-    if not isinstance(qt, QuantizedTensor):
-        raise TypeError(f"qt must be a QuantizedTensor, got {type(qt).__name__}")
+    check_qt(qt)
     for v, what in ((a_name, "a_name"), (y_name, "y_name"), (name, "name")):
-        if not isinstance(v, str) or not v:
-            raise ValueError(f"{what} must be a non-empty str, got {v!r}")
+        check_name(v, what)
     level = _check_level(accuracy_level)
     block = matmulnbits_block_size(qt)
     if block is None:

@@ -50,7 +50,7 @@ import numpy as np
 import onnx
 
 from ..errors import check_choice, check_positive_int
-from ..tensor import QuantizedTensor
+from ..tensor import QuantizedTensor, check_qt
 from .graph import WeightSite, find_weight_sites
 from .io import iter_tensors, load_model, tensor_array, tensor_nbytes
 from .opset import to_opset21
@@ -286,8 +286,7 @@ def quantize_model_with_report(
 
 
 def _use_prequantized(site: WeightSite, qt: Any) -> None:
-    if not isinstance(qt, QuantizedTensor):
-        raise TypeError(f"prequantized[{site.name!r}] must be a QuantizedTensor, got {type(qt).__name__}")
+    check_qt(qt, f"prequantized[{site.name!r}]")
     if site.skip is not None and site.skip.startswith(("also read", "dtype")):
         raise ValueError(f"prequantized weight {site.name!r} cannot be quantized: {site.skip}")
     if qt.shape != site.shape:

@@ -66,8 +66,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from ..errors import check_float_array
-from ..tensor import QuantizedTensor
+from ..errors import check_float_array, check_name
+from ..tensor import QuantizedTensor, check_qt
 from .bnb4 import bnb4_layout
 from .export import IR_VERSION, OPSET, tensor_to_onnx
 
@@ -81,8 +81,7 @@ SCALE_REBUILDS = ("dequantizelinear", "arithmetic")
 
 
 def _check_qt(qt: Any) -> QuantizedTensor:
-    if not isinstance(qt, QuantizedTensor):
-        raise TypeError(f"qt must be a QuantizedTensor, got {type(qt).__name__}")
+    check_qt(qt)
     if qt.codebook is None and qt.double_quant is None:
         raise ValueError(
             f"nf4_weight_subgraph exports NF4 or double-quantized tensors, got a plain {qt.scheme} "
@@ -260,14 +259,12 @@ def nf4_linear_model(
 
         return linear_model(qt, bias, format="qdq", input_name=input_name, output_name=output_name,
                             scale_rebuild=scale_rebuild)
-    if not isinstance(qt, QuantizedTensor):
-        raise TypeError(f"qt must be a QuantizedTensor, got {type(qt).__name__}")
+    check_qt(qt)
     if len(qt.shape) != 2:
         raise ValueError(f"qt must be a 2-D (K, N) weight, got shape {qt.shape}")
     k, n = qt.shape
-    for v, what in ((input_name, "input_name"), (output_name, "output_name")):
-        if not isinstance(v, str) or not v:
-            raise ValueError(f"{what} must be a non-empty str, got {v!r}")
+    check_name(input_name, "input_name")
+    check_name(output_name, "output_name")
     bias32 = None
     if bias is not None:
         bias32 = check_float_array(bias, "bias")

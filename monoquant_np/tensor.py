@@ -106,6 +106,13 @@ class QuantizedTensor:
                 raise ValueError("a codebook needs unsigned 4-bit codes (signed=False, bits=4)")
             if self.codebook.shape != (16,) or self.codebook.dtype != np.float32:
                 raise ValueError(f"codebook must be float32 (16,), got {self.codebook.dtype} {self.codebook.shape}")
+        if self.double_quant is not None:  # ``scale`` is derived from it: they must agree
+            if not isinstance(self.double_quant, DoubleQuant):
+                raise TypeError(f"double_quant must be a DoubleQuant or None, got {type(self.double_quant).__name__}")
+            rebuilt = self.double_quant.rebuild()
+            if rebuilt.shape != gshape or not np.array_equal(rebuilt, self.scale.astype(np.float32)):
+                raise ValueError("scale must equal double_quant.rebuild() (the scales its 8-bit codes rebuild), "
+                                 f"got a scale of shape {self.scale.shape} that differs")
         if self.perm is not None:
             n = shape[self.axis]
             p = np.asarray(self.perm)

@@ -231,3 +231,15 @@ def test_errors_on_bad_input_property(w, data, bad):
     ax = data.draw(st.one_of(st.integers(w.ndim, w.ndim + 3), st.integers(-w.ndim - 3, -w.ndim - 1)))
     with pytest.raises(ValueError, match=f"axis must be an int in .*got {ax}"):
         quantize(np.zeros(w.shape, np.float32), axis=ax)
+
+
+def test_double_quant_scale_must_be_the_rebuilt_one():
+    import dataclasses
+
+    from monoquant_np import double_quantize
+
+    w = np.random.default_rng(1).standard_normal((512, 3)).astype(f32)
+    qt = double_quantize(quantize(w, group_size=32), w=w)
+    assert np.array_equal(qt.scale, qt.double_quant.rebuild())
+    with pytest.raises(ValueError, match=r"scale must equal double_quant.rebuild\(\)"):
+        dataclasses.replace(qt, scale=qt.scale * f32(2))

@@ -35,7 +35,7 @@ from onnx import numpy_helper
 
 from ..algorithms import awq_from_stats, gptq_from_hessian, quantize_mse
 from ..algorithms.gptq import output_error
-from ..packing import pack_int4
+from ..formats import transpose
 from ..quantize import dequantize, quantize
 from ..tensor import QuantizedTensor
 from .awq_graph import insert_multipliers
@@ -45,16 +45,8 @@ from .model import Algorithm, WeightContext, register_algorithm
 __all__ = ["mse_algorithm", "gptq_algorithm", "awq_algorithm", "transpose_qt"]
 
 
-def transpose_qt(qt: QuantizedTensor) -> QuantizedTensor:
-    """The same quantized 2-D weight, transposed: codes, scales, zero points and ``perm`` move along."""
-    codes = np.ascontiguousarray(qt.codes().T)
-    data = pack_int4(codes) if qt.bits == 4 else codes.reshape(-1).view(np.uint8).copy()
-    return QuantizedTensor(
-        data=data, shape=qt.shape[::-1], axis=1 - qt.axis, block_size=qt.block_size,
-        scale=np.ascontiguousarray(qt.scale.T),
-        zero_point=None if qt.zero_point is None else np.ascontiguousarray(qt.zero_point.T),
-        signed=qt.signed, bits=qt.bits, perm=qt.perm,
-    )
+#: The same quantized 2-D weight, transposed (one definition: ``monoquant_np.formats.transpose``).
+transpose_qt = transpose
 
 
 def _check_scheme(ctx_or_opts: Any, name: str) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["pack_int4", "unpack_int4", "packed_size", "pack_bytes_into"]
+__all__ = ["pack_int4", "unpack_int4", "pack_codes", "packed_size", "pack_bytes_into"]
 
 #: Packed bytes handled per step by the unpacking loop (the step's output stays in L2).
 _CHUNK = 1 << 18
@@ -28,6 +28,17 @@ _CHUNK = 1 << 18
 def packed_size(count: int) -> int:
     """Number of bytes that hold ``count`` 4-bit codes: ``ceil(count / 2)``."""
     return (count + 1) // 2
+
+
+def pack_codes(codes: np.ndarray, bits: int) -> np.ndarray:
+    """The storage bytes of a tensor's codes (``QuantizedTensor.data``, spec 5 and 7).
+
+    4 bits: :func:`pack_int4`. 8 bits: one byte per code in C order, int8
+    codes as their two's complement byte. Returns a new uint8 array.
+    """
+    if bits == 4:
+        return pack_int4(codes)
+    return np.ascontiguousarray(codes).reshape(-1).view(np.uint8).copy()
 
 
 def pack_int4(codes: np.ndarray) -> np.ndarray:

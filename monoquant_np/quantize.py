@@ -41,7 +41,7 @@ import numpy as np
 from .errors import check_axis, check_float_array, check_positive_int
 from .groups import split_groups
 from .numerics import SCALE_DTYPES, code_range, round_half_even, safe_scale
-from .packing import pack_bytes_into, pack_int4, packed_size, unpack_int4
+from .packing import pack_bytes_into, pack_codes, packed_size, unpack_int4
 from .scales import asymmetric_scales, symmetric_scales
 from .tensor import QuantizedTensor, check_qt
 
@@ -129,16 +129,10 @@ def _index(ndim: int, axis: int, sl: slice) -> tuple[slice, ...]:
     return (slice(None),) * axis + (sl,) + (slice(None),) * (ndim - axis - 1)
 
 
-def _pack(codes: np.ndarray, bits: int) -> np.ndarray:
-    if bits == 4:
-        return pack_int4(codes)
-    return np.ascontiguousarray(codes).reshape(-1).view(np.uint8).copy()
-
-
 def _codes_packed(
     w: np.ndarray, scale: np.ndarray, zp: np.ndarray | None, axis: int, group_size: int, bits: int
 ) -> np.ndarray:
-    """``_pack(quantize_codes(w, ...), bits)``, slab by slab when groups run along axis 0.
+    """``pack_codes(quantize_codes(w, ...), bits)``, slab by slab when groups run along axis 0.
 
     Each slab is whole groups of rows, about ``SLAB_BYTES`` of float32, so
     its codes are packed while still in cache. Bit-identical to the one-shot
@@ -146,7 +140,7 @@ def _codes_packed(
     :func:`pack_bytes_into`, the one definition of nibble order.
     """
     if axis != 0 or w.ndim < 2 or w.size == 0:
-        return _pack(quantize_codes(w, scale, zp, axis=axis, group_size=group_size, bits=bits), bits)
+        return pack_codes(quantize_codes(w, scale, zp, axis=axis, group_size=group_size, bits=bits), bits)
     k = w.shape[0]
     inner = w.size // k
     w2 = w.reshape(k, inner)  # (K, inner)

@@ -73,3 +73,10 @@ def test_errors_name_the_argument():
         unpack_int4(np.array([1, 2], np.uint8), 5)
     with pytest.raises(ValueError, match="count must be a non-negative int"):
         unpack_int4(np.array([1], np.uint8), -1)
+
+
+def test_pack_codes_storage_bytes():
+    from monoquant_np.packing import pack_codes
+
+    assert pack_codes(np.array([1, -2, 7], np.int8), 4).tolist() == [0xE1, 0x07]
+    assert pack_codes(np.array([[127, -127], [-64, 64]], np.int8), 8).tolist() == [0x7F, 0x81, 0xC0, 0x40]

@@ -49,7 +49,7 @@ import numpy as np
 from ..errors import check_axis, check_finite, check_float_array, check_positive_int
 from ..groups import n_groups
 from ..numerics import code_range, round_half_even, safe_scale, store_scale
-from ..packing import pack_int4
+from ..packing import pack_codes
 from ..quantize import quantize_codes
 from ..tensor import QuantizedTensor
 
@@ -232,7 +232,7 @@ def build_tensor(
     With ``perm``, ``w32`` must already be the permuted weight ``w.take(perm, axis)``.
     """
     codes = quantize_codes(w32, scale, zero_point, axis=axis, group_size=group_size, bits=bits)
-    data = pack_int4(codes) if bits == 4 else np.ascontiguousarray(codes).reshape(-1).view(np.uint8).copy()
+    data = pack_codes(codes, bits)
     return QuantizedTensor(
         data=data, shape=w32.shape, axis=axis, block_size=group_size, scale=scale,
         zero_point=zero_point, signed=zero_point is None, bits=bits, perm=perm,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..packing import pack_int4
+from ..packing import pack_codes
 from ..tensor import QuantizedTensor, check_qt
 
 __all__ = [
@@ -115,7 +115,7 @@ def transpose(qt: QuantizedTensor) -> QuantizedTensor:
             "transposing would change them. Rebuild plain scales first (double_quant=None)."
         )
     codes = qt.codes().T  # (cols, rows)
-    data = pack_int4(codes) if qt.bits == 4 else np.ascontiguousarray(codes).reshape(-1).view(np.uint8)
+    data = pack_codes(codes, qt.bits)
     return QuantizedTensor(
         data=data,
         shape=(qt.shape[1], qt.shape[0]),

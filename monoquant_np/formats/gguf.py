@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import check_float_array
-from ..packing import pack_int4
+from ..packing import pack_codes
 from ..tensor import QuantizedTensor
 from ._common import check_qt, check_uint8, round_half_away, zero_points_of
 
@@ -116,7 +116,7 @@ def _canonical(
     codes: np.ndarray, shape: tuple[int, ...], scale: np.ndarray, zp: np.ndarray | None, bits: int
 ) -> QuantizedTensor:
     gshape = shape[:-1] + (shape[-1] // GGUF_BLOCK,)
-    data = pack_int4(codes) if bits == 4 else np.ascontiguousarray(codes).reshape(-1).view(np.uint8)
+    data = pack_codes(codes, bits)
     return QuantizedTensor(
         data=data, shape=shape, axis=len(shape) - 1, block_size=GGUF_BLOCK,
         scale=scale.reshape(gshape), zero_point=None if zp is None else zp.reshape(gshape),

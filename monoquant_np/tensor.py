@@ -93,17 +93,21 @@ class QuantizedTensor:
             raise ValueError(f"scale must have shape {gshape}, got {self.scale.shape}")
         if self.zero_point is not None:
             if self.signed or self.codebook is not None:
-                raise ValueError("zero_point must be None for signed codes and for codebooks")
+                raise ValueError("zero_point must be None for signed codes and for codebooks, "
+                                 f"got a zero point with signed={self.signed}, codebook={self.codebook is not None}")
             if self.zero_point.dtype != np.uint8 or self.zero_point.shape != gshape:
                 raise ValueError(
                     f"zero_point must be uint8 of shape {gshape}, got "
                     f"{self.zero_point.dtype} {self.zero_point.shape}"
                 )
-            if self.zero_point.size and int(self.zero_point.max()) > code_range(self.bits, False)[1]:
-                raise ValueError(f"zero_point codes must fit in {self.bits} bits")
+            zmax = code_range(self.bits, False)[1]
+            if self.zero_point.size and int(self.zero_point.max()) > zmax:
+                raise ValueError(f"zero_point codes must fit in {self.bits} bits (0..{zmax}), "
+                                 f"got a maximum of {int(self.zero_point.max())}")
         if self.codebook is not None:
             if self.signed or self.bits != 4:
-                raise ValueError("a codebook needs unsigned 4-bit codes (signed=False, bits=4)")
+                raise ValueError("a codebook needs unsigned 4-bit codes (signed=False, bits=4), "
+                                 f"got signed={self.signed}, bits={self.bits}")
             if self.codebook.shape != (16,) or self.codebook.dtype != np.float32:
                 raise ValueError(f"codebook must be float32 (16,), got {self.codebook.dtype} {self.codebook.shape}")
         if self.double_quant is not None:  # ``scale`` is derived from it: they must agree

@@ -179,7 +179,7 @@ def quantize_model_with_report(
     for op in ops:
         check_choice(op, OPS, "ops entry")
     if not ops:
-        raise ValueError("ops must name at least one of MatMul, Gemm, Gather")
+        raise ValueError(f"ops must name at least one of MatMul, Gemm, Gather, got {ops!r}")
     if scheme is None:
         scheme = "int4" if symmetric else "uint4"
     check_choice(scheme, SCHEMES, "scheme")

@@ -74,6 +74,28 @@ def test_all_18_matmuls_fuse_to_matmulnbits(default_model):
     assert ops.get("MatMulNBits") == 18 and "DequantizeLinear" not in ops
 
 
+def test_twin_runs_the_same_graph_as_onnxruntimes_quantizer_output(default_model):
+    # onnxruntime optimizes the twin into the same operators as its own quantizer's output: shape
+    # annotations inferred during the opset conversion are not kept (they enabled SkipLayerNormalization
+    # fusions here that neither the float model nor onnxruntime's output gets)
+    import logging
+
+    import onnx
+
+    from monoquant_np.onnx.runtime import fused_op_types
+
+    qz = pytest.importorskip("onnxruntime.quantization.matmul_nbits_quantizer",
+                             reason="onnxruntime's quantizer needs onnxruntime.quantization")
+    logging.getLogger().setLevel(logging.WARNING)
+    theirs = qz.MatMulNBitsQuantizer(onnx.load(str(MODEL)), block_size=128, is_symmetric=True)
+    theirs.process()
+    ours = fused_op_types(default_model[0])
+    assert ours == fused_op_types(theirs.model.model)
+    assert ours.get("LayerNormalization") == 7 and "SkipLayerNormalization" not in ours
+    annotated = {v.name for v in onnx.load(str(MODEL)).graph.value_info}
+    assert {v.name for v in default_model[0].graph.value_info} <= annotated
+
+
 def test_matmul_gather_cli_file_under_10mb(tmp_path, sentences, reference, capsys):
     from monoquant_np.cli import main
     from monoquant_np.onnx.runtime import fused_op_types

@@ -104,11 +104,22 @@ def _as_inputs(model: onnx.ModelProto, big: set[str]) -> onnx.ModelProto:
 
 
 def _transplant(converted: onnx.ModelProto, model: onnx.ModelProto, big: set[str]) -> None:
-    """Move the converted graph structure into ``model``, keeping ``model``'s large initializers."""
+    """Move the converted graph structure into ``model``, keeping ``model``'s large initializers.
+
+    ``value_info`` keeps only the names ``model`` already annotated: the
+    converter's shape inference annotates every intermediate tensor, and with
+    those annotations onnxruntime applies fusions it does not apply to the
+    input model (SkipLayerNormalization on MiniLM), so the twin would run a
+    different graph from the float model and from onnxruntime's own quantizer
+    output.
+    """
     g, cg = model.graph, converted.graph
-    for field in ("node", "input", "output", "value_info"):
+    annotated = {v.name for v in g.value_info}
+    for field in ("node", "input", "output"):
         del getattr(g, field)[:]
         getattr(g, field).extend(getattr(cg, field))
+    del g.value_info[:]
+    g.value_info.extend(v for v in cg.value_info if v.name in annotated)
     for i in reversed(range(len(g.initializer))):  # delete in place: the large tensors are never copied
         if g.initializer[i].name not in big:
             del g.initializer[i]

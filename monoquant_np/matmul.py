@@ -18,26 +18,26 @@ How it is fast (the common case: 4-bit codes grouped along K, even N)
 --------------------------------------------------------------------
 The packed bytes of a ``(K, N)`` weight form a ``(K, N/2)`` array whose low
 nibbles are the even columns and whose high nibbles are the odd columns
-(spec 5.1). Codes are decoded with a few whole-array integer operations,
-converted to float32 once (exact) and multiplied on the right of ``x``:
+(spec 5.1). Each half-width "plane" of codes is decoded with one or two
+whole-array byte operations, converted to float32 once (exact) and multiplied
+on the right of ``x``; the planes are never re-interleaved, only the output's
+columns are. int4 codes are decoded as ``16 q`` (``b * 16`` mod 256 for the
+low nibble, ``b & 0xF0`` for the high one, read as int8: no sign extension)
+against scales divided by 16, which is exact (checked; otherwise ``b * 16 >>
+4`` and ``b >> 4`` on int8 sign-extend); uint4 uses ``& 15`` and ``>> 4``,
+minus the zero point in int8 (exact); NF4 looks its codes up in the codebook.
 
-* batch ``M <= SMALL_BATCH`` (and ``group >= 4 M``): cache-sized tiles, each
-  decoded into two half-width "planes" of codes, never re-interleaved
-  (``b * 16 >> 4`` on int8 sign-extends the low nibble, ``b >> 4`` the high
-  one; ``& 15`` and ``>> 4`` for uint4, then minus the zero point in int8,
-  exact; NF4 looks its codes up in the codebook); the scales multiply the
-  per-group products, ``y_even += sum_g s[g, 0::2] * (x_g @ c_g)``, which
-  costs ``M * N * K / group`` multiplications instead of ``N * K``;
-* larger batches: tiles of whole groups of rows, at most 3/16 of the float32
-  weight, decoded in the weight's own column order in cache-sized chunks
-  (as uint16, ``(16 b | b) << 4`` holds the codes of columns ``2i`` and
-  ``2i + 1`` in the top nibbles of its two bytes, which an int8 shift by 4
-  sign-extends; ``(16 b | b) & 0x0F0F`` for uint4), scaled in place, ``w =
-  (q - z) * s`` (bit-identical to :func:`dequantize`); each tile is one
-  multithreaded BLAS product accumulated into the output. Decoding costs
-  about a fifth to a quarter of the one-thread product and runs on one
-  thread (a second decoding thread measured no faster on this project's
-  shared 2-core machine).
+* batch ``M <= SMALL_BATCH`` (and ``group >= 4 M``): cache-sized tiles; the
+  scales multiply the per-group products, ``y_even += sum_g s[g, 0::2] *
+  (x_g @ c_g)``, which costs ``M * N * K / group`` multiplications instead of
+  ``N * K``;
+* larger batches: per plane, tiles of equally many whole groups of rows (at
+  most 5/32 of the float32 weight), decoded in cache-sized chunks and scaled
+  in place, ``w = (q - z) * s`` (bit-identical to :func:`dequantize`); each
+  tile is one multithreaded BLAS product accumulated over K. Decoding runs on
+  one thread (a second decoding thread measured no faster on this project's
+  shared 2-core machine: after each multithreaded product OpenBLAS's idle
+  worker keeps spinning on the other core).
 
 Every other case (groups along N, 8-bit codes, odd N, the partial last
 group) dequantizes row chunks with :func:`dequantize_slice`. Temporary
@@ -62,8 +62,8 @@ CHUNK_BYTES = 4 << 20
 SMALL_BATCH = 16
 #: Upper bound of one decoded tile for larger batches (float32 bytes), see :func:`_large_batch`.
 BIG_TILE_BYTES = 32 << 20
-#: Float32 bytes decoded at once within such a tile (about half a core's L2 cache).
-DECODE_BYTES = 1 << 20
+#: Float32 bytes decoded at once within such a tile (a quarter of a core's L2 cache).
+DECODE_BYTES = 1 << 19
 
 
 def chunk_rows(qt: QuantizedTensor) -> int:
@@ -78,16 +78,27 @@ def chunk_rows(qt: QuantizedTensor) -> int:
 
 
 def _decode(tile: np.ndarray, h: int, qt: QuantizedTensor, z: np.ndarray | None,
-            ub: np.ndarray, f: np.ndarray, s: np.ndarray | None = None) -> None:
+            ub: np.ndarray, f: np.ndarray, s: np.ndarray | None = None, sixteenth: bool = False) -> None:
     """Write the float32 codes of nibble plane ``h`` (0: low, 1: high) of the
     byte ``tile`` ``(rows, cols)`` into ``f`` ``(rows, cols)``, through the
     contiguous byte buffer ``ub``; ``z`` (``(groups, 1, cols)`` int8) is
     subtracted exactly, in int8, before the conversion. With ``s``
-    (``(groups, 1, cols)`` float32) ``f`` receives ``(q - z) * s`` instead,
-    converted and multiplied in one pass (the int8 -> float32 conversion is
-    exact, so this is bit-identical to :func:`dequantize`)."""
+    (``(groups, 1, cols)`` float32) ``f`` is then multiplied by it in place:
+    ``f = (q - z) * s`` (``codebook[q] * s`` for NF4).
+
+    ``sixteenth`` (int4 only) writes ``16 q`` instead of ``q``, one byte
+    operation and no sign extension: ``b * 16`` mod 256 (low nibble) or
+    ``b & 0xF0`` (high nibble) read as int8 is ``16 q``. The caller passes
+    ``s / 16``, exact (:func:`_sixteenths`), so ``16 q * (s / 16)`` is the real
+    number ``q * s`` rounded once: bit-identical to :func:`dequantize`.
+    """
     ib = ub.view(np.int8)
-    if qt.signed:  # sign-extend the nibble through an int8 arithmetic shift
+    if qt.signed and sixteenth:
+        if h == 0:
+            np.multiply(tile, np.uint8(16), out=ub)  # low nibble to the top, mod 256
+        else:
+            np.bitwise_and(tile, np.uint8(0xF0), out=ub)
+    elif qt.signed:  # sign-extend the nibble through an int8 arithmetic shift
         if h == 0:
             np.multiply(tile, np.uint8(16), out=ub)  # low nibble to the top, mod 256
             np.right_shift(ib, np.int8(4), out=ib)
@@ -100,16 +111,25 @@ def _decode(tile: np.ndarray, h: int, qt: QuantizedTensor, z: np.ndarray | None,
     if z is not None:  # q - z in -15..15
         ib3 = ib.reshape(z.shape[0], -1, ib.shape[1])  # (groups, group, cols)
         np.subtract(ib3, z, out=ib3)
-    codes = ib if (qt.signed or z is not None) else ub
     if qt.codebook is not None:
         np.take(qt.codebook, ub, out=f)
-        codes = f
-    if s is None:
-        if codes is not f:
-            np.copyto(f, codes)
-        return
-    f3 = _split_view(f, (s.shape[0], f.shape[0] // s.shape[0], f.shape[1]))  # (groups, group, cols)
-    np.multiply(codes.reshape(f3.shape), s, out=f3)
+    else:
+        np.copyto(f, ib if (qt.signed or z is not None) else ub)  # int8/uint8 -> float32 is exact
+    if s is not None:
+        f3 = _split_view(f, (s.shape[0], f.shape[0] // s.shape[0], f.shape[1]))  # (groups, group, cols)
+        np.multiply(f3, s, out=f3)  # one rounding: float16 scales are widened exactly
+
+
+def _sixteenths(qt: QuantizedTensor, planes_s: list[np.ndarray]) -> tuple[list[np.ndarray], bool]:
+    """``(planes_s / 16, True)`` when int4 codes can be decoded as ``16 q``
+    (:func:`_decode`): signed, no codebook, and every ``s / 16`` exact (not
+    rounded into the subnormals, below ``2**-122``); else ``(planes_s, False)``."""
+    if not qt.signed or qt.codebook is not None:
+        return planes_s, False
+    scaled = [p * np.float32(0.0625) for p in planes_s]
+    if all(np.array_equal(q * np.float32(16), p, equal_nan=True) for p, q in zip(planes_s, scaled, strict=True)):
+        return scaled, True
+    return planes_s, False
 
 
 def _planes_matmul(x2: np.ndarray, qt: QuantizedTensor, k: int) -> np.ndarray:
@@ -117,23 +137,26 @@ def _planes_matmul(x2: np.ndarray, qt: QuantizedTensor, k: int) -> np.ndarray:
     ``k`` a multiple of the group size, ``N`` even. Returns ``(M, N)`` float32."""
     group = qt.block_size
     m, n = x2.shape[0], qt.shape[1]
-    if not (m <= SMALL_BATCH and group >= 4 * m):
-        return _large_batch(x2, qt, k)
     j = n // 2
     g = k // group
     packed = qt.data[: k * j].reshape(k, j)  # (K, N/2): low nibble = even column
-    scale = qt.scale[:g].astype(np.float32)  # (G, N)
-    planes_s = [np.ascontiguousarray(scale[:, h::2]) for h in (0, 1)]  # 2 x (G, N/2)
+    planes_s, sixteenth = _sixteenths(qt, [np.ascontiguousarray(qt.scale[:g, h::2], dtype=np.float32)
+                                           for h in (0, 1)])  # 2 x (G, N/2)
     planes_z: list[np.ndarray | None] = [None, None]
     if qt.zero_point is not None:
         planes_z = [np.ascontiguousarray(qt.zero_point[:g, h::2]).view(np.int8) for h in (0, 1)]
-    out = np.zeros((m, j, 2), np.float32)  # (M, N/2, 2) == (M, N): [..., h] is plane h
-    _small_batch(x2, packed, planes_s, planes_z, qt, out)
+    if m <= SMALL_BATCH and group >= 4 * m:
+        out = np.zeros((m, j, 2), np.float32)  # (M, N/2, 2) == (M, N): [..., h] is plane h
+        _small_batch(x2, packed, planes_s, planes_z, qt, sixteenth, out)
+    else:
+        out = np.empty((m, j, 2), np.float32)  # every element written once
+        _large_batch(x2, packed, planes_s, planes_z, qt, sixteenth, out)
     return out.reshape(m, n)
 
 
 def _small_batch(x2: np.ndarray, packed: np.ndarray, planes_s: list[np.ndarray],
-                 planes_z: list[np.ndarray | None], qt: QuantizedTensor, out: np.ndarray) -> None:
+                 planes_z: list[np.ndarray | None], qt: QuantizedTensor, sixteenth: bool,
+                 out: np.ndarray) -> None:
     """Row tiles of whole groups over the full width (cache-sized, at most
     1/16 of the float32 weight); per plane, ``out[:, :, h] += sum_g s_g *
     (x_g @ c_g)``: one small product per group and ``M * N * K / group``
@@ -159,49 +182,12 @@ def _small_batch(x2: np.ndarray, packed: np.ndarray, planes_s: list[np.ndarray],
             f3 = f.reshape(g1 - g0, group, j1 - j0)  # (groups, group, cols)
             for h in (0, 1):
                 z = planes_z[h]
-                _decode(tile, h, qt, None if z is None else z[g0:g1, None, j0:j1], ub, f)
+                _decode(tile, h, qt, None if z is None else z[g0:g1, None, j0:j1], ub, f, sixteenth=sixteenth)
                 prod = np.matmul(xg[g0:g1], f3)  # (groups, M, cols)
-                prod *= planes_s[h][g0:g1, None, j0:j1]
+                prod *= planes_s[h][g0:g1, None, j0:j1]  # 16 P * (s / 16) == P * s exactly
                 a = acc[:, : j1 - j0]
                 np.sum(prod, axis=0, out=a)
                 out[:, j0:j1, h] += a
-
-
-def _decode_natural(tile: np.ndarray, qt: QuantizedTensor, z: np.ndarray | None, s: np.ndarray,
-                    pairs: np.ndarray, f: np.ndarray) -> None:
-    """Write ``(q - z) * s`` (``codebook[q] * s`` for NF4) of the byte ``tile``
-    ``(rows, cols)`` into ``f`` ``(rows, 2 * cols)`` float32 in the weight's own
-    column order (bit-identical to :func:`dequantize`), through the contiguous
-    scratch buffer ``pairs`` ``(rows, cols)`` uint16; ``z`` and ``s`` are
-    ``(groups, 1, 2 * cols)`` int8 / float32 or float16, the tile's rows being
-    whole groups (or part of one group).
-
-    Byte ``b = 0xHL`` (spec 5.1: low nibble first) becomes a uint16 whose two
-    little-endian bytes hold the codes of columns ``2i`` and ``2i + 1``: for
-    int4 ``((16 b | b) << 4)`` is ``0xH?L0``, and an int8 arithmetic shift by 4
-    sign-extends both top nibbles; for uint4 ``(16 b | b) & 0x0F0F`` is
-    ``0x0H0L``, minus the zero point in int8 (exact). The codes are then
-    converted to float32 (exact) and multiplied by the scales in place.
-    """
-    np.multiply(tile, np.uint16(16), out=pairs)  # 0x0HL0
-    np.bitwise_or(pairs, tile, out=pairs)  # 0x0H(H|L)L
-    if qt.signed:
-        np.left_shift(pairs, np.uint16(4), out=pairs)  # 0xH(H|L)L0
-        codes = pairs.view(np.int8)  # (rows, 2 * cols)
-        np.right_shift(codes, np.int8(4), out=codes)  # q in -8..7
-    else:
-        np.bitwise_and(pairs, np.uint16(0x0F0F), out=pairs)  # 0x0H0L
-        codes = pairs.view(np.uint8)  # (rows, 2 * cols): q in 0..15
-        if z is not None:
-            codes = codes.view(np.int8)
-            c3 = codes.reshape(z.shape[0], -1, codes.shape[1])  # (groups, group, 2 * cols)
-            np.subtract(c3, z, out=c3)  # q - z in -15..15: exact
-    if qt.codebook is not None:
-        np.take(qt.codebook, codes, out=f)
-    else:
-        np.copyto(f, codes)  # int8 -> float32 is exact
-    f3 = _split_view(f, (s.shape[0], f.shape[0] // s.shape[0], f.shape[1]))  # (groups, group, 2 * cols)
-    np.multiply(f3, s, out=f3)  # float16 scales are widened exactly
 
 
 def _chunk_rows(group: int, n: int) -> int:
@@ -214,56 +200,58 @@ def _chunk_rows(group: int, n: int) -> int:
     return max(d for d in range(1, budget + 1) if group % d == 0)
 
 
-def _large_batch(x2: np.ndarray, qt: QuantizedTensor, k: int) -> np.ndarray:
-    """``x2[:, :k] @ dequantize(qt)[:k]`` for batches above ``SMALL_BATCH``
-    (same conditions as :func:`_planes_matmul`). Returns ``(M, N)`` float32.
-
-    Tiles of whole groups of rows over the full width (narrower only when one
-    group of rows does not fit), at most 3/16 of the float32 weight and
-    ``BIG_TILE_BYTES`` (few tiles: each BLAS call costs a synchronization of
-    its threads, which is slow when other processes share the cores), are decoded in the weight's column
-    order (:func:`_decode_natural`, in cache-sized chunks of ``DECODE_BYTES``)
-    and each goes to one multithreaded BLAS product, accumulated over K into
-    the output itself (no re-interleaving of columns, no zero fill).
+def _large_batch(x2: np.ndarray, packed: np.ndarray, planes_s: list[np.ndarray],
+                 planes_z: list[np.ndarray | None], qt: QuantizedTensor, sixteenth: bool,
+                 out: np.ndarray) -> None:
+    """Batches above ``SMALL_BATCH``: per nibble plane ``h``, ``out[:, :, h] =
+    x @ w[:, h::2]``, with ``w[:, h::2]`` decoded and scaled (bit-identical to
+    :func:`dequantize`) in tiles of equally many whole groups of rows (at most
+    5/32 of the float32 weight and ``BIG_TILE_BYTES``; narrower than ``N/2``
+    only when one group of rows does not fit), in cache-sized chunks of
+    ``DECODE_BYTES``.
+    Each tile is one multithreaded BLAS product into a contiguous ``(M, cols)``
+    buffer, copied (first tile) or added (the others, over K) into its plane
+    of the output, so the planes' columns are interleaved in the output only.
+    Decoding one plane costs one or two byte operations per chunk (``16 q``
+    for int4, see :func:`_decode`), the int8 -> float32 conversion and the
+    scaling.
     """
-    group = qt.block_size
-    m, n = x2.shape[0], qt.shape[1]
-    j = n // 2
-    packed = qt.data[: k * j].reshape(k, j)  # (K, N/2): low nibble = even column
-    scale = qt.scale  # (G, N) float32 or float16 (not copied: multiplied as float32)
-    zp = None if qt.zero_point is None else qt.zero_point.view(np.int8)  # (G, N), 0..15
-    budget = min(BIG_TILE_BYTES, k * n * 3 // 4) // 4  # floats: <= 3/16 of the weight
-    if n * group <= budget:  # full-width rows: contiguous decoding and output
-        jc, kc = j, min(k, budget // (n * group) * group)
-    else:  # one group of rows is too wide: narrower tiles of one group, <= 1/8 of the weight
-        jc, kc = max(1, min(BIG_TILE_BYTES, k * n // 2) // 4 // (2 * group)), group
-    cr = min(_chunk_rows(group, 2 * jc), kc)  # rows decoded at once
-    f_buf = np.empty(kc * 2 * jc, np.float32)
-    pairs = np.empty(cr * jc, np.uint16)  # 1/4 of the tile's bytes at most
-    out = np.empty((m, n), np.float32)
-    prod_buf = np.empty(m * 2 * jc if kc < k else 0, np.float32)  # only when accumulating over K
+    k, j = packed.shape
+    m, group = x2.shape[0], qt.block_size
+    budget = min(BIG_TILE_BYTES, k * j * 5 // 4) // 4  # floats: <= 5/32 of the (K, N) float32 weight
+    if j * group <= budget:  # full-width rows, K split into tiles of equally many whole groups
+        groups = k // group
+        tiles = -(-groups // (budget // (j * group)))
+        jc, kc = j, -(-groups // tiles) * group
+    else:  # one group of rows is too wide: narrower tiles of one group
+        jc, kc = max(1, budget // group), group
+    cr = min(_chunk_rows(group, jc), kc)  # rows decoded at once
+    f_buf = np.empty(kc * jc, np.float32)
+    ub_buf = np.empty(cr * jc, np.uint8)
+    acc_buf = np.empty(m * jc, np.float32)
+    prod_buf = np.empty(m * jc if kc < k else 0, np.float32)  # only when accumulating over K
     for j0 in range(0, j, jc):
         j1 = min(j0 + jc, j)
         w = j1 - j0
-        cols = slice(2 * j0, 2 * j1)  # the tile's columns of the weight
-        acc = out[:, cols]  # (M, 2w)
-        prod = prod_buf[: m * 2 * w].reshape(m, 2 * w) if kc < k else acc
-        for k0 in range(0, k, kc):
-            k1 = min(k0 + kc, k)
-            f = f_buf[: (k1 - k0) * 2 * w].reshape(k1 - k0, 2 * w)  # (rows, 2w)
-            for c0 in range(k0, k1, cr):
-                c1 = min(c0 + cr, k1)
-                g0, g1 = c0 // group, max(c0 // group + 1, c1 // group)  # the chunk's groups
-                rows = c1 - c0
-                _decode_natural(packed[c0:c1, j0:j1], qt, None if zp is None else zp[g0:g1, None, cols],
-                                scale[g0:g1, None, cols], pairs[: rows * w].reshape(rows, w),
-                                f[c0 - k0 : c1 - k0])
-            if k0 == 0:
-                np.matmul(x2[:, k0:k1], f, out=acc)
-            else:
-                np.matmul(x2[:, k0:k1], f, out=prod)
-                acc += prod
-    return out
+        acc = acc_buf[: m * w].reshape(m, w)
+        prod = prod_buf[: m * w].reshape(m, w) if kc < k else acc
+        for h in (0, 1):
+            z, s = planes_z[h], planes_s[h]
+            for k0 in range(0, k, kc):
+                k1 = min(k0 + kc, k)
+                f = f_buf[: (k1 - k0) * w].reshape(k1 - k0, w)  # (rows, w)
+                for c0 in range(k0, k1, cr):
+                    c1 = min(c0 + cr, k1)
+                    g0, g1 = c0 // group, max(c0 // group + 1, c1 // group)  # the chunk's groups
+                    _decode(packed[c0:c1, j0:j1], h, qt, None if z is None else z[g0:g1, None, j0:j1],
+                            ub_buf[: (c1 - c0) * w].reshape(c1 - c0, w), f[c0 - k0 : c1 - k0],
+                            s[g0:g1, None, j0:j1], sixteenth)
+                if k0 == 0:
+                    np.matmul(x2[:, k0:k1], f, out=acc)
+                else:
+                    np.matmul(x2[:, k0:k1], f, out=prod)
+                    acc += prod
+            out[:, j0:j1, h] = acc  # every other column of the output
 
 
 def _fast_rows(qt: QuantizedTensor) -> int:

@@ -234,20 +234,45 @@ def test_decode_planes_every_byte(signed, h):
     np.testing.assert_array_equal(f, want)
 
 
-@pytest.mark.parametrize("scheme", ["int4", "uint4", "nf4"])
-def test_decode_natural_every_byte(scheme):
-    # all 256 bytes, in the weight's column order, scaled: equals the reference bit for bit
+@pytest.mark.parametrize("scheme", ["int4", "int4/16", "uint4", "nf4"])
+@pytest.mark.parametrize("h", [0, 1])
+def test_decode_scaled_every_byte(scheme, h):
+    # all 256 bytes, one plane, scaled (int4/16: as 16 q times s / 16): equals the reference bit for bit
     tile = np.arange(256, dtype=np.uint8).reshape(16, 16)  # (rows, cols): one group of 16 rows
-    signed = scheme == "int4"
+    signed = scheme.startswith("int4")
     codes = ref_unpack(tile.reshape(-1), 512, signed).reshape(16, 32)  # (rows, 2 * cols)
     z = np.arange(32, dtype=np.uint8).reshape(1, 32) % 16 if scheme == "uint4" else None
     s = (np.arange(32, dtype=f32).reshape(1, 32) + 1) / f32(3)
     book = NF4_CODEBOOK.copy() if scheme == "nf4" else None
     qt = QuantizedTensor(pack_int4(codes), (16, 32), 0, 16, s, zero_point=z, signed=signed, codebook=book)
-    f = np.empty((16, 32), f32)
-    mm._decode_natural(tile, qt, None if z is None else z.view(np.int8)[:, None, :], s[:, None, :],
-                       np.empty((16, 16), np.uint16), f)
-    assert f.tobytes() == ref_dequantize(qt).tobytes()
+    planes_s, sixteenth = mm._sixteenths(qt, [np.ascontiguousarray(s[:, p::2]) for p in (0, 1)])
+    assert sixteenth == signed
+    if scheme == "int4":  # the sign-extending decoder, as used when s / 16 would not be exact
+        planes_s, sixteenth = [np.ascontiguousarray(s[:, p::2]) for p in (0, 1)], False
+    f = np.empty((16, 16), f32)
+    zh = None if z is None else np.ascontiguousarray(z[:, h::2]).view(np.int8)[:, None, :]
+    mm._decode(tile, h, qt, zh, np.empty((16, 16), np.uint8), f, planes_s[h][:, None, :], sixteenth)
+    assert f.tobytes() == np.ascontiguousarray(ref_dequantize(qt)[:, h::2]).tobytes()
+
+
+def test_sixteenths_only_when_exact():
+    qt = quantize(np.ones((16, 4), f32), group_size=16)
+    odd = np.nextafter(f32(2.0**-126), f32(1))  # the smallest normal plus one ulp: odd / 16 is rounded
+    tiny = [np.array([[odd, 1.0]], f32), np.array([[1.0, 2.0]], f32)]
+    same, ok = mm._sixteenths(qt, tiny)
+    assert not ok and same is tiny
+    fine = [np.array([[2.0**-120, 3.0]], f32), np.array([[0.0, np.inf]], f32)]
+    scaled, ok = mm._sixteenths(qt, fine)
+    assert ok and scaled[0].tolist() == [[2.0**-124, 0.1875]] and scaled[1].tolist() == [[0.0, np.inf]]
+
+
+def test_large_batch_with_subnormal_scales_is_exact():
+    # scales so small that s / 16 is rounded: the sign-extending decoder keeps the tile bit-identical
+    rng = np.random.default_rng(12)
+    qt = quantize(rng.standard_normal((32, 8)).astype(f32) * f32(2.0**-123), group_size=16)
+    assert not mm._sixteenths(qt, [qt.scale[:, 0::2], qt.scale[:, 1::2]])[1]
+    y = dequant_matmul(np.eye(32, dtype=f32), qt)  # batch 32 > SMALL_BATCH
+    assert y.tobytes() == ref_dequantize(qt).tobytes()
 
 
 @pytest.mark.parametrize("group, n, budget, want", [(128, 4096, 1 << 20, 64), (128, 512, 1 << 20, 512),

@@ -205,10 +205,10 @@ def _large_batch(x2: np.ndarray, packed: np.ndarray, planes_s: list[np.ndarray],
                  out: np.ndarray) -> None:
     """Batches above ``SMALL_BATCH``: per nibble plane ``h``, ``out[:, :, h] =
     x @ w[:, h::2]``, with ``w[:, h::2]`` decoded and scaled (bit-identical to
-    :func:`dequantize`) in tiles of equally many whole groups of rows (at most
-    5/32 of the float32 weight and ``BIG_TILE_BYTES``; narrower than ``N/2``
-    only when one group of rows does not fit), in cache-sized chunks of
-    ``DECODE_BYTES``.
+    :func:`dequantize`) in tiles of equally many whole groups of rows (with the
+    planes' scales and zero points at most 5/32 of the float32 weight, and at
+    most ``BIG_TILE_BYTES``; narrower than ``N/2`` only when one group of rows
+    does not fit), in cache-sized chunks of ``DECODE_BYTES``.
     Each tile is one multithreaded BLAS product into a contiguous ``(M, cols)``
     buffer, copied (first tile) or added (the others, over K) into its plane
     of the output, so the planes' columns are interleaved in the output only.
@@ -218,7 +218,8 @@ def _large_batch(x2: np.ndarray, packed: np.ndarray, planes_s: list[np.ndarray],
     """
     k, j = packed.shape
     m, group = x2.shape[0], qt.block_size
-    budget = min(BIG_TILE_BYTES, k * j * 5 // 4) // 4  # floats: <= 5/32 of the (K, N) float32 weight
+    side = sum(a.nbytes for a in planes_s) + sum(a.nbytes for a in planes_z if a is not None)
+    budget = max(1, min(BIG_TILE_BYTES, k * j * 5 // 4) - side) // 4  # floats: tile + scales <= 5/32 of the weight
     if j * group <= budget:  # full-width rows, K split into tiles of equally many whole groups
         groups = k // group
         tiles = -(-groups // (budget // (j * group)))

@@ -327,14 +327,16 @@ def test_large_batch_tile_is_dequantize_bit_for_bit():
         assert y.tobytes() == ref_dequantize(qt).tobytes()
 
 
-@pytest.mark.parametrize("symmetric, sdt", [(True, np.float32), (False, np.float16)])
-def test_large_batch_temporary_memory(symmetric, sdt):
-    # the large-batch path (tiles, decode scratch, K accumulator): <= 1/4 of the float weight plus the output
+@pytest.mark.parametrize("symmetric, sdt, group", [(True, np.float32, 128), (False, np.float16, 128),
+                                                   (True, np.float32, 16), (False, np.float32, 16)])
+def test_large_batch_temporary_memory(symmetric, sdt, group):
+    # the large-batch path (tiles, decode scratch, the planes' scales, K accumulator):
+    # <= 1/4 of the float weight plus the output, small groups (scales of 1/16 of the weight) included
     import tracemalloc
 
     rng = np.random.default_rng(11)
     w = rng.standard_normal((1024, 2048)).astype(f32)  # 8 MiB as float32
-    qt = quantize(w, scale_dtype=sdt, symmetric=symmetric)
+    qt = quantize(w, group_size=group, scale_dtype=sdt, symmetric=symmetric)
     x = rng.standard_normal((32, 1024)).astype(f32)  # batch 32 > SMALL_BATCH
     tracemalloc.start()
     y = dequant_matmul(x, qt)

@@ -322,9 +322,11 @@ def test_large_batch_tile_is_dequantize_bit_for_bit():
     # with an identity x the large-batch path returns its scaled tile itself
     rng = np.random.default_rng(9)
     for symmetric in (True, False):
-        qt = quantize(rng.standard_normal((64, 10)).astype(f32), group_size=16, symmetric=symmetric)
-        y = dequant_matmul(np.eye(64, dtype=f32), qt)  # batch 64 > SMALL_BATCH
-        assert y.tobytes() == ref_dequantize(qt).tobytes()
+        for sdt in (np.float32, np.float16):
+            qt = quantize(rng.standard_normal((64, 10)).astype(f32), group_size=16, symmetric=symmetric,
+                          scale_dtype=sdt)
+            y = dequant_matmul(np.eye(64, dtype=f32), qt)  # batch 64 > SMALL_BATCH
+            assert y.tobytes() == ref_dequantize(qt).tobytes()
 
 
 @pytest.mark.parametrize("symmetric, sdt, group", [(True, np.float32, 128), (False, np.float16, 128),

@@ -37,7 +37,7 @@ import numpy as np
 
 from .double_quant import double_quantize
 from .errors import check_axis, check_finite, check_float_array, check_positive_int
-from .groups import expand_groups, group_reduce
+from .groups import _along, expand_groups, group_reduce
 from .packing import pack_int4
 from .tensor import QuantizedTensor
 
@@ -111,6 +111,11 @@ def nf4_codes(x: np.ndarray) -> np.ndarray:
     return np.searchsorted(NF4_MIDPOINTS, x32, side="left").astype(np.uint8)
 
 
+#: Elements coded at once by :func:`nf4_block_codes` (whole blocks; their float32,
+#: int64 and uint8 temporaries take about 17 bytes each, 4.5 MB in all).
+SLAB_ELEMENTS = 1 << 18
+
+
 def nf4_block_codes(w: np.ndarray, absmax: np.ndarray, *, axis: int, block_size: int) -> np.ndarray:
     """NF4 codes of float32 ``w`` for given block scales (the NF4 rounding step).
 
@@ -118,6 +123,8 @@ def nf4_block_codes(w: np.ndarray, absmax: np.ndarray, *, axis: int, block_size:
     block_size)``, non-negative. Returns uint8 codes of shape ``S``:
     ``nf4_codes(w * r)`` with ``r = float32(1 / absmax)``, ``r = 0`` where
     ``absmax == 0`` (so an all-zero block gets code 7, the exact zero).
+    Computed in slabs of whole blocks along ``axis`` (about ``SLAB_ELEMENTS``
+    elements each), so the temporaries stay a few MB whatever the size of ``w``.
 
     # Note: bitsandbytes computes ``1 / 0 = inf`` and ``0 * inf = NaN`` for an
     # all-zero block, which its decision tree sends to code 0 (``-1.0 * 0``
@@ -126,8 +133,16 @@ def nf4_block_codes(w: np.ndarray, absmax: np.ndarray, *, axis: int, block_size:
     a = np.asarray(absmax, dtype=np.float32)
     r = np.zeros_like(a)
     np.divide(np.float32(1), a, out=r, where=a != 0)
-    r_el = expand_groups(r, axis, block_size, w.shape[axis])
-    return nf4_codes(np.multiply(w, r_el, dtype=np.float32))
+    out = np.empty(w.shape, np.uint8)
+    length = w.shape[axis]
+    across = w.size // length if length else 0  # elements per position along axis
+    step = max(1, SLAB_ELEMENTS // max(1, across * block_size)) * block_size  # positions per slab: whole blocks
+    for p0 in range(0, length, step):
+        p1 = min(p0 + step, length)
+        r_slab = r[_along(r.ndim, axis, slice(p0 // block_size, -(-p1 // block_size)))]
+        sl = _along(w.ndim, axis, slice(p0, p1))
+        out[sl] = nf4_codes(np.multiply(w[sl], expand_groups(r_slab, axis, block_size, p1 - p0), dtype=np.float32))
+    return out
 
 
 def quantize_nf4(
@@ -178,7 +193,10 @@ def quantize_nf4(
     check_finite(w32, "w")
     if w32.shape[axis] == 0:
         raise ValueError(f"w must have at least one element along axis {axis}, got shape {w32.shape}")
-    absmax = group_reduce(np.maximum, np.abs(w32), axis, block_size).astype(np.float32)
+    # max|w| as max(max w, -min w): exact, without an |w| copy of the weight; + 0 turns -0.0 into 0.0
+    hi = group_reduce(np.maximum, w32, axis, block_size).astype(np.float32)
+    lo = group_reduce(np.minimum, w32, axis, block_size).astype(np.float32)
+    absmax = np.maximum(hi, -lo) + np.float32(0)
     codes = nf4_block_codes(w32, absmax, axis=axis, block_size=block_size)
     qt = QuantizedTensor(
         data=pack_int4(codes),

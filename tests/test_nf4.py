@@ -161,6 +161,33 @@ def test_three_d_weight_matches_per_block_definition():
         assert np.array_equal(deq[:, lo:hi, :], want), f"block {g} differs"
 
 
+@pytest.mark.parametrize("shape, axis, block", [((37, 6), 0, 4), ((6, 37), 1, 5), ((3, 10, 4), 1, 3), ((50,), 0, 7)])
+def test_block_codes_in_small_slabs_match_the_definition(monkeypatch, shape, axis, block):
+    # slabs of one or a few blocks, partial last blocks: the codes are nf4_codes(w * r) with r repeated per block
+    import monoquant_np.nf4 as nf4
+
+    monkeypatch.setattr(nf4, "SLAB_ELEMENTS", 16)
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal(shape).astype(np.float32)
+    qt = quantize_nf4(w, block_size=block, axis=axis)
+    r = np.where(qt.scale == 0, np.float32(0), np.float32(1) / np.where(qt.scale == 0, 1, qt.scale))
+    r_el = np.repeat(r, block, axis=axis).take(np.arange(shape[axis]), axis=axis)
+    assert np.array_equal(qt.codes(), nf4_codes((w * r_el).astype(np.float32)))
+
+
+def test_quantize_nf4_temporary_memory():
+    # codes are computed in slabs: the peak stays near the uint8 codes plus their packing, not 4x the weight
+    import tracemalloc
+
+    w = np.random.default_rng(6).standard_normal((2048, 1024)).astype(np.float32)  # 8 MiB
+    for dq in (False, True):
+        tracemalloc.start()
+        quantize_nf4(w, block_size=64, double_quant=dq)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak <= (1.0 if not dq else 1.5) * w.nbytes, f"double_quant={dq}: peak {peak / w.nbytes:.2f}x the weight"
+
+
 # ------------------------------------- bitsandbytes' published error figures
 @pytest.fixture(scope="module")
 def normal_1024():

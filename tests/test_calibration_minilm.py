@@ -319,6 +319,38 @@ def test_sequential_calibration_sees_the_quantized_first_layer():
     np.testing.assert_allclose(seen["r2"].xtx, r.T @ r, rtol=1e-4, atol=1e-3)
 
 
+def _toy_with_layernorm():
+    m, _, _ = _toy()
+    rng = np.random.default_rng(3)
+    gamma, beta = rng.uniform(0.5, 2.0, K).astype(np.float32), rng.normal(0, 0.1, K).astype(np.float32)
+    m.graph.initializer.extend([numpy_helper.from_array(gamma, "gamma"), numpy_helper.from_array(beta, "beta")])
+    m.graph.node.insert(0, helper.make_node("LayerNormalization", ["x", "gamma", "beta"], ["ln"], name="ln", axis=-1))
+    m.graph.node[1].input[0] = "ln"  # mm1 reads the LayerNorm (awq folds its multiplier into gamma and beta)
+    return m
+
+
+@pytest.mark.parametrize("algorithm", ["mse", "gptq", "awq"])
+def test_external_data_model_calibrates_like_the_in_memory_one(tmp_path, algorithm):
+    # every tensor (weights, LayerNorm gamma/beta, the Reshape shape) in a side file: onnxruntime reads
+    # them from the model's folder during calibration, and the twin equals the in-memory model's
+    m = _toy_with_layernorm()
+    src = tmp_path / "toy.onnx"
+    onnx.save(m, str(src), save_as_external_data=True, all_tensors_to_one_file=True, location="toy.data",
+              size_threshold=0)
+    before = (src.read_bytes(), (tmp_path / "toy.data").read_bytes())
+    f = _feeds()
+    from_file = quantize_model(str(src), algorithm=algorithm, calibration=f, group_size=32)
+    in_memory = quantize_model(onnx.load(str(src)), algorithm=algorithm, calibration=f, group_size=32)
+    assert (src.read_bytes(), (tmp_path / "toy.data").read_bytes()) == before  # the input is untouched
+    from monoquant_np.onnx.io import save_model
+
+    out = tmp_path / "q.onnx"
+    save_model(from_file, out, base_dir=str(tmp_path))  # streams the tensors still in toy.data
+    np.testing.assert_array_equal(_run(onnx.load(str(out)), f), _run(in_memory, f))
+    if algorithm == "awq":
+        assert not [n for n in in_memory.graph.node if n.op_type == "Mul" and "ln" in n.input]  # folded
+
+
 def test_errors_and_helpers(tmp_path):
     m, w1, _ = _toy()
     with pytest.raises(ValueError, match="needs calibration"):
@@ -339,11 +371,6 @@ def test_errors_and_helpers(tmp_path):
         quantize_model(m, algorithm="mse", scheme="nf4")
     with pytest.raises(ValueError, match="double_quant"):
         quantize_model(m, algorithm="gptq", calibration=_feeds(), double_quant=True)
-    ext = tmp_path / "toy.onnx"
-    onnx.save(m, str(ext), save_as_external_data=True, all_tensors_to_one_file=True, location="toy.data",
-              size_threshold=0)
-    with pytest.raises(ValueError, match="external data"):
-        quantize_model(str(ext), algorithm="gptq", calibration=_feeds())
 
 
 # ------------------------------------------------------------- MiniLM-L3

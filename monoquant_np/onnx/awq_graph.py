@@ -21,14 +21,18 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .tensors import tensor_array
+
 __all__ = ["insert_multipliers", "fold_into_layernorm"]
 
 
-def insert_multipliers(model: onnx.ModelProto, muls: dict[str, tuple[np.ndarray, set[str]]]) -> None:
+def insert_multipliers(model: onnx.ModelProto, muls: dict[str, tuple[np.ndarray, set[str]]],
+                       base_dir: str | None = None) -> None:
     """For each ``x: (m, weights)``: ``x_awq = Mul(x, m)`` before the first MatMul/Gemm reading ``x``
     with one of ``weights``, and those readers rewired to ``x_awq`` (other readers keep ``x``).
 
-    Folded into the producing LayerNormalization instead when that is exact (:func:`fold_into_layernorm`).
+    Folded into the producing LayerNormalization instead when that is exact (:func:`fold_into_layernorm`;
+    its gamma and beta are read from ``base_dir`` when they are in external data files).
     """
     g = model.graph
     taken = {o for n in g.node for o in n.output} | {t.name for t in g.initializer} | {i.name for i in g.input}
@@ -42,7 +46,7 @@ def insert_multipliers(model: onnx.ModelProto, muls: dict[str, tuple[np.ndarray,
         taken.update({name, f"{name}_m"})
         readers = [i for i, n in enumerate(g.node) if n.op_type in ("MatMul", "Gemm") and n.input and n.input[0] == x
                    and len(n.input) > 1 and (n.input[1] in weights or transposed.get(n.input[1]) in weights)]
-        if not readers or fold_into_layernorm(g, x, m, readers):
+        if not readers or fold_into_layernorm(g, x, m, readers, base_dir):
             continue
         for i in readers:
             g.node[i].input[0] = name
@@ -50,9 +54,11 @@ def insert_multipliers(model: onnx.ModelProto, muls: dict[str, tuple[np.ndarray,
         g.node.insert(readers[0], helper.make_node("Mul", [x, f"{name}_m"], [name], name=f"{name}_mul"))
 
 
-def fold_into_layernorm(g: onnx.GraphProto, x: str, m: np.ndarray, readers: list[int]) -> bool:
+def fold_into_layernorm(g: onnx.GraphProto, x: str, m: np.ndarray, readers: list[int],
+                        base_dir: str | None = None) -> bool:
     """``gamma *= m``, ``beta *= m`` when ``x`` is the output of a ``LayerNormalization`` over its last
-    axis whose only readers are ``readers`` and whose gamma/beta initializers serve it alone."""
+    axis whose only readers are ``readers`` and whose gamma/beta initializers serve it alone (the new
+    values are stored in the model, also when the old ones were in external data files)."""
     prod = next((n for n in g.node if x in n.output), None)
     if prod is None or prod.op_type != "LayerNormalization" or prod.output[0] != x or len(prod.input) < 3:
         return False
@@ -67,6 +73,6 @@ def fold_into_layernorm(g: onnx.GraphProto, x: str, m: np.ndarray, readers: list
     if any(p not in inits or list(inits[p].dims) != [m.shape[0]] for p in params) or uses != 2:
         return False
     for p in params:
-        v = numpy_helper.to_array(inits[p])
+        v = tensor_array(inits[p], base_dir)
         inits[p].CopyFrom(numpy_helper.from_array((v.astype(np.float32) * m).astype(v.dtype), p))
     return True

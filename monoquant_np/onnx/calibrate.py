@@ -156,6 +156,7 @@ def calibrate_sequential(
     threads: int = 1,
     progress: Callable[[str], None] | None = None,
     fixed: Mapping[str, np.ndarray] | None = None,
+    base_dir: str | None = None,
 ) -> None:
     """Calibrate and quantize ``targets`` stage by stage (spec 14.4).
 
@@ -171,12 +172,15 @@ def calibrate_sequential(
     other initializers (e.g. an embedding table already quantized without
     calibration) to the float values the quantized model computes with; they
     replace the originals from the first stage on, also when not sequential.
+    ``base_dir``: the folder of the model's external data files, when its
+    tensors stay there.
     """
     stages = layer_stages(model, targets) if sequential else [list(targets)]
     consts = {t.name for t in model.graph.initializer}
     fixed = {k: v for k, v in (fixed or {}).items() if k in consts}
     over = [t.weight for t in targets if t.weight in consts] if sequential else []
-    sess = CaptureSession(model, [t.activation for t in targets], overridable=over + list(fixed), threads=threads)
+    sess = CaptureSession(model, [t.activation for t in targets], overridable=over + list(fixed), threads=threads,
+                          base_dir=base_dir)
     mask_name = _mask_name(mask_input, model)
     overrides: dict[str, np.ndarray] = {k: np.asarray(v) for k, v in fixed.items()}
     for si, stage in enumerate(stages):

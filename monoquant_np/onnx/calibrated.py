@@ -31,7 +31,6 @@ from typing import Any, cast
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from ..algorithms import awq_from_stats, gptq_from_hessian, quantize_mse
 from ..algorithms.gptq import output_error
@@ -41,6 +40,7 @@ from ..tensor import QuantizedTensor
 from .awq_graph import insert_multipliers
 from .calibrate import ActivationStats, CalibrationTarget, calibrate_sequential, collect_stats
 from .model import Algorithm, WeightContext, register_algorithm
+from .tensors import tensor_array
 
 __all__ = ["mse_algorithm", "gptq_algorithm", "awq_algorithm", "transpose_qt"]
 
@@ -70,22 +70,14 @@ def _mse(ctx: WeightContext) -> QuantizedTensor:
     return _mse_tensor(ctx.w, ctx.axis, ctx.options)
 
 
-def _check_in_memory(model: onnx.ModelProto, name: str) -> None:
-    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
-        raise ValueError(f"algorithm {name!r} runs the model in onnxruntime from memory and cannot follow "
-                         "external data files yet: load the model with onnx.load(path) (external data "
-                         "included) and pass the ModelProto to quantize_model")
-
-
 def _mse_prepare(model: onnx.ModelProto, sites: list, feeds: Any, opts: Any) -> dict[str, Any]:
     """With calibration inputs (optional for ``mse``): ``X^T X`` per MatMul/Gemm weight, for the report only."""
     _check_scheme(opts, "mse")
-    _check_in_memory(model, "mse")
-    layers, targets = _layers(model, sites)
+    layers, targets = _layers(model, sites, opts.base_dir)
     if not targets:
         return {}
     stats = collect_stats(model, feeds, [t.activation for t in targets],
-                          trans_act=[t.activation for t in targets if t.trans_act])
+                          trans_act=[t.activation for t in targets if t.trans_act], base_dir=opts.base_dir)
     return {ly.name: {"h": _merged(stats, ly.acts).xtx} for ly in layers}
 
 
@@ -133,8 +125,10 @@ def _subgraph_inputs(graph: onnx.GraphProto) -> set[str]:
     return names
 
 
-def _layers(model: onnx.ModelProto, sites: list) -> tuple[list[_Layer], list[CalibrationTarget]]:
-    """The weights read only by main-graph MatMul/Gemm nodes, and one target per reading MatMul/Gemm.
+def _layers(model: onnx.ModelProto, sites: list,
+            base_dir: str | None = None) -> tuple[list[_Layer], list[CalibrationTarget]]:
+    """The weights read only by main-graph MatMul/Gemm nodes, and one target per reading MatMul/Gemm
+    (weights in external data files are read from ``base_dir``).
 
     A ``"transpose_matmul"`` consumer is the ``Transpose``; its activations are
     input A of the MatMuls that read the Transpose's output.
@@ -162,7 +156,7 @@ def _layers(model: onnx.ModelProto, sites: list) -> tuple[list[_Layer], list[Cal
         if not readers:
             continue
         stored_t = bool(s.transpose or s.axis == 1)
-        w = np.asarray(numpy_helper.to_array(s.tensor), dtype=np.float32)
+        w = np.asarray(tensor_array(s.tensor, base_dir), dtype=np.float32)
         w = np.ascontiguousarray(w.T) if stored_t else w  # (K, N)
         acts = []
         for node, ta in readers:
@@ -203,8 +197,7 @@ class _Calibrated:
         if opts.double_quant:
             raise ValueError(f"algorithm {self.kind!r} does not support double_quant: re-rounding the 4-bit codes "
                              "to 8-bit scales would undo its choices; use algorithm='mse' or 'rtn'")
-        _check_in_memory(model, self.kind)
-        layers, targets = _layers(model, sites)
+        layers, targets = _layers(model, sites, opts.base_dir)
         by_name = {ly.name: ly for ly in layers}
         out: dict[str, Any] = {}
         muls: dict[str, tuple[np.ndarray, set[str]]] = {}
@@ -259,7 +252,7 @@ class _Calibrated:
         for s in sites:
             if s.name in by_name or s.graph is not model.graph or s.const_node:
                 continue
-            w = np.asarray(numpy_helper.to_array(s.tensor), dtype=np.float32)
+            w = np.asarray(tensor_array(s.tensor, opts.base_dir), dtype=np.float32)
             w = np.ascontiguousarray(w.T) if s.transpose else w
             qt = _mse_tensor(w, s.axis, opts)
             w_hat = dequantize(qt)
@@ -267,8 +260,8 @@ class _Calibrated:
             fixed[s.name] = w_hat.T if s.transpose else w_hat
         if targets:
             calibrate_sequential(model, feeds, targets, quantize_stage, sequential=self.sequential,
-                                 batch_size=self.batch_size, fixed=fixed)
-        insert_multipliers(model, muls)
+                                 batch_size=self.batch_size, fixed=fixed, base_dir=opts.base_dir)
+        insert_multipliers(model, muls, opts.base_dir)
         return out
 
     def quantize_weight(self, ctx: WeightContext) -> tuple[QuantizedTensor, dict[str, Any]]:

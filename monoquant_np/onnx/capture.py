@@ -145,10 +145,12 @@ class CaptureSession:
     """
 
     def __init__(self, model: onnx.ModelProto, names: Iterable[str], *, overridable: Iterable[str] = (),
-                 threads: int = 1) -> None:
+                 threads: int = 1, base_dir: str | None = None) -> None:
         import onnxruntime as ort
 
         m = copy.deepcopy(model)  # the user's model is never modified
+        if base_dir is not None:
+            _inline_small_external(m, base_dir)
         types = _elem_types(m)
         present = {o.name for o in m.graph.output}
         self.names = list(dict.fromkeys(names))
@@ -168,9 +170,11 @@ class CaptureSession:
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
+        if base_dir is not None:  # tensors in side files: onnxruntime reads them from the model's folder
+            so.add_session_config_entry("session.model_external_initializers_file_folder_path", str(base_dir))
         self.session = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
         self.model_inputs = {i.name for i in self.session.get_inputs()} - set(self.overridable)
-        self.dtypes = {n: numpy_helper.to_array(inits[n]).dtype for n in self.overridable}
+        self.dtypes = {n: helper.tensor_dtype_to_np_dtype(inits[n].data_type) for n in self.overridable}
 
     def run(self, feeds: Mapping[str, np.ndarray], overrides: Mapping[str, np.ndarray] | None = None,
             names: list[str] | None = None) -> list[np.ndarray]:
@@ -178,6 +182,22 @@ class CaptureSession:
         for k, v in (overrides or {}).items():
             run_feeds[k] = np.asarray(v, dtype=self.dtypes[k])
         return self.session.run(names or self.names, run_feeds)
+
+
+#: External tensors up to this size, and every non-float one, are read into the capture model:
+#: shape inference needs the values of shape-like inputs (a Reshape's shape) and cannot read side files.
+INLINE_BYTES = 1 << 16
+
+
+def _inline_small_external(m: onnx.ModelProto, base_dir: str) -> None:
+    """Read the external tensors shape inference may need into ``m`` (a copy): the non-float ones and
+    those of at most ``INLINE_BYTES``; weights stay in their files, which onnxruntime reads itself."""
+    from .tensors import is_external, iter_tensors, tensor_array, tensor_nbytes
+
+    floats = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16)
+    for t in iter_tensors(m):
+        if is_external(t) and (t.data_type not in floats or tensor_nbytes(t) <= INLINE_BYTES):
+            t.CopyFrom(numpy_helper.from_array(tensor_array(t, base_dir), t.name))
 
 
 def _rows(x: np.ndarray, mask: np.ndarray | None, trans: bool) -> np.ndarray:
@@ -207,12 +227,14 @@ def collect_stats(
     mask_input: str | None = "auto",
     overrides: Mapping[str, np.ndarray] | None = None,
     threads: int = 1,
+    base_dir: str | None = None,
 ) -> dict[str, ActivationStats]:
     """Run the model on ``feeds`` and accumulate :class:`ActivationStats` per activation name.
 
     ``mask_input``: the name of a model input whose zeros mark rows to drop
     (padding), ``None`` for none, or ``"auto"``: ``attention_mask`` when the
-    model has such an input.
+    model has such an input. ``base_dir``: the folder of the model's external
+    data files, when its tensors stay there.
     """
     names = list(dict.fromkeys(activations))
     ta = set(trans_act)
@@ -224,7 +246,8 @@ def collect_stats(
         if mask_input == "auto" and "attention_mask" in sess.model_inputs:
             mask_name = "attention_mask"
     else:
-        sess, mask_name = CaptureSession(model, names, threads=threads), _mask_name(mask_input, model)
+        sess = CaptureSession(model, names, threads=threads, base_dir=base_dir)
+        mask_name = _mask_name(mask_input, model)
     for batch in iter_feeds(feeds, batch_size):
         outs = sess.run(batch, overrides, names)
         mask = np.asarray(batch[mask_name]) if mask_name and mask_name in batch else None

@@ -200,8 +200,6 @@ def quantize_model_with_report(
     feeds = load_feeds(calibration, "calibration file") if calibration is not None else None
     if alg.needs_calibration and feeds is None:
         raise ValueError(f"algorithm {alg.name!r} needs calibration inputs (--calibration FEEDS.npz)")
-    opts = QuantOptions(group_size=group_size, scheme=scheme, scale_dtype=scale_dtype, double_quant=bool(double_quant))
-
     base_dir = None
     file_bytes = None
     if isinstance(model_or_path, onnx.ModelProto):
@@ -214,6 +212,8 @@ def quantize_model_with_report(
             tensor_nbytes(t) for t in iter_tensors(model) if t.external_data)  # the side files' share
     else:
         raise TypeError(f"model_or_path must be an onnx.ModelProto or a path, got {type(model_or_path).__name__}")
+    opts = QuantOptions(group_size=group_size, scheme=scheme, scale_dtype=scale_dtype, double_quant=bool(double_quant),
+                        base_dir=base_dir)
 
     report = QuantReport(options={
         "group_size": group_size, "scheme": scheme, "scale_dtype": scale_dtype, "format": format, "ops": list(ops),

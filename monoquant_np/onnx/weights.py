@@ -56,12 +56,15 @@ ALGORITHM_MODULE = "monoquant_np.onnx.calibrate"
 
 @dataclasses.dataclass(frozen=True)
 class QuantOptions:
-    """The numeric options every weight quantizer receives."""
+    """The numeric options every weight quantizer receives, and where the
+    model's side files are: ``base_dir`` is the folder of a model whose tensors
+    stay in external data files (None: every tensor is in the ModelProto)."""
 
     group_size: int = 128
     scheme: str = "int4"
     scale_dtype: str = "float32"
     double_quant: bool = False
+    base_dir: str | None = None
 
     @property
     def symmetric(self) -> bool:

@@ -393,6 +393,16 @@ def test_external_data_save_and_streamed_input(tmp_path):
     assert _rel(_run(str(out), {"x": x})[0], x @ _spec(w) + b) < 2e-5
 
 
+def test_modelproto_with_unloaded_external_data_is_a_clear_error(tmp_path):
+    m, _ = _matmul_model(k=128, n=64)
+    src = tmp_path / "in.onnx"
+    save_model(m, src, external_data=True, size_threshold=16)
+    bare = load_model(src, load_external_data=False)
+    with pytest.raises(ValueError, match="tensor 'W' stays in an external data file that is not loaded: pass the"):
+        quantize_model(bare, group_size=32)
+    assert quantize_model(src, group_size=32) is not None  # the path works: side files are read from its folder
+
+
 def test_external_input_is_streamed_one_weight_at_a_time(tmp_path):
     """Peak traced (NumPy/Python) memory does not grow with the number of weights (spec 13.6)."""
     import tracemalloc

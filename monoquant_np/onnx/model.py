@@ -56,6 +56,7 @@ from .io import iter_tensors, load_model, tensor_array, tensor_nbytes
 from .opset import to_opset21
 from .report import LayerRow, QuantReport, relative_error, tensor_error
 from .rewrite import apply_quantized
+from .tensors import is_external
 from .weights import (
     KNOWN_ALGORITHMS,
     Algorithm,
@@ -203,6 +204,11 @@ def quantize_model_with_report(
     base_dir = None
     file_bytes = None
     if isinstance(model_or_path, onnx.ModelProto):
+        external = next((t.name for t in iter_tensors(model_or_path) if is_external(t)), None)
+        if external is not None:
+            raise ValueError(f"model_or_path is a ModelProto whose tensor {external!r} stays in an external data "
+                             "file that is not loaded: pass the model's path (its side files are read from its "
+                             "folder) or load it with onnx.load(path), external data included")
         model = onnx.ModelProto()
         model.CopyFrom(model_or_path)
     elif isinstance(model_or_path, (str, os.PathLike)):

@@ -53,9 +53,9 @@ from ..errors import check_choice, check_positive_int
 from ..tensor import QuantizedTensor, check_qt
 from .graph import WeightSite, find_weight_sites
 from .io import iter_tensors, load_model, tensor_array, tensor_nbytes
-from .opset import to_opset21
+from .opset import drop_unused_ms_opset, ensure_ms_opset, to_opset21
 from .report import LayerRow, QuantReport, relative_error, tensor_error
-from .rewrite import apply_quantized
+from .rewrite import apply_quantized, fresh_name, unique_names
 from .tensors import is_external
 from .weights import (
     KNOWN_ALGORITHMS,
@@ -86,31 +86,6 @@ SCHEMES = ("int4", "uint4", "nf4")
 FORMATS = ("qdq", "matmulnbits")
 OPS = ("MatMul", "Gemm", "Gather")
 GATHER_OPS = ("GatherBlockQuantized", "DequantizeLinear")
-
-
-def _ensure_ms_opset(model: onnx.ModelProto) -> None:
-    if not any(o.domain == "com.microsoft" for o in model.opset_import):
-        model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
-
-
-def _unique_names(model: onnx.ModelProto) -> set[str]:
-    from .io import iter_graphs
-
-    names: set[str] = set()
-    for g in iter_graphs(model.graph):
-        names.update(t.name for t in g.initializer)
-        names.update(v.name for v in g.input)
-        for n in g.node:
-            names.update(n.output)
-    return names
-
-
-def _fresh(base: str, names: set[str]) -> str:
-    cand, k = f"{base}_Q4", 1
-    while any(x == cand or x.startswith(cand + "_") for x in names):
-        cand, k = f"{base}_Q4_{k}", k + 1
-    names.add(cand)
-    return cand
 
 
 def quantize_model(model_or_path: onnx.ModelProto | str | os.PathLike, **options: Any) -> onnx.ModelProto:
@@ -268,9 +243,9 @@ def quantize_model_with_report(
             if not type(e).__module__.startswith("onnxruntime"):
                 raise
             raise ValueError(f"calibration failed in onnxruntime: {str(e).splitlines()[0]}") from None
-    names = _unique_names(model)
+    names = unique_names(model)
     if format == "matmulnbits" or ("Gather" in ops and gather_op == "GatherBlockQuantized"):
-        _ensure_ms_opset(model)
+        ensure_ms_opset(model)
     for i, site in enumerate(todo):
         if progress is not None:
             progress(i, len(todo), site.name)
@@ -286,7 +261,7 @@ def quantize_model_with_report(
                 f"{len(kept)} MatMul/Gemm weight(s) stay DequantizeLinear -> MatMul: MatMulNBits takes linear codes "
                 f"grouped along K with float32 scales in a float32 model (not nf4, double-quant, float16 models, "
                 f"or a Gemm with alpha/beta/transA): {', '.join(kept[:3])}{', ...' if len(kept) > 3 else ''}")
-    _drop_unused_ms_opset(model)
+    drop_unused_ms_opset(model)
     report.seconds = time.perf_counter() - t0
     return model, report
 
@@ -324,7 +299,7 @@ def _quantize_site(site, alg, opts, stats, pre, names, base_dir, fmt, gather_op,
     rel, mx = tensor_error(w, qt) if w_hat is None else relative_error(w, w_hat)
     size = w.size
     del w
-    qname = _fresh(site.name, names)
+    qname = fresh_name(site.name, names)
     served = apply_quantized(site, qt, qname, fmt=fmt, gather_op=gather_op, accuracy_level=accuracy_level)
     from ..quantize import bits_per_weight
 
@@ -335,14 +310,3 @@ def _quantize_site(site, alg, opts, stats, pre, names, base_dir, fmt, gather_op,
         bits_per_weight=bpw, rel_err=rel, max_abs_err=mx, served_as=served,
         consumers=tuple(c.node.name or c.node.output[0] for c in site.consumers), extra=extra,
     )
-
-
-def _drop_unused_ms_opset(model: onnx.ModelProto) -> None:
-    from .io import iter_graphs
-
-    if any(n.domain == "com.microsoft" for g in iter_graphs(model.graph) for n in g.node):
-        return
-    for i, o in enumerate(model.opset_import):
-        if o.domain == "com.microsoft":
-            del model.opset_import[i]
-            return

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import onnx
 
-__all__ = ["to_opset21", "opset_of"]
+__all__ = ["to_opset21", "opset_of", "ensure_ms_opset", "drop_unused_ms_opset"]
 
 
 def opset_of(model: onnx.ModelProto) -> int:
@@ -127,3 +127,21 @@ def _transplant(converted: onnx.ModelProto, model: onnx.ModelProto, big: set[str
     del model.opset_import[:]
     model.opset_import.extend(converted.opset_import)
     model.ir_version = converted.ir_version
+
+
+def ensure_ms_opset(model: onnx.ModelProto) -> None:
+    """Import the ``com.microsoft`` domain (version 1), for MatMulNBits and GatherBlockQuantized."""
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
+
+
+def drop_unused_ms_opset(model: onnx.ModelProto) -> None:
+    """Remove the ``com.microsoft`` import when no node of any graph uses the domain."""
+    from .io import iter_graphs
+
+    if any(n.domain == "com.microsoft" for g in iter_graphs(model.graph) for n in g.node):
+        return
+    for i, o in enumerate(model.opset_import):
+        if o.domain == "com.microsoft":
+            del model.opset_import[i]
+            return

@@ -37,7 +37,7 @@ from ..tensor import QuantizedTensor
 from . import export
 from .graph import WeightSite
 
-__all__ = ["apply_quantized", "gather_block_quantized_ok", "matmulnbits_ok"]
+__all__ = ["apply_quantized", "gather_block_quantized_ok", "matmulnbits_ok", "unique_names", "fresh_name"]
 
 
 def _index(graph: onnx.GraphProto, node: onnx.NodeProto) -> int:
@@ -267,3 +267,26 @@ def _remove_float(site: WeightSite) -> None:
             if vi.name == site.name:
                 del g.value_info[i]
                 break
+
+
+def unique_names(model: onnx.ModelProto) -> set[str]:
+    """Every initializer, graph input and node output name, in all graphs (the names new tensors avoid)."""
+    from .io import iter_graphs
+
+    names: set[str] = set()
+    for g in iter_graphs(model.graph):
+        names.update(t.name for t in g.initializer)
+        names.update(v.name for v in g.input)
+        for n in g.node:
+            names.update(n.output)
+    return names
+
+
+def fresh_name(base: str, names: set[str]) -> str:
+    """``base + "_Q4"`` (then ``_Q4_1``, ``_Q4_2``, ...): the first that neither is in ``names`` nor
+    prefixes one of them (the quantized tensors get suffixes such as ``_scale``); added to ``names``."""
+    cand, k = f"{base}_Q4", 1
+    while any(x == cand or x.startswith(cand + "_") for x in names):
+        cand, k = f"{base}_Q4_{k}", k + 1
+    names.add(cand)
+    return cand

@@ -5,7 +5,8 @@ stores a tensor of ``n`` elements as:
 
 * ``packed``: uint8 ``((n + 1) // 2, 1)``; the tensor is flattened in C order
   and byte ``i`` holds element ``2i`` in its **high** nibble and ``2i + 1``
-  in its low nibble (the opposite of ONNX);
+  in its low nibble (the opposite of ONNX); for odd ``n`` the last low nibble
+  is code 7, the code of the ``0.0`` bitsandbytes pads with;
 * ``absmax``: float32 ``(ceil(n / blocksize),)``, one per block of
   ``blocksize`` *consecutive flattened* elements;
 * ``w[i] = NF4[code[i]] * absmax[i // blocksize]`` (float32), with ``NF4`` the
@@ -35,6 +36,9 @@ from ._common import check_qt, check_uint8
 
 __all__ = ["bnb_nf4_pack", "bnb_nf4_unpack"]
 
+#: The NF4 code of 0.0 (``NF4_CODEBOOK[7] == 0``): what an odd count's padding nibble holds.
+ZERO_CODE = 7
+
 
 def _codebook() -> np.ndarray:
     from ..nf4 import NF4_CODEBOOK
@@ -52,9 +56,10 @@ def bnb_nf4_pack(qt: QuantizedTensor) -> tuple[np.ndarray, np.ndarray]:
     >>> from monoquant_np.nf4 import quantize_nf4
     >>> packed, absmax = bnb_nf4_pack(quantize_nf4(np.array([-2.0, 2.0, 0.0]), block_size=64))
     >>> [hex(b) for b in packed.ravel()], absmax.tolist()
-    (['0xf', '0x70'], [2.0])
+    (['0xf', '0x77'], [2.0])
 
-    (codes ``0, 15, 7``: ``-1``, ``1`` and ``0`` of the table times absmax 2.)
+    (codes ``0, 15, 7``: ``-1``, ``1`` and ``0`` of the table times absmax 2;
+    the odd count's padding nibble is code 7 too.)
     """
     check_qt(qt)
     ax = len(qt.shape) - 1
@@ -67,8 +72,8 @@ def bnb_nf4_pack(qt: QuantizedTensor) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"qt's last dimension {qt.shape[-1]} must be a multiple of block_size {qt.block_size}, "
                          "or bitsandbytes' flattened blocks would straddle rows")
     codes = qt.codes().reshape(-1)  # (n,) C order
-    if codes.size % 2:
-        codes = np.concatenate([codes, np.zeros(1, np.uint8)])
+    if codes.size % 2:  # bitsandbytes pads with 0.0, which quantizes to code 7
+        codes = np.concatenate([codes, np.full(1, ZERO_CODE, np.uint8)])
     pairs = codes.reshape(-1, 2)  # (n/2, 2): first element -> high nibble
     packed = (pairs[:, 0] << np.uint8(4)) | pairs[:, 1]
     return packed.reshape(-1, 1), qt.scale.astype(np.float32).reshape(-1)

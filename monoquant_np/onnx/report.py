@@ -54,11 +54,13 @@ def tensor_error(w: np.ndarray, qt, rows_per_chunk: int | None = None) -> tuple[
     mx = 0.0
     for r0 in range(0, w.shape[0], step):
         r1 = min(r0 + step, w.shape[0])
-        a = w[r0:r1].astype(np.float64)
-        d = a - dequantize_slice(qt, r0, r1).astype(np.float64)  # (rows, ...)
-        num += float(np.sum(d * d))
-        den += float(np.sum(a * a))
-        mx = max(mx, float(np.max(np.abs(d))) if d.size else 0.0)
+        a = w[r0:r1].astype(np.float64).reshape(-1)  # (rows * inner,)
+        d = dequantize_slice(qt, r0, r1).astype(np.float64).reshape(-1)
+        np.subtract(a, d, out=d)  # exact: both are float32 values
+        num += float(d @ d)  # float64 dot products: one pass, no squared copies
+        den += float(a @ a)
+        if d.size:
+            mx = max(mx, float(d.max()), -float(d.min()))
     return (float(np.sqrt(num) / np.sqrt(den)) if den > 0 else 0.0), mx
 
 

@@ -112,7 +112,7 @@ def _decode(tile: np.ndarray, h: int, qt: QuantizedTensor, z: np.ndarray | None,
         ib3 = ib.reshape(z.shape[0], -1, ib.shape[1])  # (groups, group, cols)
         np.subtract(ib3, z, out=ib3)
     if qt.codebook is not None:
-        np.take(qt.codebook, ub, out=f)
+        np.take(qt.codebook, ub, out=f, mode="wrap")  # codes 0..15 index 16 entries: "wrap" skips the check
     else:
         np.copyto(f, ib if (qt.signed or z is not None) else ub)  # int8/uint8 -> float32 is exact
     if s is not None:

@@ -238,7 +238,7 @@ def _slice_codes(qt: QuantizedTensor, start: int, stop: int) -> np.ndarray:
         flat = qt.data[lo:hi].view(np.int8) if qt.signed else qt.data[lo:hi]
     rows = flat.reshape((stop - start,) + qt.shape[1:])
     if qt.codebook is not None:
-        return qt.codebook[rows]
+        return np.take(qt.codebook, rows, mode="wrap")  # codes 0..15 index 16 entries: no bounds check needed
     return rows.astype(np.float32)
 
 

@@ -37,8 +37,9 @@ import numpy as np
 
 from .double_quant import double_quantize
 from .errors import check_axis, check_finite, check_float_array, check_positive_int
-from .groups import _along, expand_groups, group_reduce
+from .groups import _along, expand_groups
 from .packing import pack_int4
+from .scales import group_absmax
 from .tensor import QuantizedTensor
 
 __all__ = ["NF4_CODEBOOK", "NF4_MIDPOINTS", "quantize_nf4", "nf4_codes", "nf4_block_codes"]
@@ -193,10 +194,7 @@ def quantize_nf4(
     check_finite(w32, "w")
     if w32.shape[axis] == 0:
         raise ValueError(f"w must have at least one element along axis {axis}, got shape {w32.shape}")
-    # max|w| as max(max w, -min w): exact, without an |w| copy of the weight; + 0 turns -0.0 into 0.0
-    hi = group_reduce(np.maximum, w32, axis, block_size).astype(np.float32)
-    lo = group_reduce(np.minimum, w32, axis, block_size).astype(np.float32)
-    absmax = np.maximum(hi, -lo) + np.float32(0)
+    absmax = group_absmax(w32, axis=axis, group_size=block_size)
     codes = nf4_block_codes(w32, absmax, axis=axis, block_size=block_size)
     qt = QuantizedTensor(
         data=pack_int4(codes),

@@ -29,7 +29,7 @@ from .errors import check_finite
 from .groups import group_reduce
 from .numerics import code_range, round_half_even, safe_scale, store_scale
 
-__all__ = ["symmetric_scales", "asymmetric_scales"]
+__all__ = ["symmetric_scales", "asymmetric_scales", "group_absmax"]
 
 
 def symmetric_scales(
@@ -46,17 +46,27 @@ def symmetric_scales(
     An all-zero group has ``s = 0``. Raises ``ValueError`` if ``w`` holds NaN or inf.
     """
     _, qmax = code_range(bits, True)
+    s32 = group_absmax(w, axis=axis, group_size=group_size) / np.float32(qmax)
+    return store_scale(s32, np.dtype(scale_dtype))
+
+
+def group_absmax(w: np.ndarray, *, axis: int, group_size: int) -> np.ndarray:
+    """``max|w_g|`` per group, float32 ``group_shape(S, axis, group_size)``
+    (``+0.0`` for an all-zero group). Raises ``ValueError`` if ``w`` holds NaN or inf.
+
+    >>> group_absmax(np.array([-3.0, 1.0, 0.0, -0.0], np.float32), axis=0, group_size=2).tolist()
+    [3.0, 0.0]
+    """
     # max|w_g| = max(max w_g, -min w_g): two reductions and no |w| temporary.
     # NaN and inf propagate into them, so the finiteness check costs nothing.
-    hi = group_reduce(np.maximum, w, axis, group_size)
-    lo = group_reduce(np.minimum, w, axis, group_size)
+    hi = group_reduce(np.maximum, w, axis, group_size).astype(np.float32, copy=False)
+    lo = group_reduce(np.minimum, w, axis, group_size).astype(np.float32, copy=False)
     if not (np.isfinite(hi).all() and np.isfinite(lo).all()):
         check_finite(w, "w")
     np.negative(lo, out=lo)
     absmax = np.maximum(hi, lo)
     absmax += np.float32(0)  # -0.0 + 0.0 = +0.0, as |-0.0| is
-    s32 = absmax / np.float32(qmax)
-    return store_scale(s32, np.dtype(scale_dtype))
+    return absmax
 
 
 def asymmetric_scales(

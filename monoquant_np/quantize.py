@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from .errors import check_axis, check_float_array, check_positive_int
-from .groups import split_groups
+from .groups import _along, split_groups
 from .numerics import SCALE_DTYPES, code_range, round_half_even, safe_scale
 from .packing import pack_bytes_into, pack_codes, packed_size, unpack_int4
 from .scales import asymmetric_scales, symmetric_scales
@@ -106,27 +106,23 @@ def quantize_codes(
     n_full = w_head.shape[axis] if w_head is not None else 0
     if w_head is not None and o_head is not None:
         # (..., n_full, 1, ...): group-wise values broadcast over the group axis
-        s_head = np.expand_dims(scale[_index(scale.ndim, axis, slice(0, n_full))], axis + 1)
+        s_head = np.expand_dims(scale[_along(scale.ndim, axis, slice(0, n_full))], axis + 1)
         z_head = None
         if zero_point is not None:
-            z_head = np.expand_dims(zero_point[_index(zero_point.ndim, axis, slice(0, n_full))], axis + 1)
-        per_group = max(1, w_head[_index(w_head.ndim, axis, slice(0, 1))].size)
+            z_head = np.expand_dims(zero_point[_along(zero_point.ndim, axis, slice(0, n_full))], axis + 1)
+        per_group = max(1, w_head[_along(w_head.ndim, axis, slice(0, 1))].size)
         step = max(1, (SLAB_BYTES // 4) // per_group)  # groups per slab
         for g0 in range(0, n_full, step):
-            sl = _index(w_head.ndim, axis, slice(g0, g0 + step))
+            sl = _along(w_head.ndim, axis, slice(g0, g0 + step))
             _round_groups(
                 w_head[sl], s_head[sl], None if z_head is None else z_head[sl], o_head[sl], qmin, qmax
             )
     if w_tail is not None and o_tail is not None:
-        last = _index(scale.ndim, axis, slice(n_full, n_full + 1))
+        last = _along(scale.ndim, axis, slice(n_full, n_full + 1))
         _round_groups(
             w_tail, scale[last], None if zero_point is None else zero_point[last], o_tail, qmin, qmax
         )
     return out
-
-
-def _index(ndim: int, axis: int, sl: slice) -> tuple[slice, ...]:
-    return (slice(None),) * axis + (sl,) + (slice(None),) * (ndim - axis - 1)
 
 
 def _codes_packed(
@@ -255,12 +251,12 @@ def _dequantize_along(vals: np.ndarray, scale: np.ndarray, zp: np.ndarray | None
     head, tail = split_groups(vals, axis, group)
     n = head.shape[axis] if head is not None else 0
     if head is not None:  # (..., n, group, ...) against (..., n, 1, ...)
-        sl = _index(scale.ndim, axis, slice(0, n))
+        sl = _along(scale.ndim, axis, slice(0, n))
         _scale_in_place(
             head, np.expand_dims(scale[sl], axis + 1), None if zp is None else np.expand_dims(zp[sl], axis + 1)
         )
     if tail is not None:
-        sl = _index(scale.ndim, axis, slice(n, n + 1))
+        sl = _along(scale.ndim, axis, slice(n, n + 1))
         _scale_in_place(tail, scale[sl], None if zp is None else zp[sl])
 
 

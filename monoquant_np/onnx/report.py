@@ -30,12 +30,23 @@ import numpy as np
 __all__ = ["LayerRow", "QuantReport", "relative_error", "tensor_error", "format_rows"]
 
 
+def _error_sums(w: np.ndarray, w_hat: np.ndarray) -> tuple[float, float, float]:
+    """``(sum (w - w')^2, sum w^2, max |w - w'|)`` in float64 (the difference of two float32 values is exact)."""
+    a = np.asarray(w, dtype=np.float64).reshape(-1)
+    d = np.asarray(w_hat).astype(np.float64).reshape(-1)  # a copy: the caller's array is not changed
+    np.subtract(a, d, out=d)
+    mx = max(float(d.max()), -float(d.min())) if d.size else 0.0
+    return float(d @ d), float(a @ a), mx  # dot products: one pass, no squared copies
+
+
+def _ratio(num: float, den: float) -> float:
+    return float(np.sqrt(num) / np.sqrt(den)) if den > 0 else 0.0
+
+
 def relative_error(w: np.ndarray, w_hat: np.ndarray) -> tuple[float, float]:
     """``(||w - w'||_F / ||w||_F, max |w - w'|)`` in float64; rel err 0 when ``w`` is all zero."""
-    d = w.astype(np.float64) - w_hat.astype(np.float64)
-    den = float(np.sqrt(np.sum(np.square(w, dtype=np.float64))))
-    num = float(np.sqrt(np.sum(d * d)))
-    return (num / den if den > 0 else 0.0), (float(np.max(np.abs(d))) if d.size else 0.0)
+    num, den, mx = _error_sums(w, w_hat)
+    return _ratio(num, den), mx
 
 
 def tensor_error(w: np.ndarray, qt, rows_per_chunk: int | None = None) -> tuple[float, float]:
@@ -50,18 +61,12 @@ def tensor_error(w: np.ndarray, qt, rows_per_chunk: int | None = None) -> tuple[
         return relative_error(w, dequantize(qt))
     inner = max(1, int(np.prod(w.shape[1:])))
     step = rows_per_chunk or max(1, (1 << 18) // inner)
-    num = den = 0.0
-    mx = 0.0
+    num = den = mx = 0.0
     for r0 in range(0, w.shape[0], step):
         r1 = min(r0 + step, w.shape[0])
-        a = w[r0:r1].astype(np.float64).reshape(-1)  # (rows * inner,)
-        d = dequantize_slice(qt, r0, r1).astype(np.float64).reshape(-1)
-        np.subtract(a, d, out=d)  # exact: both are float32 values
-        num += float(d @ d)  # float64 dot products: one pass, no squared copies
-        den += float(a @ a)
-        if d.size:
-            mx = max(mx, float(d.max()), -float(d.min()))
-    return (float(np.sqrt(num) / np.sqrt(den)) if den > 0 else 0.0), mx
+        n, d, m = _error_sums(w[r0:r1], dequantize_slice(qt, r0, r1))
+        num, den, mx = num + n, den + d, max(mx, m)
+    return _ratio(num, den), mx
 
 
 @dataclasses.dataclass

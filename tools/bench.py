@@ -2,7 +2,7 @@
 
 Usage::
 
-    python tools/bench.py [--quick] [--reps 5] [--json bench.json] [--only quant,unpack,matmul,memory,model]
+    python tools/bench.py [--quick] [--reps 5] [--json bench.json] [--only quant,unpack,matmul,memory,model,nf4]
                           [--threads N]
 
 One run, every row a ratio ``ours / peer`` of medians measured side by side
@@ -24,6 +24,10 @@ next candidate), so a load spike from another process hits all of them alike. Se
   float32 matmul on the unquantized weight;
 * ``memory``: tracemalloc peak of ``dequant_matmul`` on a 4096x11008 weight as
   a fraction of its float32 size (peer: plain dequantize-then-matmul);
+* ``nf4`` (no target): NF4 block 64 on a 4096x4096 weight, ``quantize_nf4``
+  (time and tracemalloc peak) against the textbook rounding, and
+  ``dequant_matmul`` at batch 1 and 256 against dequantize-then-matmul and
+  against int4 g64;
 * ``model``: quantizing MiniLM-L3 with ``monoquant_np.onnx.model.quantize_model``
   against onnxruntime's ``MatMulNBitsQuantizer``, and onnxruntime's latency on
   both outputs (batch 8 x 128 tokens) at accuracy levels 1 and 4.
@@ -428,8 +432,50 @@ def bench_model(reps: int, quick: bool) -> None:
             "onnxruntime on the float model", tt["float"] * 1e3)
 
 
+def plain_nf4(w: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """The textbook NF4 rounding (|w| copy, repeated reciprocals, searchsorted on the whole
+    weight): ``(codes, absmax)`` along axis 0; its codes must equal ours (checked)."""
+    from monoquant_np.nf4 import NF4_MIDPOINTS
+
+    k, n = w.shape
+    absmax = np.abs(w).reshape(k // block, block, n).max(axis=1)  # (G, N)
+    r = np.where(absmax == 0, np.float32(0), np.float32(1) / np.where(absmax == 0, 1, absmax)).astype(np.float32)
+    x = (w * np.repeat(r, block, axis=0)).astype(np.float32)
+    return np.searchsorted(NF4_MIDPOINTS, x, side="left").astype(np.uint8), absmax
+
+
+def bench_nf4(k: int, n: int, batches: list[int], reps: int) -> None:
+    """NF4 (block 64) on a ``(K, N)`` weight: quantizing (time and tracemalloc peak) against the
+    textbook form, and ``dequant_matmul`` against dequantize-then-matmul and against int4 g64."""
+    from monoquant_np.nf4 import quantize_nf4
+
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((k, n), dtype=np.float32)
+    nf = quantize_nf4(w, block_size=64)
+    same = np.array_equal(nf.codes(), plain_nf4(w, 64)[0])
+    t = timeit({"ours": lambda: quantize_nf4(w, block_size=64), "plain": lambda: plain_nf4(w, 64)}, reps)
+    case = f"quantize_nf4 {k}x{n} block 64"
+    add_row("nf4", case, t["ours"] * 1e3, "plain NumPy NF4 rounding", t["plain"] * 1e3,
+            note="codes identical" if same else "CODES DIFFER")
+    peaks = [_peak(lambda: quantize_nf4(w, block_size=64)) / w.nbytes, _peak(lambda: plain_nf4(w, 64)) / w.nbytes]
+    add_row("nf4", case + ", peak temporaries", peaks[0], "plain NumPy NF4 rounding", peaks[1], unit="x weight")
+    q4 = quantize(w, group_size=64)
+    book = nf.codebook
+
+    def plain_nf4_matmul(x: np.ndarray) -> np.ndarray:
+        return x @ (book[nf.codes()] * np.repeat(nf.scale, 64, axis=0))
+
+    for m in batches:
+        x = rng.standard_normal((m, k), dtype=np.float32)
+        t = timeit({"ours": lambda x=x: dequant_matmul(x, nf), "plain": lambda x=x: plain_nf4_matmul(x),
+                    "int4": lambda x=x: dequant_matmul(x, q4)}, reps)
+        case = f"dequant_matmul {k}x{n} nf4 b64, batch {m}"
+        add_row("nf4", case, t["ours"] * 1e3, "plain NumPy dequantize-then-matmul", t["plain"] * 1e3)
+        add_row("nf4", case, t["ours"] * 1e3, "our dequant_matmul, int4 g64", t["int4"] * 1e3)
+
+
 # ---------------------------------------------------------------- main
-SECTIONS = ("quant", "unpack", "matmul", "memory", "model")
+SECTIONS = ("quant", "unpack", "matmul", "memory", "model", "nf4")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -472,6 +518,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_memory(1024 if q else 4096, 2752 if q else 11008, [1, 32])
     if "model" in only:
         bench_model(args.reps, q)
+    if "nf4" in only:
+        bench_nf4(1024 if q else 4096, 1024 if q else 4096, [1, 256], args.reps)
     meta["load_after"] = os.getloadavg()[0]
     missed = [r for r in ROWS if r["met"] is False]
     print(f"# targets: {sum(r['met'] is True for r in ROWS)} met, {len(missed)} missed; "

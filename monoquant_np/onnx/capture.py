@@ -38,6 +38,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from .tensors import is_external, iter_tensors, tensor_array, tensor_nbytes
+
 __all__ = [
     "ActivationStats",
     "CaptureSession",
@@ -192,8 +194,6 @@ INLINE_BYTES = 1 << 16
 def _inline_small_external(m: onnx.ModelProto, base_dir: str) -> None:
     """Read the external tensors shape inference may need into ``m`` (a copy): the non-float ones and
     those of at most ``INLINE_BYTES``; weights stay in their files, which onnxruntime reads itself."""
-    from .tensors import is_external, iter_tensors, tensor_array, tensor_nbytes
-
     floats = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16)
     for t in iter_tensors(m):
         if is_external(t) and (t.data_type not in floats or tensor_nbytes(t) <= INLINE_BYTES):

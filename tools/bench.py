@@ -34,11 +34,16 @@ next candidate), so a load spike from another process hits all of them alike. Se
 
 ``--threads N`` runs every candidate on ``N`` threads (OpenBLAS through its
 environment variables, set before NumPy loads; onnxruntime's intra-op pool).
-It matters on a shared machine: after each multithreaded BLAS call OpenBLAS's
-idle worker busy-waits, so on two cores that other processes also use, the
-NumPy work between the tiles of ``dequant_matmul`` is starved, while the
-float32 peer (one BLAS call) is not. ``--threads 1`` compares like with like
-on one core.
+``dequant_matmul`` decodes on one thread between multithreaded BLAS products,
+while the float32 peer is one BLAS call on every core: ``--threads 1``
+compares like with like on one core.
+
+Candidates that leave threads behind slow whatever runs next on two cores:
+onnxruntime's pool thread spins for some 20-50 ms after a run
+(``tools/bench_interference.py`` measures it). The ``matmul`` section therefore
+times two rotations per batch: ours, plain NumPy and the float32 matmul; and
+ours again against the onnxruntime sessions (the ``ours`` of the onnxruntime
+rows, always timed right after a session: pessimistic for ours).
 
 ``--quick`` shrinks the sizes (1024x1024, 1M codes, 1024x2752) for a smoke
 run; only the full run's figures go in the README. Rows that cannot run (a
@@ -283,15 +288,18 @@ def bench_matmul(k: int, n: int, batches: list[int], reps: int) -> None:
                                        * qt.scale.astype(np.float64)[:, None, :]).reshape(k, n)
         got = dequant_matmul(x, qt)
         err = float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
-        cands: dict[str, Callable[[], Any]] = {
+        # Two rotations: onnxruntime's pool thread spins for some 20-50 ms after a run and slows
+        # whatever runs next on two cores (tools/bench_interference.py); in one rotation the
+        # candidate after the last session would always be the same one (here: ours).
+        np_cands: dict[str, Callable[[], Any]] = {
             "ours": lambda x=x: dequant_matmul(x, qt),
             "plain": lambda x=x: plain_dequant_matmul(x, qt),
             "f32": lambda x=x: x @ w,
         }
-        for name, (sess, _) in sessions.items():
-            cands[name] = lambda x=x, s=sess: s.run(None, {in_name: x})
-        t = timeit(cands, reps)
-        ms = {kk: v * 1e3 for kk, v in t.items()}
+        ms = {kk: v * 1e3 for kk, v in timeit(np_cands, reps).items()}
+        ort_cands = {name: (lambda x=x, s=sess: s.run(None, {in_name: x})) for name, (sess, _) in sessions.items()}
+        ort_ms = {kk: v * 1e3 for kk, v in timeit({"ours": np_cands["ours"], **ort_cands}, reps).items()
+                  } if sessions else {}
         add_row("matmul", case, ms["ours"], "plain NumPy dequantize-then-matmul", ms["plain"],
                 1 / 3 if m == 1 else None, note=f"rel err vs float64 {err:.1e}")
         if sessions:
@@ -299,7 +307,7 @@ def bench_matmul(k: int, n: int, batches: list[int], reps: int) -> None:
                                         ("fused1", "onnxruntime fused, accuracy 1", None),
                                         ("fused4", "onnxruntime fused, accuracy 4", None)):
                 ops = sessions[name][1]
-                add_row("matmul", case, ms["ours"], label, ms[name], target if m == 1 else None,
+                add_row("matmul", case, ort_ms["ours"], label, ort_ms[name], target if m == 1 else None,
                         note="ops: " + "+".join(op for op in ops if op not in ("Identity",)))
         else:
             skip_row("matmul", case, "onnxruntime sessions", reason)

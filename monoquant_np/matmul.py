@@ -269,8 +269,10 @@ def _large_batch(x2: np.ndarray, packed: np.ndarray, planes_s: list[np.ndarray],
                     np.matmul(x2[:, k0:k1], f, out=acc)
                 else:
                     np.matmul(x2[:, k0:k1], f, out=prod)
-                    acc += prod
-            out[:, j0:j1, h] = acc  # every other column of the output
+                    # the last sum goes straight into every other column of the output
+                    np.add(acc, prod, out=acc if k1 < k else out[:, j0:j1, h])
+            if kc >= k:
+                out[:, j0:j1, h] = acc  # every other column of the output
 
 
 def _fast_rows(qt: QuantizedTensor) -> int:

@@ -206,7 +206,8 @@ def _workspace(*parts: tuple[int, type]) -> list[np.ndarray]:
 
     One block instead of four: the C allocator then hands the same memory back
     on the next call instead of mapping fresh pages (4096x4096 at batch 256:
-    about 100 page faults per call instead of 3,500, ``tools/bench_interference.py``).
+    0-100 page faults per call instead of about 3,500; ``tools/bench_interference.py``
+    counts them).
     """
     sizes = [-(-count * np.dtype(dt).itemsize // 64) * 64 for count, dt in parts]
     raw = np.empty(sum(sizes) + 64, np.uint8)

@@ -297,9 +297,12 @@ def bench_matmul(k: int, n: int, batches: list[int], reps: int) -> None:
             "f32": lambda x=x: x @ w,
         }
         ms = {kk: v * 1e3 for kk, v in timeit(np_cands, reps).items()}
-        ort_cands = {name: (lambda x=x, s=sess: s.run(None, {in_name: x})) for name, (sess, _) in sessions.items()}
-        ort_ms = {kk: v * 1e3 for kk, v in timeit({"ours": np_cands["ours"], **ort_cands}, reps).items()
-                  } if sessions else {}
+        ort_ms: dict[str, float] = {}
+        if sessions:
+            ort_cands: dict[str, Callable[[], Any]] = {"ours": np_cands["ours"]}
+            for name, (sess, _) in sessions.items():
+                ort_cands[name] = lambda x=x, s=sess: s.run(None, {in_name: x})
+            ort_ms = {kk: v * 1e3 for kk, v in timeit(ort_cands, reps).items()}
         add_row("matmul", case, ms["ours"], "plain NumPy dequantize-then-matmul", ms["plain"],
                 1 / 3 if m == 1 else None, note=f"rel err vs float64 {err:.1e}")
         if sessions:

@@ -17,9 +17,10 @@ On a 4096x4096 weight at batch 256, times NumPy's float32 matmul and
 onnxruntime sessions with NumPy candidates, the candidate after the last session
 would always be the same one, and this script shows by how much it would be
 slowed. So the bench times its NumPy candidates (ours, plain NumPy, the float32
-matmul) in one rotation and ours against the sessions in another. It also counts the minor page
-faults per ``dequant_matmul`` call (``getrusage``): fresh scratch memory costs
-one fault per 4 KiB page.
+matmul) in one rotation and ours against the sessions in another.
+
+It also counts the minor page faults per ``dequant_matmul`` call
+(``getrusage``): fresh scratch memory costs one fault per 4 KiB page.
 """
 
 from __future__ import annotations

@@ -12,12 +12,16 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 
-def median_ms(fn: Callable[[], Any], reps: int, warmup: int = 1) -> float:
-    """Median wall time of ``fn()`` over ``reps`` calls, in ms, after ``warmup`` untimed calls."""
+def median_ms(fn: Callable[[], Any], reps: int, warmup: int = 1,
+              before: Callable[[], Any] | None = None) -> float:
+    """Median wall time of ``fn()`` over ``reps`` calls, in ms, after ``warmup`` untimed calls;
+    ``before()``, if given, runs untimed right before each timed call."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(reps):
+        if before is not None:
+            before()
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)

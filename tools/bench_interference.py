@@ -33,23 +33,12 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from _report import print_table
+from _report import median_ms, print_table
 
 from monoquant_np import dequant_matmul, quantize
 
 #: Seconds of the pause: longer than OpenBLAS's idle spin (2**28 cycles, about 0.12 s here).
 PAUSE = 0.15
-
-
-def after(prev: Callable[[], Any], fn: Callable[[], Any], reps: int) -> float:
-    """Median ms of ``fn()`` called right after ``prev()``, over ``reps`` pairs."""
-    times = []
-    for _ in range(reps):
-        prev()
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,9 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as e:
         print(f"# onnxruntime rows skipped: {e}")
     fns = {"NumPy float32 matmul": lambda: x @ w, "dequant_matmul": lambda: dequant_matmul(x, qt)}
-    for f in fns.values():
-        f()
-    ms = {(p, f): after(prev, fn, args.reps) for p, prev in prevs.items() for f, fn in fns.items()}
+    ms = {(p, f): median_ms(fn, args.reps, before=prev) for p, prev in prevs.items() for f, fn in fns.items()}
     base = next(iter(prevs))
     rows = []
     for p in prevs:

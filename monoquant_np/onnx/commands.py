@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["add_model_commands"]
@@ -126,24 +127,21 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive int, got {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive int, got {v}")
-    return v
+def _int_at_least(low: int, wanted: str) -> Callable[[str], int]:
+    """An argparse ``type``: the int in ``text``, at least ``low`` (``wanted`` names the range in errors)."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {v}")
+        return v
+    return parse
 
 
-def _count(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {v}")
-    return v
+_positive_int = _int_at_least(1, "a positive int")
+_count = _int_at_least(0, "an int >= 0")
 
 
 def _cosine(text: str) -> float:

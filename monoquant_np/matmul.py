@@ -62,8 +62,8 @@ CHUNK_BYTES = 4 << 20
 SMALL_BATCH = 16
 #: Upper bound of one decoded tile for larger batches (float32 bytes), see :func:`_large_batch`.
 BIG_TILE_BYTES = 32 << 20
-#: Float32 bytes decoded at once within such a tile (a quarter of a core's L2 cache).
-DECODE_BYTES = 1 << 19
+#: Float32 bytes decoded at once within such a tile (half a core's L2 cache).
+DECODE_BYTES = 1 << 20
 
 
 def chunk_rows(qt: QuantizedTensor) -> int:
@@ -227,7 +227,11 @@ def _large_batch(x2: np.ndarray, packed: np.ndarray, planes_s: list[np.ndarray],
     :func:`dequantize`) in tiles of equally many whole groups of rows (with the
     planes' scales and zero points at most 5/32 of the float32 weight, and at
     most ``BIG_TILE_BYTES``; narrower than ``N/2`` only when one group of rows
-    does not fit), in cache-sized chunks of ``DECODE_BYTES``.
+    does not fit), in cache-sized chunks of ``DECODE_BYTES``, last chunk first:
+    the product reads the tile from its first row, which is then still in the
+    cache. (4096x4096 at batch 256 on the project's machine, one-process A/B:
+    1.13-1.36x the float32 matmul's time, against 1.39-1.49x first chunk first
+    in chunks of half the size; results bit-identical.)
     Each tile is one multithreaded BLAS product into a contiguous ``(M, cols)``
     buffer, copied (first tile) or added (the others, over K) into its plane
     of the output, so the planes' columns are interleaved in the output only.
@@ -260,7 +264,7 @@ def _large_batch(x2: np.ndarray, packed: np.ndarray, planes_s: list[np.ndarray],
             for k0 in range(0, k, kc):
                 k1 = min(k0 + kc, k)
                 f = f_buf[: (k1 - k0) * w].reshape(k1 - k0, w)  # (rows, w)
-                for c0 in range(k0, k1, cr):
+                for c0 in range(k0, k1, cr)[::-1]:  # last chunk first: see the docstring
                     c1 = min(c0 + cr, k1)
                     g0, g1 = c0 // group, max(c0 // group + 1, c1 // group)  # the chunk's groups
                     _decode(packed[c0:c1, j0:j1], h, qt, None if z is None else z[g0:g1, None, j0:j1],

@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import monoquant_np.matmul as mm
+import monoquant_np.planes as pl
 from monoquant_np import QuantizedTensor, dequant_matmul, dequantize, pack_int4, quantize, unpack_int4
 from monoquant_np.nf4 import NF4_CODEBOOK
 from monoquant_np.quantize import dequantize_slice, quantize_codes
@@ -229,7 +230,7 @@ def test_decode_planes_every_byte(signed, h):
     z = None if signed else np.arange(16, dtype=np.int8).reshape(1, 1, 16) % 16
     qt = quantize(np.ones((16, 2), f32), group_size=16, symmetric=signed)
     f = np.empty((16, 16), f32)
-    mm._decode(tile, h, qt, z, np.empty((16, 16), np.uint8), f)
+    pl._decode(tile, h, qt, z, np.empty((16, 16), np.uint8), f)
     want = codes.astype(f32) - (0 if z is None else z.reshape(1, 16).astype(f32))
     np.testing.assert_array_equal(f, want)
 
@@ -245,13 +246,13 @@ def test_decode_scaled_every_byte(scheme, h):
     s = (np.arange(32, dtype=f32).reshape(1, 32) + 1) / f32(3)
     book = NF4_CODEBOOK.copy() if scheme == "nf4" else None
     qt = QuantizedTensor(pack_int4(codes), (16, 32), 0, 16, s, zero_point=z, signed=signed, codebook=book)
-    planes_s, sixteenth = mm._sixteenths(qt, [np.ascontiguousarray(s[:, p::2]) for p in (0, 1)])
+    planes_s, sixteenth = pl._sixteenths(qt, [np.ascontiguousarray(s[:, p::2]) for p in (0, 1)])
     assert sixteenth == signed
     if scheme == "int4":  # the sign-extending decoder, as used when s / 16 would not be exact
         planes_s, sixteenth = [np.ascontiguousarray(s[:, p::2]) for p in (0, 1)], False
     f = np.empty((16, 16), f32)
     zh = None if z is None else np.ascontiguousarray(z[:, h::2]).view(np.int8)[:, None, :]
-    mm._decode(tile, h, qt, zh, np.empty((16, 16), np.uint8), f, planes_s[h][:, None, :], sixteenth)
+    pl._decode(tile, h, qt, zh, np.empty((16, 16), np.uint8), f, planes_s[h][:, None, :], sixteenth)
     assert f.tobytes() == np.ascontiguousarray(ref_dequantize(qt)[:, h::2]).tobytes()
 
 
@@ -259,10 +260,10 @@ def test_sixteenths_only_when_exact():
     qt = quantize(np.ones((16, 4), f32), group_size=16)
     odd = np.nextafter(f32(2.0**-126), f32(1))  # the smallest normal plus one ulp: odd / 16 is rounded
     tiny = [np.array([[odd, 1.0]], f32), np.array([[1.0, 2.0]], f32)]
-    same, ok = mm._sixteenths(qt, tiny)
+    same, ok = pl._sixteenths(qt, tiny)
     assert not ok and same is tiny
     fine = [np.array([[2.0**-120, 3.0]], f32), np.array([[0.0, np.inf]], f32)]
-    scaled, ok = mm._sixteenths(qt, fine)
+    scaled, ok = pl._sixteenths(qt, fine)
     assert ok and scaled[0].tolist() == [[2.0**-124, 0.1875]] and scaled[1].tolist() == [[0.0, np.inf]]
 
 
@@ -270,7 +271,7 @@ def test_large_batch_with_subnormal_scales_is_exact():
     # scales so small that s / 16 is rounded: the sign-extending decoder keeps the tile bit-identical
     rng = np.random.default_rng(12)
     qt = quantize(rng.standard_normal((32, 8)).astype(f32) * f32(2.0**-123), group_size=16)
-    assert not mm._sixteenths(qt, [qt.scale[:, 0::2], qt.scale[:, 1::2]])[1]
+    assert not pl._sixteenths(qt, [qt.scale[:, 0::2], qt.scale[:, 1::2]])[1]
     y = dequant_matmul(np.eye(32, dtype=f32), qt)  # batch 32 > SMALL_BATCH
     assert y.tobytes() == ref_dequantize(qt).tobytes()
 
@@ -278,16 +279,17 @@ def test_large_batch_with_subnormal_scales_is_exact():
 @pytest.mark.parametrize("group, n, budget, want", [(128, 4096, 1 << 20, 64), (128, 512, 1 << 20, 512),
                                                     (96, 4096, 1 << 20, 48), (100, 1 << 20, 1 << 20, 1)])
 def test_chunk_rows(monkeypatch, group, n, budget, want):
-    monkeypatch.setattr(mm, "DECODE_BYTES", budget)
-    assert mm._chunk_rows(group, n) == want
+    monkeypatch.setattr(pl, "DECODE_BYTES", budget)
+    assert pl._chunk_rows(group, n) == want
 
 
 @pytest.fixture
 def tiny_tiles(monkeypatch):
     # many tiles in both paths, so tile edges, partial tiles and chunks within a group are exercised
     monkeypatch.setattr(mm, "CHUNK_BYTES", 4096)
-    monkeypatch.setattr(mm, "BIG_TILE_BYTES", 8192)
-    monkeypatch.setattr(mm, "DECODE_BYTES", 1024)
+    monkeypatch.setattr(pl, "SMALL_TILE_BYTES", 4096)
+    monkeypatch.setattr(pl, "BIG_TILE_BYTES", 8192)
+    monkeypatch.setattr(pl, "DECODE_BYTES", 1024)
 
 
 @given(st.integers(1, 6), st.integers(1, 40), st.sampled_from([1, 3, 17, 40]),

@@ -206,9 +206,11 @@ def _large_batch(x2: np.ndarray, packed: np.ndarray, planes_s: list[np.ndarray],
     most ``BIG_TILE_BYTES``; narrower than ``N/2`` only when one group of rows
     does not fit), in cache-sized chunks of ``DECODE_BYTES``, last chunk first:
     the product reads the tile from its first row, which is then still in the
-    cache. (4096x4096 at batch 256 on the project's machine, one-process A/B:
-    1.13-1.36x the float32 matmul's time, against 1.39-1.49x first chunk first
-    in chunks of half the size; results bit-identical.)
+    cache. (4096x4096 at batch 256 on the project's machine, an A/B run in one
+    process with each call right after the float32 matmul, as in
+    ``tools/bench.py``: 1.39-1.44x the float32 matmul's time, against
+    1.46-1.54x first chunk first in chunks of half the size; results
+    bit-identical.)
     Each tile is one multithreaded BLAS product into a contiguous ``(M, cols)``
     buffer, copied (first tile) or added (the others, over K) into its plane
     of the output, so the planes' columns are interleaved in the output only.

@@ -1,4 +1,4 @@
-"""Helpers shared by the scripts in tools/: a median timer and a table printer.
+"""Helpers shared by the scripts in tools/: a median timer, a table printer, the batch-256 case.
 
 Scripts run as ``python tools/x.py``, so ``tools/`` is on ``sys.path`` and they
 import this module as ``_report``.
@@ -40,3 +40,17 @@ def print_table(head: Sequence[str], rows: Sequence[Sequence[str]], markdown: bo
     print("  ".join(h.ljust(wd) for h, wd in zip(head, widths, strict=True)))
     for r in rows:
         print("  ".join(c.ljust(wd) for c, wd in zip(r, widths, strict=True)))
+
+
+def batch256_case() -> tuple[Any, Any, Any]:
+    """The 4096x4096 case the batch-256 diagnostics share (``bench_interference``,
+    ``bench_decode``): ``(w, quantize(w), x)``, ``w`` float32 ``(4096, 4096)``
+    and ``x`` float32 ``(256, 4096)``, both standard normal from seed 0; int4,
+    group 128."""
+    import numpy as np
+
+    from monoquant_np import quantize
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((4096, 4096), dtype=np.float32)
+    return w, quantize(w), rng.standard_normal((256, 4096), dtype=np.float32)

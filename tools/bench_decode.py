@@ -27,10 +27,10 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from _report import median_ms, print_table
+from _report import batch256_case, median_ms, print_table
 
 import monoquant_np.planes as planes
-from monoquant_np import dequant_matmul, quantize
+from monoquant_np import dequant_matmul
 
 
 def _timed(fn: Callable[..., Any], acc: list[float]) -> Callable[..., Any]:
@@ -49,10 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=11, help="timed calls (median)")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = ap.parse_args(argv)
-    rng = np.random.default_rng(0)
-    w = rng.standard_normal((4096, 4096), dtype=np.float32)
-    qt = quantize(w)
-    x = rng.standard_normal((256, 4096), dtype=np.float32)
+    w, qt, x = batch256_case()
 
     dec, mm = [0.0], [0.0]
     proxy = types.ModuleType("numpy_timed")

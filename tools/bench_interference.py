@@ -32,10 +32,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-from _report import median_ms, print_table
+from _report import batch256_case, median_ms, print_table
 
-from monoquant_np import dequant_matmul, quantize
+from monoquant_np import dequant_matmul
 
 #: Seconds of the pause: longer than OpenBLAS's idle spin (2**28 cycles, about 0.12 s here).
 PAUSE = 0.15
@@ -46,10 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=9, help="timed pairs per cell (median)")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = ap.parse_args(argv)
-    rng = np.random.default_rng(0)
-    w = rng.standard_normal((4096, 4096), dtype=np.float32)
-    qt = quantize(w)
-    x = rng.standard_normal((256, 4096), dtype=np.float32)
+    w, qt, x = batch256_case()
     prevs: dict[str, Callable[[], Any]] = {
         f"a pause of {PAUSE} s": lambda: time.sleep(PAUSE),
         "a NumPy float32 matmul": lambda: x @ w,

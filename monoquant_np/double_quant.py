@@ -170,9 +170,8 @@ def double_quantize(
         ValueError: ``qt`` is already double-quantized, bad ``block_size``,
             ``w`` of the wrong shape or non-finite, negative scales.
     """
-    from .nf4 import nf4_block_codes
-    from .packing import pack_int4
-    from .quantize import dequantize_slice, quantize_codes
+    from .nf4 import _packed_codes as nf4_packed
+    from .quantize import _codes_packed, dequantize_slice
     from .tensor import check_qt
 
     check_qt(qt)
@@ -189,14 +188,9 @@ def double_quantize(
         check_finite(w32, "w")
         if qt.perm is not None:
             w32 = np.take(w32, qt.perm, axis=qt.axis)  # stored order
+    # the packed bytes of nf4_block_codes(w, a') or quantize_codes(w, s', z), made slab by slab
     if qt.codebook is not None:
-        codes = nf4_block_codes(w32, rebuilt, axis=qt.axis, block_size=qt.block_size)
+        data = nf4_packed(w32, rebuilt, qt.axis, qt.block_size)
     else:
-        codes = quantize_codes(
-            w32, rebuilt, qt.zero_point, axis=qt.axis, group_size=qt.block_size, bits=qt.bits
-        )
-    if qt.bits == 4:
-        data = pack_int4(codes)
-    else:
-        data = np.ascontiguousarray(codes).reshape(-1).view(np.uint8).copy()
+        data = _codes_packed(w32, rebuilt, qt.zero_point, qt.axis, qt.block_size, qt.bits)
     return dataclasses.replace(qt, data=data, scale=rebuilt, double_quant=dq)

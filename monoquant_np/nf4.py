@@ -9,7 +9,7 @@ roughly normal weights. Per block ``b`` of ``block_size`` elements along
     a = max|w_b|                                  (float32 "absmax", the block scale)
     r = 1 / a   (float32; r = 0 where a == 0)
     x = w * r   (float32)
-    q = #{ i : NF4_MIDPOINTS[i] < x }             (searchsorted(mid, x, side="left"))
+    q = #{ i : NF4_MIDPOINTS[i] < x }             (15 comparisons, counted)
     w' = NF4_CODEBOOK[q] * a                      (float32)
 
 ``x`` is ``w`` times the float32 reciprocal, as bitsandbytes' kernels compute
@@ -36,9 +36,9 @@ from __future__ import annotations
 import numpy as np
 
 from .double_quant import double_quantize
-from .errors import check_axis, check_finite, check_float_array, check_positive_int
+from .errors import check_axis, check_float_array, check_positive_int
 from .groups import _along, expand_groups
-from .packing import pack_int4
+from .packing import pack_int4, pack_slabs
 from .scales import group_absmax
 from .tensor import QuantizedTensor
 
@@ -102,18 +102,29 @@ NF4_MIDPOINTS = _table([
 def nf4_codes(x: np.ndarray) -> np.ndarray:
     """The NF4 code of normalized float32 values: nearest entry, ties to the lower code.
 
-    ``q = #{i : NF4_MIDPOINTS[i] < x}``, compared in float32; values beyond
-    ``[-1, 1]`` take code 0 or 15. Shape preserved, uint8 result.
+    ``q = #{i : NF4_MIDPOINTS[i] < x}``, compared in float32 and counted
+    literally, one comparison per midpoint; values beyond ``[-1, 1]`` take
+    code 0 or 15, and NaN (no comparison true) code 0, as in bitsandbytes'
+    decision tree. Shape preserved, uint8 result.
 
     >>> nf4_codes(np.array([-1.0, 0.0, 0.03979015, 0.0397902, 1.5], dtype=np.float32)).tolist()
     [0, 7, 7, 8, 15]
+
+    # Note: ``np.searchsorted(NF4_MIDPOINTS, x, side="left")`` gives the same
+    # codes for every non-NaN ``x`` (it sorts NaN last: code 15) but takes
+    # some 15x as long here: a binary search per element, and an int64 result.
     """
     x32 = np.asarray(x, dtype=np.float32)
-    return np.searchsorted(NF4_MIDPOINTS, x32, side="left").astype(np.uint8)
+    q = np.zeros(x32.shape, np.uint8)
+    above = np.empty(x32.shape, np.bool_)
+    for m in NF4_MIDPOINTS:
+        np.greater(x32, m, out=above)
+        np.add(q, above.view(np.uint8), out=q)  # True is byte 1
+    return q
 
 
 #: Elements coded at once by :func:`nf4_block_codes` (whole blocks; their float32,
-#: int64 and uint8 temporaries take about 17 bytes each, 4.5 MB in all).
+#: bool and uint8 temporaries take 6 bytes each, 1.5 MB in all: they stay in L2).
 SLAB_ELEMENTS = 1 << 18
 
 
@@ -144,6 +155,25 @@ def nf4_block_codes(w: np.ndarray, absmax: np.ndarray, *, axis: int, block_size:
         sl = _along(w.ndim, axis, slice(p0, p1))
         out[sl] = nf4_codes(np.multiply(w[sl], expand_groups(r_slab, axis, block_size, p1 - p0), dtype=np.float32))
     return out
+
+
+def _packed_codes(w: np.ndarray, absmax: np.ndarray, axis: int, block_size: int) -> np.ndarray:
+    """``pack_int4(nf4_block_codes(w, absmax, ...))``; along axis 0 of a 2-D or
+    larger ``w``, slab by slab (``pack_slabs``): no full-size code array."""
+    if axis != 0 or w.ndim < 2 or w.size == 0:
+        return pack_int4(nf4_block_codes(w, absmax, axis=axis, block_size=block_size))
+    k = w.shape[0]
+    inner = w.size // k
+    w2, a2 = w.reshape(k, inner), absmax.reshape(absmax.shape[0], inner)  # (K, inner), (G, inner)
+    step = max(1, SLAB_ELEMENTS // (block_size * inner)) * block_size  # rows: whole blocks
+    if (step * inner) % 2:
+        step += block_size  # an even count of codes per slab: each starts on a byte boundary
+
+    def codes_of(k0: int, k1: int) -> np.ndarray:
+        a = a2[k0 // block_size : -(-k1 // block_size)]
+        return nf4_block_codes(w2[k0:k1], a, axis=0, block_size=block_size)  # (k1 - k0, inner)
+
+    return pack_slabs(codes_of, k, inner, step)
 
 
 def quantize_nf4(
@@ -191,13 +221,11 @@ def quantize_nf4(
     axis = check_axis(axis, w32.ndim)
     if not isinstance(double_quant, (bool, np.bool_)):
         raise TypeError(f"double_quant must be a bool, got {type(double_quant).__name__}")
-    check_finite(w32, "w")
     if w32.shape[axis] == 0:
         raise ValueError(f"w must have at least one element along axis {axis}, got shape {w32.shape}")
-    absmax = group_absmax(w32, axis=axis, group_size=block_size)
-    codes = nf4_block_codes(w32, absmax, axis=axis, block_size=block_size)
+    absmax = group_absmax(w32, axis=axis, group_size=block_size)  # raises on NaN/inf
     qt = QuantizedTensor(
-        data=pack_int4(codes),
+        data=_packed_codes(w32, absmax, axis, block_size),
         shape=w32.shape,
         axis=axis,
         block_size=block_size,

@@ -17,9 +17,11 @@ tensors (onnx.helper.pack_float32_to_4bit).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-__all__ = ["pack_int4", "unpack_int4", "pack_codes", "packed_size", "pack_bytes_into"]
+__all__ = ["pack_int4", "unpack_int4", "pack_codes", "packed_size", "pack_bytes_into", "pack_slabs"]
 
 #: Packed bytes handled per step by the unpacking loop (the step's output stays in L2).
 _CHUNK = 1 << 18
@@ -94,6 +96,33 @@ def pack_bytes_into(nib: np.ndarray, out: np.ndarray) -> None:
         np.copyto(out[:half], lo, casting="unsafe")  # values < 256: exact
     if n % 2:
         out[half] = nib[n - 1] & 0xF
+
+
+def pack_slabs(codes_of: Callable[[int, int], np.ndarray], rows: int, inner: int, step: int,
+               bits: int = 4) -> np.ndarray:
+    """The storage bytes of a ``(rows, inner)`` code array made slab by slab.
+
+    ``codes_of(r0, r1)`` returns the codes of rows ``r0:r1`` (``(r1 - r0,
+    inner)``, any 1-byte integer dtype); slabs are ``step`` rows, so each
+    slab's codes are packed (:func:`pack_bytes_into`) while still in cache
+    and no full-size code array exists. Returns the bytes
+    ``pack_codes(codes, bits)`` of the whole array, bit-identical.
+
+    Raises:
+        ValueError: 4-bit slabs of an odd element count (``step * inner``),
+            which would not start on a byte boundary.
+    """
+    if bits == 4 and (step * inner) % 2 and step < rows:
+        raise ValueError(f"step * inner must be even for 4-bit slabs, got step={step}, inner={inner}")
+    data = np.empty(packed_size(rows * inner) if bits == 4 else rows * inner, np.uint8)
+    for r0 in range(0, rows, step):
+        r1 = min(r0 + step, rows)
+        flat = codes_of(r0, r1).reshape(-1).view(np.uint8)
+        if bits == 4:
+            pack_bytes_into(flat, data[r0 * inner // 2 : packed_size(r1 * inner)])
+        else:
+            data[r0 * inner : r1 * inner] = flat
+    return data
 
 
 def unpack_int4(packed: np.ndarray, count: int, *, signed: bool = True) -> np.ndarray:

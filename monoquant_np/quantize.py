@@ -41,7 +41,7 @@ import numpy as np
 from .errors import check_axis, check_float_array, check_positive_int
 from .groups import _along, split_groups
 from .numerics import SCALE_DTYPES, code_range, round_half_even, safe_scale
-from .packing import pack_bytes_into, pack_codes, packed_size, unpack_int4
+from .packing import pack_codes, pack_slabs, packed_size, unpack_int4
 from .scales import asymmetric_scales, symmetric_scales
 from .tensor import QuantizedTensor, check_qt
 
@@ -133,7 +133,7 @@ def _codes_packed(
     Each slab is whole groups of rows, about ``SLAB_BYTES`` of float32, so
     its codes are packed while still in cache. Bit-identical to the one-shot
     form: the codes come from :func:`quantize_codes` and the bytes from
-    :func:`pack_bytes_into`, the one definition of nibble order.
+    :func:`~monoquant_np.packing.pack_slabs`, on the one definition of nibble order.
     """
     if axis != 0 or w.ndim < 2 or w.size == 0:
         return pack_codes(quantize_codes(w, scale, zp, axis=axis, group_size=group_size, bits=bits), bits)
@@ -145,19 +145,13 @@ def _codes_packed(
     step = max(1, (SLAB_BYTES // 4) // (group_size * inner))  # groups per slab
     if bits == 4 and (step * group_size * inner) % 2:
         step += 1  # every slab but the last starts on a byte boundary
-    data = np.empty(packed_size(w.size) if bits == 4 else w.size, np.uint8)
-    for g0 in range(0, scale.shape[0], step):
-        g1 = min(g0 + step, scale.shape[0])
-        k0, k1 = g0 * group_size, min(g1 * group_size, k)
-        codes = quantize_codes(
-            w2[k0:k1], s2[g0:g1], None if z2 is None else z2[g0:g1], axis=0, group_size=group_size, bits=bits
-        )  # (k1 - k0, inner)
-        flat = codes.reshape(-1).view(np.uint8)
-        if bits == 4:
-            pack_bytes_into(flat, data[k0 * inner // 2 : packed_size(k1 * inner)])
-        else:
-            data[k0 * inner : k1 * inner] = flat
-    return data
+
+    def codes_of(k0: int, k1: int) -> np.ndarray:  # rows of whole groups
+        g0, g1 = k0 // group_size, -(-k1 // group_size)
+        return quantize_codes(w2[k0:k1], s2[g0:g1], None if z2 is None else z2[g0:g1],
+                              axis=0, group_size=group_size, bits=bits)  # (k1 - k0, inner)
+
+    return pack_slabs(codes_of, k, inner, step * group_size, bits)
 
 
 def quantize(

@@ -80,3 +80,29 @@ def test_pack_codes_storage_bytes():
 
     assert pack_codes(np.array([1, -2, 7], np.int8), 4).tolist() == [0xE1, 0x07]
     assert pack_codes(np.array([[127, -127], [-64, 64]], np.int8), 8).tolist() == [0x7F, 0x81, 0xC0, 0x40]
+
+
+@pytest.mark.parametrize("rows, inner, step, bits", [(7, 6, 2, 4), (9, 5, 2, 4), (9, 5, 4, 4), (5, 3, 10, 4),
+                                                     (1, 7, 1, 4), (8, 3, 3, 8), (0, 4, 2, 4)])
+def test_pack_slabs_equals_packing_the_whole_array(rows, inner, step, bits):
+    from monoquant_np.packing import pack_codes, pack_slabs
+
+    rng = np.random.default_rng(rows * 100 + inner * 10 + step)
+    lo, hi = (-8, 8) if bits == 4 else (-128, 128)
+    codes = rng.integers(lo, hi, (rows, inner)).astype(np.int8)
+    asked = []
+
+    def codes_of(r0, r1):
+        asked.append((r0, r1))
+        return codes[r0:r1]
+
+    got = pack_slabs(codes_of, rows, inner, step, bits)
+    assert got.dtype == np.uint8 and np.array_equal(got, pack_codes(codes, bits))
+    assert asked == [(r, min(r + step, rows)) for r in range(0, rows, step)]  # each row once, in order
+
+
+def test_pack_slabs_refuses_slabs_off_a_byte_boundary():
+    from monoquant_np.packing import pack_slabs
+
+    with pytest.raises(ValueError, match=r"step \* inner must be even .* step=3, inner=5"):
+        pack_slabs(lambda r0, r1: np.zeros((r1 - r0, 5), np.int8), 9, 5, 3)

@@ -243,3 +243,20 @@ def test_double_quant_scale_must_be_the_rebuilt_one():
     assert np.array_equal(qt.scale, qt.double_quant.rebuild())
     with pytest.raises(ValueError, match=r"scale must equal double_quant.rebuild\(\)"):
         dataclasses.replace(qt, scale=qt.scale * f32(2))
+
+
+@pytest.mark.parametrize("shape, group", [((37, 5), 4), ((50, 3), 7), ((9, 3, 5), 2), ((6, 4), 8)])
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_packing_in_small_slabs_is_bit_identical(monkeypatch, shape, group, symmetric):
+    # slabs of one or two groups, odd code counts per group, a partial last group, the int8
+    # fallback ((6, 4) with group 8): the bytes equal packing all codes at once
+    import importlib
+
+    from monoquant_np.packing import pack_codes
+
+    qz = importlib.import_module("monoquant_np.quantize")  # the module: the package's `quantize` is the function
+    monkeypatch.setattr(qz, "SLAB_BYTES", 64)
+    w = np.random.default_rng(sum(shape) + group).standard_normal(shape).astype(f32)
+    qt = quantize(w, group_size=group, symmetric=symmetric)
+    codes = quantize_codes(w, qt.scale, qt.zero_point, axis=0, group_size=qt.block_size, bits=qt.bits)
+    assert np.array_equal(qt.data, pack_codes(codes, qt.bits))

@@ -235,7 +235,7 @@ def test_decode_planes_every_byte(signed, h):
     np.testing.assert_array_equal(f, want)
 
 
-@pytest.mark.parametrize("scheme", ["int4", "int4/16", "uint4", "nf4"])
+@pytest.mark.parametrize("scheme", ["int4", "int4/16", "uint4"])
 @pytest.mark.parametrize("h", [0, 1])
 def test_decode_scaled_every_byte(scheme, h):
     # all 256 bytes, one plane, scaled (int4/16: as 16 q times s / 16): equals the reference bit for bit
@@ -244,8 +244,7 @@ def test_decode_scaled_every_byte(scheme, h):
     codes = ref_unpack(tile.reshape(-1), 512, signed).reshape(16, 32)  # (rows, 2 * cols)
     z = np.arange(32, dtype=np.uint8).reshape(1, 32) % 16 if scheme == "uint4" else None
     s = (np.arange(32, dtype=f32).reshape(1, 32) + 1) / f32(3)
-    book = NF4_CODEBOOK.copy() if scheme == "nf4" else None
-    qt = QuantizedTensor(pack_int4(codes), (16, 32), 0, 16, s, zero_point=z, signed=signed, codebook=book)
+    qt = QuantizedTensor(pack_int4(codes), (16, 32), 0, 16, s, zero_point=z, signed=signed)
     planes_s, sixteenth = pl._sixteenths(qt, [np.ascontiguousarray(s[:, p::2]) for p in (0, 1)])
     assert sixteenth == signed
     if scheme == "int4":  # the sign-extending decoder, as used when s / 16 would not be exact
@@ -254,6 +253,22 @@ def test_decode_scaled_every_byte(scheme, h):
     zh = None if z is None else np.ascontiguousarray(z[:, h::2]).view(np.int8)[:, None, :]
     pl._decode(tile, h, qt, zh, np.empty((16, 16), np.uint8), f, planes_s[h][:, None, :], sixteenth)
     assert f.tobytes() == np.ascontiguousarray(ref_dequantize(qt)[:, h::2]).tobytes()
+
+
+def test_decode_pairs_every_byte():
+    # NF4: all 256 bytes, both nibbles at once through the table of float32 pairs, scaled: the
+    # columns in order, bit for bit the reference dequantization
+    tile = np.arange(256, dtype=np.uint8).reshape(16, 16)  # (rows, cols): one group of 16 rows
+    codes = ref_unpack(tile.reshape(-1), 512, False).reshape(16, 32)  # (rows, 2 * cols)
+    s = (np.arange(32, dtype=f32).reshape(1, 32) + 1) / f32(3)
+    qt = QuantizedTensor(pack_int4(codes), (16, 32), 0, 16, s, signed=False, codebook=NF4_CODEBOOK.copy())
+    pairs = pl._pair_table(qt.codebook)
+    assert pairs.dtype == np.uint64 and pairs.shape == (256,)
+    f = np.empty((16, 32), f32)
+    pl._decode(tile, slice(None), qt, None, np.empty((16, 16), np.uint8), f, s[:, None, :], pairs=pairs)
+    assert f.tobytes() == ref_dequantize(qt).tobytes()
+    pl._decode(tile, slice(None), qt, None, np.empty((16, 16), np.uint8), f, None, pairs=pairs)  # unscaled
+    assert f.tobytes() == NF4_CODEBOOK[codes].tobytes()
 
 
 def test_sixteenths_only_when_exact():
@@ -332,15 +347,21 @@ def test_large_batch_tile_is_dequantize_bit_for_bit():
 
 
 @pytest.mark.parametrize("symmetric, sdt, group", [(True, np.float32, 128), (False, np.float16, 128),
-                                                   (True, np.float32, 16), (False, np.float32, 16)])
+                                                   (True, np.float32, 16), (False, np.float32, 16),
+                                                   ("nf4", np.float32, 64), ("nf4", np.float32, 16)])
 def test_large_batch_temporary_memory(symmetric, sdt, group):
     # the large-batch path (tiles, decode scratch, the planes' scales, K accumulator):
     # <= 1/4 of the float weight plus the output, small groups (scales of 1/16 of the weight) included
     import tracemalloc
 
+    from monoquant_np.nf4 import quantize_nf4
+
     rng = np.random.default_rng(11)
     w = rng.standard_normal((1024, 2048)).astype(f32)  # 8 MiB as float32
-    qt = quantize(w, group_size=group, scale_dtype=sdt, symmetric=symmetric)
+    if symmetric == "nf4":  # both nibbles decoded at once: tiles of twice the floats per byte
+        qt = quantize_nf4(w, block_size=group)
+    else:
+        qt = quantize(w, group_size=group, scale_dtype=sdt, symmetric=symmetric)
     x = rng.standard_normal((32, 1024)).astype(f32)  # batch 32 > SMALL_BATCH
     tracemalloc.start()
     y = dequant_matmul(x, qt)

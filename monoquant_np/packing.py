@@ -21,7 +21,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["pack_int4", "unpack_int4", "pack_codes", "packed_size", "pack_bytes_into", "pack_slabs"]
+__all__ = ["pack_int4", "unpack_int4", "pack_codes", "packed_size", "pack_bytes_into", "pack_slabs",
+           "pair_table", "lookup_pairs"]
 
 #: Packed bytes handled per step by the unpacking loop (the step's output stays in L2).
 _CHUNK = 1 << 18
@@ -171,3 +172,34 @@ def unpack_int4(packed: np.ndarray, count: int, *, signed: bool = True) -> np.nd
             np.subtract(c, np.int8(8), out=c)
     codes = codes[: int(count)]
     return codes.view(np.int8) if signed else codes
+
+
+def pair_table(values: np.ndarray) -> np.ndarray:
+    """``(256,)`` uint64: entry ``b`` holds the float32 pair ``(values[b & 15],
+    values[b >> 4])`` in memory order, the two decoded codes of byte ``b``
+    (low nibble first, spec 5.1). ``values``: 16 float32 (a codebook).
+
+    >>> pair_table(np.arange(16, dtype=np.float32))[0x21:0x22].view(np.float32).tolist()
+    [1.0, 2.0]
+    """
+    b = np.arange(256)
+    pair = np.stack([values[b & 15], values[b >> 4]], axis=1).astype(np.float32)  # (256, 2)
+    return pair.view(np.uint64).reshape(256)
+
+
+def lookup_pairs(table: np.ndarray, packed: np.ndarray, out: np.ndarray) -> None:
+    """``out[2i], out[2i+1] = values[lo], values[hi]`` of byte ``packed[i]``:
+    one lookup per byte in ``table`` (:func:`pair_table`), in chunks of
+    ``_CHUNK`` bytes (``np.take`` widens its indices to 8 bytes each).
+
+    Shapes: ``packed`` 1-D uint8 ``(n,)``; ``out`` 1-D contiguous float32 ``(2n,)``.
+
+    >>> out = np.empty(4, np.float32)
+    >>> lookup_pairs(pair_table(np.arange(16, dtype=np.float32) / 2), np.array([0x21, 0xF0], np.uint8), out)
+    >>> out.tolist()
+    [0.5, 1.0, 0.0, 7.5]
+    """
+    pairs = out.view(np.uint64)  # (n,)
+    for i in range(0, packed.size, _CHUNK):
+        np.take(table, packed[i : i + _CHUNK], out=pairs[i : i + _CHUNK], mode="wrap")  # 0..255: in range
+

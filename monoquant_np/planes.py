@@ -18,7 +18,7 @@ against scales divided by 16, which is exact (checked; otherwise ``b * 16 >>
 4`` and ``b >> 4`` on int8 sign-extend); uint4 uses ``& 15`` and ``>> 4``,
 minus the zero point in int8 (exact). NF4 (a codebook) decodes both planes
 at once in column order: one lookup per byte in a 256-entry table of float32
-pairs (:func:`_pair_table`), half as many lookups as one per code, and
+pairs (``packing.pair_table``), half as many lookups as one per code, and
 products over the full width (no output interleaving).
 
 * batch ``M <= SMALL_BATCH`` (and ``group >= 4 M``): cache-sized tiles; the
@@ -43,6 +43,7 @@ from __future__ import annotations
 import numpy as np
 
 from .groups import _split_view
+from .packing import pair_table
 from .tensor import QuantizedTensor
 
 __all__ = ["planes_matmul", "fast_rows"]
@@ -67,7 +68,7 @@ def _decode(tile: np.ndarray, h: int | slice, qt: QuantizedTensor, z: np.ndarray
     (``(groups, 1, cols)`` float32) ``f`` is then multiplied by it in place:
     ``f = (q - z) * s``.
 
-    With ``pairs`` (codebooks only, :func:`_pair_table`; ``h``, ``z`` and
+    With ``pairs`` (codebooks only, ``packing.pair_table``; ``h``, ``z`` and
     ``ub`` unused): both nibbles at once, in column order, into ``f``
     ``(rows, 2 cols)``, one lookup per byte of the float32 pair
     ``(codebook[lo], codebook[hi])``; ``s`` is then ``(groups, 1, 2 cols)``.
@@ -125,15 +126,6 @@ def _sixteenths(qt: QuantizedTensor, planes_s: list[np.ndarray]) -> tuple[list[n
     return planes_s, False
 
 
-def _pair_table(codebook: np.ndarray) -> np.ndarray:
-    """``(256,)`` uint64: entry ``b`` holds the float32 pair ``(codebook[b & 15],
-    codebook[b >> 4])`` (low nibble first, the even column: spec 5.1), the
-    decoded columns of byte ``b`` in memory order."""
-    b = np.arange(256)
-    pair = np.stack([codebook[b & 15], codebook[b >> 4]], axis=1).astype(np.float32)  # (256, 2)
-    return pair.view(np.uint64).reshape(256)
-
-
 #: A view of the output's columns ``(M, N/2, 2)``: ``h`` (0: even columns,
 #: 1: odd, ``slice(None)``: both), its scales and its int8 zero points
 #: (columns as in the decoded tile: ``N/2``, or ``N`` for both).
@@ -146,13 +138,13 @@ def planes_matmul(x2: np.ndarray, qt: QuantizedTensor, k: int) -> np.ndarray:
 
     Codes without a codebook are decoded plane by plane (even and odd
     columns apart); codebook codes (NF4) both at once through
-    :func:`_pair_table`, in column order, one lookup per byte."""
+    ``packing.pair_table``, in column order, one lookup per byte."""
     group = qt.block_size
     m, n = x2.shape[0], qt.shape[1]
     j = n // 2
     g = k // group
     packed = qt.data[: k * j].reshape(k, j)  # (K, N/2): low nibble = even column
-    pairs = None if qt.codebook is None else _pair_table(qt.codebook)
+    pairs = None if qt.codebook is None else pair_table(qt.codebook)
     sixteenth = False
     views: list[_View]
     if pairs is not None:

@@ -41,7 +41,7 @@ import numpy as np
 from .errors import check_axis, check_float_array, check_positive_int
 from .groups import _along, split_groups
 from .numerics import SCALE_DTYPES, code_range, round_half_even, safe_scale
-from .packing import pack_codes, pack_slabs, packed_size, unpack_int4
+from .packing import lookup_pairs, pack_codes, pack_slabs, packed_size, pair_table, unpack_int4
 from .scales import asymmetric_scales, symmetric_scales
 from .tensor import QuantizedTensor, check_qt
 
@@ -221,6 +221,11 @@ def _slice_codes(qt: QuantizedTensor, start: int, stop: int) -> np.ndarray:
     """Codes of rows ``start:stop`` along axis 0 as float32, shape ``(stop-start, *shape[1:])``."""
     inner = int(np.prod(qt.shape[1:]))
     lo, hi = start * inner, stop * inner
+    if qt.codebook is not None and qt.bits == 4:  # both codes of a byte in one lookup
+        b0, b1 = lo // 2, packed_size(hi)
+        vals = np.empty(2 * (b1 - b0), np.float32)
+        lookup_pairs(pair_table(qt.codebook), qt.data[b0:b1], vals)
+        return vals[lo - 2 * b0 : hi - 2 * b0].reshape((stop - start,) + qt.shape[1:])
     if qt.bits == 4:
         b0 = lo // 2
         flat = unpack_int4(qt.data[b0 : packed_size(hi)], hi - 2 * b0, signed=qt.signed)[lo - 2 * b0 :]

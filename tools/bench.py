@@ -25,9 +25,10 @@ next candidate), so a load spike from another process hits all of them alike. Se
 * ``memory``: tracemalloc peak of ``dequant_matmul`` on a 4096x11008 weight as
   a fraction of its float32 size (peer: plain dequantize-then-matmul);
 * ``nf4`` (no target): NF4 block 64 on a 4096x4096 weight, ``quantize_nf4``
-  (time and tracemalloc peak) against the textbook rounding, and
-  ``dequant_matmul`` at batch 1 and 256 against dequantize-then-matmul and
-  against int4 g64;
+  (time and tracemalloc peak) against the textbook rounding, ``dequantize``
+  against the textbook lookup (values must be identical: checked) and against
+  int4 g64, and ``dequant_matmul`` at batch 1 and 256 against
+  dequantize-then-matmul and against int4 g64;
 * ``model``: quantizing MiniLM-L3 with ``monoquant_np.onnx.model.quantize_model``
   against onnxruntime's ``MatMulNBitsQuantizer``, and onnxruntime's latency on
   both outputs (batch 8 x 128 tokens) at accuracy levels 1 and 4.
@@ -85,7 +86,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from monoquant_np import dequant_matmul, quantize, unpack_int4  # noqa: E402
+from monoquant_np import dequant_matmul, dequantize, quantize, unpack_int4  # noqa: E402
 
 ROWS: list[dict[str, Any]] = []
 
@@ -457,7 +458,8 @@ def plain_nf4(w: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
 
 def bench_nf4(k: int, n: int, batches: list[int], reps: int) -> None:
     """NF4 (block 64) on a ``(K, N)`` weight: quantizing (time and tracemalloc peak) against the
-    textbook form, and ``dequant_matmul`` against dequantize-then-matmul and against int4 g64."""
+    textbook form, ``dequantize`` against the textbook lookup and against int4 g64, and
+    ``dequant_matmul`` against dequantize-then-matmul and against int4 g64."""
     from monoquant_np.nf4 import quantize_nf4
 
     rng = np.random.default_rng(5)
@@ -473,9 +475,18 @@ def bench_nf4(k: int, n: int, batches: list[int], reps: int) -> None:
     q4 = quantize(w, group_size=64)
     book = nf.codebook
 
-    def plain_nf4_matmul(x: np.ndarray) -> np.ndarray:
-        return x @ (book[nf.codes()] * np.repeat(nf.scale, 64, axis=0))
+    def plain_nf4_dequantize() -> np.ndarray:
+        return book[nf.codes()] * np.repeat(nf.scale, 64, axis=0)
 
+    def plain_nf4_matmul(x: np.ndarray) -> np.ndarray:
+        return x @ plain_nf4_dequantize()
+
+    same = np.array_equal(dequantize(nf), plain_nf4_dequantize())
+    t = timeit({"ours": lambda: dequantize(nf), "plain": plain_nf4_dequantize, "int4": lambda: dequantize(q4)}, reps)
+    case = f"dequantize {k}x{n} nf4 b64"
+    add_row("nf4", case, t["ours"] * 1e3, "plain NumPy codebook[codes] * scales", t["plain"] * 1e3,
+            note="values identical" if same else "VALUES DIFFER")
+    add_row("nf4", case, t["ours"] * 1e3, "our dequantize, int4 g64", t["int4"] * 1e3)
     for m in batches:
         x = rng.standard_normal((m, k), dtype=np.float32)
         t = timeit({"ours": lambda x=x: dequant_matmul(x, nf), "plain": lambda x=x: plain_nf4_matmul(x),

@@ -182,8 +182,11 @@ def pair_table(values: np.ndarray) -> np.ndarray:
     >>> pair_table(np.arange(16, dtype=np.float32))[0x21:0x22].view(np.float32).tolist()
     [1.0, 2.0]
     """
+    v = np.asarray(values)
+    if v.shape != (16,) or v.dtype.kind != "f":
+        raise ValueError(f"values must be 16 floats (a 4-bit codebook), got shape {v.shape} dtype {v.dtype}")
     b = np.arange(256)
-    pair = np.stack([values[b & 15], values[b >> 4]], axis=1).astype(np.float32)  # (256, 2)
+    pair = np.stack([v[b & 15], v[b >> 4]], axis=1).astype(np.float32)  # (256, 2)
     return pair.view(np.uint64).reshape(256)
 
 
@@ -199,7 +202,20 @@ def lookup_pairs(table: np.ndarray, packed: np.ndarray, out: np.ndarray) -> None
     >>> out.tolist()
     [0.5, 1.0, 0.0, 7.5]
     """
+    if not isinstance(table, np.ndarray) or table.dtype != np.uint64 or table.shape != (256,):
+        raise ValueError(f"table must be pair_table(values): uint64 (256,), got {_describe(table)}")
+    if not isinstance(packed, np.ndarray) or packed.dtype != np.uint8 or packed.ndim != 1:
+        raise ValueError(f"packed must be a 1-D uint8 array, got {_describe(packed)}")
+    if (not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != (2 * packed.size,)
+            or not out.flags.c_contiguous):
+        raise ValueError(f"out must be a contiguous float32 array of shape ({2 * packed.size},) "
+                         f"(two per byte), got {_describe(out)}")
     pairs = out.view(np.uint64)  # (n,)
     for i in range(0, packed.size, _CHUNK):
         np.take(table, packed[i : i + _CHUNK], out=pairs[i : i + _CHUNK], mode="wrap")  # 0..255: in range
+
+
+def _describe(a: object) -> str:
+    """``dtype (shape)`` of an array, else its type name: for error messages."""
+    return f"{a.dtype} {a.shape}" if isinstance(a, np.ndarray) else type(a).__name__
 

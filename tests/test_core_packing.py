@@ -106,3 +106,24 @@ def test_pack_slabs_refuses_slabs_off_a_byte_boundary():
 
     with pytest.raises(ValueError, match=r"step \* inner must be even .* step=3, inner=5"):
         pack_slabs(lambda r0, r1: np.zeros((r1 - r0, 5), np.int8), 9, 5, 3)
+
+
+def test_pair_table_and_lookup_pairs_check_their_arguments():
+    from monoquant_np.packing import lookup_pairs, pair_table
+
+    book = np.linspace(-1, 1, 16).astype(np.float32)
+    t = pair_table(book)
+    packed = np.arange(256, dtype=np.uint8)
+    out = np.empty(512, np.float32)
+    lookup_pairs(t, packed, out)
+    assert np.array_equal(out[0::2], book[packed & 15]) and np.array_equal(out[1::2], book[packed >> 4])
+    with pytest.raises(ValueError, match=r"values must be 16 floats .* got shape \(15,\)"):
+        pair_table(book[:15])
+    with pytest.raises(ValueError, match=r"table must be pair_table\(values\).*float32 \(16,\)"):
+        lookup_pairs(book, packed, out)
+    with pytest.raises(ValueError, match=r"packed must be a 1-D uint8 array, got int64"):
+        lookup_pairs(t, packed.astype(np.int64), out)
+    with pytest.raises(ValueError, match=r"out must be a contiguous float32 array of shape \(512,\).*float32 \(510,\)"):
+        lookup_pairs(t, packed, out[:510])
+    with pytest.raises(ValueError, match=r"out must be .* got float64 \(512,\)"):
+        lookup_pairs(t, packed, np.empty(512))

@@ -310,6 +310,7 @@ def tiny_tiles(monkeypatch):
     # many tiles in both paths, so tile edges, partial tiles and chunks within a group are exercised
     monkeypatch.setattr(mm, "CHUNK_BYTES", 4096)
     monkeypatch.setattr(pl, "SMALL_TILE_BYTES", 4096)
+    monkeypatch.setattr(pl, "GEMV_TILE_BYTES", 2048)
     monkeypatch.setattr(pl, "BIG_TILE_BYTES", 8192)
     monkeypatch.setattr(pl, "DECODE_BYTES", 1024)
 

@@ -197,7 +197,7 @@ def test_block_codes_in_small_slabs_match_the_definition(monkeypatch, shape, axi
 def test_quantize_nf4_temporary_memory():
     # codes are computed and packed in slabs: the peak is the packed output (1/8 of the float32
     # weight) plus slabs of a few MB, not a full-size code array and its packing (0.89x before);
-    # double quantization adds its finiteness check of w (a bool array, 1/4)
+    # double quantization packs a second time (the rebuilt absmax) while the first bytes are alive
     import tracemalloc
 
     w = np.random.default_rng(6).standard_normal((2048, 1024)).astype(np.float32)  # 8 MiB

@@ -53,8 +53,8 @@ SMALL_BATCH = 16
 #: Upper bound of one decoded tile for batches up to ``SMALL_BATCH`` (float32 bytes), see :func:`_small_batch`.
 SMALL_TILE_BYTES = 4 << 20
 #: Batches up to this many rows decode integer codes in tiles of at most ``GEMV_TILE_BYTES`` (half a
-#: core's L2), which the products then read from the cache (batch 1, 4096x4096 and larger: 0.83-0.92
-#: of the time with 4 MiB tiles); larger batches, and NF4's slower lookups, gain more from larger tiles.
+#: core's L2), which the products then read from the cache; larger batches, and NF4's slower lookups,
+#: gain more from larger tiles (``python tools/bench_tiles.py`` measures each bound).
 GEMV_BATCH, GEMV_TILE_BYTES = 2, 1 << 20
 #: Upper bound of one decoded tile for larger batches (float32 bytes), see :func:`_large_batch`.
 BIG_TILE_BYTES = 32 << 20

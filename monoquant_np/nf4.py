@@ -38,7 +38,7 @@ import numpy as np
 from .double_quant import double_quantize
 from .errors import check_axis, check_float_array, check_positive_int
 from .groups import _along, expand_groups
-from .packing import pack_int4, pack_slabs
+from .packing import pack_int4, pack_slabs, slab_rows
 from .scales import group_absmax
 from .tensor import QuantizedTensor
 
@@ -165,15 +165,12 @@ def _packed_codes(w: np.ndarray, absmax: np.ndarray, axis: int, block_size: int)
     k = w.shape[0]
     inner = w.size // k
     w2, a2 = w.reshape(k, inner), absmax.reshape(absmax.shape[0], inner)  # (K, inner), (G, inner)
-    step = max(1, SLAB_ELEMENTS // (block_size * inner)) * block_size  # rows: whole blocks
-    if (step * inner) % 2:
-        step += block_size  # an even count of codes per slab: each starts on a byte boundary
 
     def codes_of(k0: int, k1: int) -> np.ndarray:
         a = a2[k0 // block_size : -(-k1 // block_size)]
         return nf4_block_codes(w2[k0:k1], a, axis=0, block_size=block_size)  # (k1 - k0, inner)
 
-    return pack_slabs(codes_of, k, inner, step)
+    return pack_slabs(codes_of, k, inner, slab_rows(block_size, inner, SLAB_ELEMENTS))
 
 
 def quantize_nf4(

@@ -22,7 +22,7 @@ from collections.abc import Callable
 import numpy as np
 
 __all__ = ["pack_int4", "unpack_int4", "pack_codes", "packed_size", "pack_bytes_into", "pack_slabs",
-           "pair_table", "lookup_pairs"]
+           "slab_rows", "pair_table", "lookup_pairs"]
 
 #: Packed bytes handled per step by the unpacking loop (the step's output stays in L2).
 _CHUNK = 1 << 18
@@ -97,6 +97,21 @@ def pack_bytes_into(nib: np.ndarray, out: np.ndarray) -> None:
         np.copyto(out[:half], lo, casting="unsafe")  # values < 256: exact
     if n % 2:
         out[half] = nib[n - 1] & 0xF
+
+
+def slab_rows(group: int, inner: int, elements: int, bits: int = 4) -> int:
+    """Rows per slab for :func:`pack_slabs` of a ``(rows, inner)`` code array
+    grouped along its rows: whole groups of ``group`` rows, about ``elements``
+    codes (at least one group) and, for 4 bits, an even count of codes, so
+    that every slab but the last starts on a byte boundary.
+
+    >>> slab_rows(3, 5, 40), slab_rows(4, 5, 40)
+    (6, 8)
+    """
+    groups = max(1, elements // max(1, group * inner))
+    if bits == 4 and (groups * group * inner) % 2:
+        groups += 1
+    return groups * group
 
 
 def pack_slabs(codes_of: Callable[[int, int], np.ndarray], rows: int, inner: int, step: int,

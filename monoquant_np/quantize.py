@@ -41,7 +41,7 @@ import numpy as np
 from .errors import check_axis, check_float_array, check_positive_int
 from .groups import _along, split_groups
 from .numerics import SCALE_DTYPES, code_range, round_half_even, safe_scale
-from .packing import lookup_pairs, pack_codes, pack_slabs, packed_size, pair_table, unpack_int4
+from .packing import lookup_pairs, pack_codes, pack_slabs, packed_size, pair_table, slab_rows, unpack_int4
 from .scales import asymmetric_scales, symmetric_scales
 from .tensor import QuantizedTensor, check_qt
 
@@ -142,16 +142,13 @@ def _codes_packed(
     w2 = w.reshape(k, inner)  # (K, inner)
     s2 = scale.reshape(scale.shape[0], inner)  # (G, inner)
     z2 = zp.reshape(zp.shape[0], inner) if zp is not None else None  # (G, inner)
-    step = max(1, (SLAB_BYTES // 4) // (group_size * inner))  # groups per slab
-    if bits == 4 and (step * group_size * inner) % 2:
-        step += 1  # every slab but the last starts on a byte boundary
 
     def codes_of(k0: int, k1: int) -> np.ndarray:  # rows of whole groups
         g0, g1 = k0 // group_size, -(-k1 // group_size)
         return quantize_codes(w2[k0:k1], s2[g0:g1], None if z2 is None else z2[g0:g1],
                               axis=0, group_size=group_size, bits=bits)  # (k1 - k0, inner)
 
-    return pack_slabs(codes_of, k, inner, step * group_size, bits)
+    return pack_slabs(codes_of, k, inner, slab_rows(group_size, inner, SLAB_BYTES // 4, bits), bits)
 
 
 def quantize(

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .double_quant import double_quantize
+from .double_quant import quantize_scales
 from .errors import check_axis, check_float_array, check_positive_int
 from .groups import _along, expand_groups
 from .packing import pack_int4, pack_slabs, slab_rows
@@ -221,17 +221,19 @@ def quantize_nf4(
     if w32.shape[axis] == 0:
         raise ValueError(f"w must have at least one element along axis {axis}, got shape {w32.shape}")
     absmax = group_absmax(w32, axis=axis, group_size=block_size)  # raises on NaN/inf
-    qt = QuantizedTensor(
-        data=_packed_codes(w32, absmax, axis, block_size),
+    # with double quantization the codes come from the rebuilt absmax (spec 11.2), packed once:
+    # the same tensor as double_quantize(quantize_nf4(w), w=w), without packing twice
+    dq = quantize_scales(absmax, block_size=dq_block_size) if double_quant else None
+    scale = absmax if dq is None else dq.rebuild()
+    return QuantizedTensor(
+        data=_packed_codes(w32, scale, axis, block_size),
         shape=w32.shape,
         axis=axis,
         block_size=block_size,
-        scale=absmax,
+        scale=scale,
         zero_point=None,
         signed=False,
         bits=4,
         codebook=NF4_CODEBOOK,
+        double_quant=dq,
     )
-    if double_quant:
-        qt = double_quantize(qt, block_size=dq_block_size, w=w32)
-    return qt

@@ -139,6 +139,18 @@ def test_nf4_codes_recomputed_from_rebuilt_absmax(normal_1024):
     assert np.array_equal(dequantize(qt), qt.codebook[qt.codes()] * np.repeat(qt.scale, 64, axis=0))
 
 
+@pytest.mark.parametrize("shape,axis,block,dq_block", [((128, 64), 0, 64, 16), ((70, 6), 0, 32, 256),
+                                                      ((9, 130), 1, 64, 3), ((5,), 0, 2, 2)])
+def test_nf4_double_quant_is_double_quantize_of_nf4(shape, axis, block, dq_block):
+    # quantize_nf4(double_quant=True) packs its codes once, from the rebuilt absmax: the same tensor,
+    # byte for byte, as spec 11's definition double_quantize(quantize_nf4(w), w=w)
+    w = np.random.default_rng(11).standard_normal(shape).astype(np.float32) * 3
+    got = quantize_nf4(w, block_size=block, axis=axis, double_quant=True, dq_block_size=dq_block)
+    want = double_quantize(quantize_nf4(w, block_size=block, axis=axis), block_size=dq_block, w=w)
+    assert got.equals(want)
+    assert np.array_equal(got.data, want.data) and np.array_equal(got.scale, want.scale)
+
+
 # ------------------------------------------------ int4 / uint4 / int8 scales
 @pytest.mark.parametrize("symmetric", [True, False])
 def test_linear_codes_recomputed_with_quantize_codes(symmetric):

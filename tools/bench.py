@@ -28,7 +28,10 @@ next candidate), so a load spike from another process hits all of them alike. Se
   (time and tracemalloc peak) against the textbook rounding, ``dequantize``
   against the textbook lookup (values must be identical: checked) and against
   int4 g64, and ``dequant_matmul`` at batch 1 and 256 against
-  dequantize-then-matmul and against int4 g64;
+  dequantize-then-matmul and against int4 g64; and quantizing (with and without
+  double quantization) and dequantizing against bitsandbytes' own CPU kernels
+  on the same weight (bytes and values must be identical: checked), when torch
+  and bitsandbytes are installed;
 * ``model``: quantizing MiniLM-L3 with ``monoquant_np.onnx.model.quantize_model``
   against onnxruntime's ``MatMulNBitsQuantizer``, and onnxruntime's latency on
   both outputs (batch 8 x 128 tokens) at accuracy levels 1 and 4.
@@ -496,6 +499,47 @@ def bench_nf4(k: int, n: int, batches: list[int], reps: int) -> None:
         add_row("nf4", case, t["ours"] * 1e3, "our dequant_matmul, int4 g64", t["int4"] * 1e3)
 
 
+def bench_nf4_bnb(k: int, n: int, reps: int) -> None:
+    """NF4 against bitsandbytes' own CPU kernels (``quantize_4bit`` / ``dequantize_4bit``,
+    torch tensors) on the same ``(N, K)`` weight blocked along K (its layout: 64 consecutive
+    elements per block); ours quantizes that layout with ``axis=1``, and its bytes and absmax
+    must equal bitsandbytes' after ``bnb_nf4_pack`` (checked). With double quantization the
+    8-bit schemes differ (bitsandbytes: its nested dynamic map; ours: linear int8, spec 11)."""
+    case = f"NF4 {n}x{k} (N, K) block 64"
+    peer = "bitsandbytes CPU quantize_4bit"
+    try:
+        import torch
+        from bitsandbytes import functional as bnbf
+    except Exception as e:  # ImportError, or a broken torch/bitsandbytes build
+        skip_row("nf4", case, peer, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+                 "(pip install torch==2.13.0 bitsandbytes==0.50.2, CPU builds)")
+        return
+    from monoquant_np.formats import bnb_nf4_pack
+    from monoquant_np.nf4 import quantize_nf4
+
+    if THREADS is not None:
+        torch.set_num_threads(THREADS)
+    w = np.random.default_rng(6).standard_normal((n, k), dtype=np.float32)  # (N, K), C order
+    tw = torch.from_numpy(w)
+    q, state = bnbf.quantize_4bit(tw, blocksize=64, quant_type="nf4")
+    packed, absmax = bnb_nf4_pack(quantize_nf4(w, block_size=64, axis=1))
+    same = np.array_equal(q.numpy(), packed) and absmax.tobytes() == state.absmax.numpy().tobytes()
+    t = timeit({"ours": lambda: quantize_nf4(w, block_size=64, axis=1),
+                "theirs": lambda: bnbf.quantize_4bit(tw, blocksize=64, quant_type="nf4")}, reps)
+    add_row("nf4", f"quantize {case}", t["ours"] * 1e3, peer, t["theirs"] * 1e3,
+            note="bytes and absmax identical" if same else "BYTES DIFFER")
+    t = timeit({"ours": lambda: quantize_nf4(w, block_size=64, axis=1, double_quant=True),
+                "theirs": lambda: bnbf.quantize_4bit(tw, blocksize=64, quant_type="nf4",
+                                                     compress_statistics=True)}, reps)
+    add_row("nf4", f"quantize {case}, double quantization", t["ours"] * 1e3, peer + " (compress_statistics)",
+            t["theirs"] * 1e3, note="different 8-bit schemes for the absmax")
+    nf = quantize_nf4(w, block_size=64, axis=1)
+    same = np.array_equal(dequantize(nf), bnbf.dequantize_4bit(q, state).numpy())
+    t = timeit({"ours": lambda: dequantize(nf), "theirs": lambda: bnbf.dequantize_4bit(q, state)}, reps)
+    add_row("nf4", f"dequantize {case}", t["ours"] * 1e3, "bitsandbytes CPU dequantize_4bit", t["theirs"] * 1e3,
+            note="values identical" if same else "VALUES DIFFER")
+
+
 # ---------------------------------------------------------------- main
 SECTIONS = ("quant", "unpack", "matmul", "memory", "model", "nf4")
 
@@ -542,6 +586,7 @@ def main(argv: list[str] | None = None) -> int:
         bench_model(args.reps, q)
     if "nf4" in only:
         bench_nf4(1024 if q else 4096, 1024 if q else 4096, [1, 256], args.reps)
+        bench_nf4_bnb(1024 if q else 4096, 1024 if q else 4096, args.reps)
     meta["load_after"] = os.getloadavg()[0]
     missed = [r for r in ROWS if r["met"] is False]
     print(f"# targets: {sum(r['met'] is True for r in ROWS)} met, {len(missed)} missed; "

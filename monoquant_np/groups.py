@@ -107,11 +107,13 @@ def group_reduce(ufunc: np.ufunc, x: np.ndarray, axis: int, group_size: int, *, 
 
 
 def _reduce(ufunc: np.ufunc, x: np.ndarray, axis: int, absolute: bool, keepdims: bool) -> np.ndarray:
-    if not absolute:
-        return ufunc.reduce(x, axis=axis, keepdims=keepdims)
-    hi = np.maximum.reduce(x, axis=axis, keepdims=keepdims)
-    lo = np.minimum.reduce(x, axis=axis, keepdims=keepdims)
-    return np.maximum(hi, np.negative(lo, out=lo), out=hi)
+    if absolute:
+        hi = np.maximum.reduce(x, axis=axis, keepdims=True)
+        lo = np.minimum.reduce(x, axis=axis, keepdims=True)
+        r = np.maximum(hi, np.negative(lo, out=lo), out=hi)
+    else:
+        r = ufunc.reduce(x, axis=axis, keepdims=True)
+    return r if keepdims else np.squeeze(r, axis=axis)
 
 
 #: Elements of ``x`` reduced at once by :func:`_pairwise_last` (1 MiB of float32).

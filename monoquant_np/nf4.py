@@ -38,7 +38,7 @@ import numpy as np
 from .double_quant import quantize_scales
 from .errors import check_axis, check_float_array, check_positive_int
 from .groups import _along, expand_groups
-from .packing import pack_int4, pack_slabs, slab_rows
+from .packing import pack_grouped, pack_int4
 from .scales import group_absmax
 from .tensor import QuantizedTensor
 
@@ -158,19 +158,14 @@ def nf4_block_codes(w: np.ndarray, absmax: np.ndarray, *, axis: int, block_size:
 
 
 def _packed_codes(w: np.ndarray, absmax: np.ndarray, axis: int, block_size: int) -> np.ndarray:
-    """``pack_int4(nf4_block_codes(w, absmax, ...))``; along axis 0 of a 2-D or
-    larger ``w``, slab by slab (``pack_slabs``): no full-size code array."""
-    if axis != 0 or w.ndim < 2 or w.size == 0:
-        return pack_int4(nf4_block_codes(w, absmax, axis=axis, block_size=block_size))
-    k = w.shape[0]
-    inner = w.size // k
-    w2, a2 = w.reshape(k, inner), absmax.reshape(absmax.shape[0], inner)  # (K, inner), (G, inner)
+    """``pack_int4(nf4_block_codes(w, absmax, ...))``; along axis 0 or the last
+    axis of a 2-D or larger ``w``, slab by slab (``packing.pack_grouped``):
+    no full-size code array."""
+    def codes_of(ws: np.ndarray, a: list, ax: int) -> np.ndarray:
+        return nf4_block_codes(ws, a[0], axis=ax, block_size=block_size)
 
-    def codes_of(k0: int, k1: int) -> np.ndarray:
-        a = a2[k0 // block_size : -(-k1 // block_size)]
-        return nf4_block_codes(w2[k0:k1], a, axis=0, block_size=block_size)  # (k1 - k0, inner)
-
-    return pack_slabs(codes_of, k, inner, slab_rows(block_size, inner, SLAB_ELEMENTS))
+    data = pack_grouped(codes_of, w, [absmax], axis, block_size, SLAB_ELEMENTS)
+    return pack_int4(nf4_block_codes(w, absmax, axis=axis, block_size=block_size)) if data is None else data
 
 
 def quantize_nf4(

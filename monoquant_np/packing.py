@@ -22,7 +22,7 @@ from collections.abc import Callable
 import numpy as np
 
 __all__ = ["pack_int4", "unpack_int4", "pack_codes", "packed_size", "pack_bytes_into", "pack_slabs",
-           "slab_rows", "pair_table", "lookup_pairs"]
+           "slab_rows", "pack_grouped", "pair_table", "lookup_pairs"]
 
 #: Packed bytes handled per step by the unpacking loop (the step's output stays in L2).
 _CHUNK = 1 << 18
@@ -139,6 +139,44 @@ def pack_slabs(codes_of: Callable[[int, int], np.ndarray], rows: int, inner: int
         else:
             data[r0 * inner : r1 * inner] = flat
     return data
+
+
+def pack_grouped(codes_of: Callable[[np.ndarray, list, int], np.ndarray], w: np.ndarray,
+                 per_group: list, axis: int, group_size: int, elements: int, bits: int = 4) -> np.ndarray | None:
+    """The storage bytes of the codes of ``w`` grouped along ``axis``, made by
+    :func:`pack_slabs`, or ``None`` where slabs do not apply (``w`` 1-D or
+    empty, or groups along a middle axis).
+
+    ``codes_of(w_slab, per_group_slabs, slab_axis)`` returns the codes of a
+    2-D slab of ``w``; ``per_group`` holds the group-wise arrays (scales,
+    zero points, or ``None``), shaped ``group_shape(w.shape, axis, group_size)``.
+    Groups along axis 0: ``w`` as ``(K, inner)``, slabs of whole groups of
+    rows (``slab_axis`` 0). Groups along the last axis: ``w`` as ``(rows,
+    L)``, slabs of whole rows (``slab_axis`` 1), contiguous, instead of one
+    strided column of groups at a time. About ``elements`` codes per slab.
+    """
+    if w.ndim < 2 or w.size == 0 or axis not in (0, w.ndim - 1):
+        return None
+    if axis == 0:
+        rows = w.shape[0]
+        inner = w.size // rows
+        w2 = w.reshape(rows, inner)  # (K, inner)
+        p2 = [None if a is None else a.reshape(a.shape[0], inner) for a in per_group]  # (G, inner)
+
+        def slab(r0: int, r1: int) -> np.ndarray:
+            return codes_of(w2[r0:r1], [None if a is None else a[r0 // group_size : -(-r1 // group_size)]
+                                        for a in p2], 0)
+
+        return pack_slabs(slab, rows, inner, slab_rows(group_size, inner, elements, bits), bits)
+    inner = w.shape[-1]
+    rows = w.size // inner
+    w2 = w.reshape(rows, inner)  # (rows, L): groups along L
+    p2 = [None if a is None else a.reshape(rows, a.shape[-1]) for a in per_group]  # (rows, G)
+
+    def row_slab(r0: int, r1: int) -> np.ndarray:
+        return codes_of(w2[r0:r1], [None if a is None else a[r0:r1] for a in p2], 1)
+
+    return pack_slabs(row_slab, rows, inner, slab_rows(1, inner, elements, bits), bits)
 
 
 def unpack_int4(packed: np.ndarray, count: int, *, signed: bool = True) -> np.ndarray:

@@ -41,7 +41,7 @@ import numpy as np
 from .errors import check_axis, check_float_array, check_positive_int
 from .groups import _along, split_groups
 from .numerics import SCALE_DTYPES, code_range, round_half_even, safe_scale
-from .packing import lookup_pairs, pack_codes, pack_slabs, packed_size, pair_table, slab_rows, unpack_int4
+from .packing import lookup_pairs, pack_codes, pack_grouped, packed_size, pair_table, unpack_int4
 from .scales import asymmetric_scales, symmetric_scales
 from .tensor import QuantizedTensor, check_qt
 
@@ -128,27 +128,21 @@ def quantize_codes(
 def _codes_packed(
     w: np.ndarray, scale: np.ndarray, zp: np.ndarray | None, axis: int, group_size: int, bits: int
 ) -> np.ndarray:
-    """``pack_codes(quantize_codes(w, ...), bits)``, slab by slab when groups run along axis 0.
+    """``pack_codes(quantize_codes(w, ...), bits)``, slab by slab when groups run
+    along axis 0 or the last axis (:func:`~monoquant_np.packing.pack_grouped`).
 
-    Each slab is whole groups of rows, about ``SLAB_BYTES`` of float32, so
-    its codes are packed while still in cache. Bit-identical to the one-shot
-    form: the codes come from :func:`quantize_codes` and the bytes from
-    :func:`~monoquant_np.packing.pack_slabs`, on the one definition of nibble order.
+    Each slab is about ``SLAB_BYTES`` of float32, so its codes are packed
+    while still in cache. Bit-identical to the one-shot form: the codes come
+    from :func:`quantize_codes` and the bytes from ``pack_slabs``, on the one
+    definition of nibble order.
     """
-    if axis != 0 or w.ndim < 2 or w.size == 0:
+    def codes_of(ws: np.ndarray, sz: list, ax: int) -> np.ndarray:
+        return quantize_codes(ws, sz[0], sz[1], axis=ax, group_size=group_size, bits=bits)
+
+    data = pack_grouped(codes_of, w, [scale, zp], axis, group_size, SLAB_BYTES // 4, bits)
+    if data is None:
         return pack_codes(quantize_codes(w, scale, zp, axis=axis, group_size=group_size, bits=bits), bits)
-    k = w.shape[0]
-    inner = w.size // k
-    w2 = w.reshape(k, inner)  # (K, inner)
-    s2 = scale.reshape(scale.shape[0], inner)  # (G, inner)
-    z2 = zp.reshape(zp.shape[0], inner) if zp is not None else None  # (G, inner)
-
-    def codes_of(k0: int, k1: int) -> np.ndarray:  # rows of whole groups
-        g0, g1 = k0 // group_size, -(-k1 // group_size)
-        return quantize_codes(w2[k0:k1], s2[g0:g1], None if z2 is None else z2[g0:g1],
-                              axis=0, group_size=group_size, bits=bits)  # (k1 - k0, inner)
-
-    return pack_slabs(codes_of, k, inner, slab_rows(group_size, inner, SLAB_BYTES // 4, bits), bits)
+    return data
 
 
 def quantize(

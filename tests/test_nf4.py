@@ -194,16 +194,18 @@ def test_block_codes_in_small_slabs_match_the_definition(monkeypatch, shape, axi
     assert np.array_equal(qt.codes(), nf4_codes((w * r_el).astype(np.float32)))
 
 
-def test_quantize_nf4_temporary_memory():
+@pytest.mark.parametrize("axis", [0, 1])
+def test_quantize_nf4_temporary_memory(axis):
     # codes are computed and packed in slabs: the peak is the packed output (1/8 of the float32
     # weight) plus slabs of a few MB, not a full-size code array and its packing (0.89x before);
-    # double quantization packs once too, from the rebuilt absmax (0.62x when it packed twice)
+    # double quantization packs once too, from the rebuilt absmax (0.62x when it packed twice).
+    # Blocks along the last axis (bitsandbytes' (N, K) layout) take slabs of whole rows (0.89x before)
     import tracemalloc
 
     w = np.random.default_rng(6).standard_normal((2048, 1024)).astype(np.float32)  # 8 MiB
     for dq in (False, True):
         tracemalloc.start()
-        quantize_nf4(w, block_size=64, double_quant=dq)
+        quantize_nf4(w, block_size=64, axis=axis, double_quant=dq)
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         bound = 0.55

@@ -85,6 +85,43 @@ def test_float16_scales_policy():
     assert qt.codes().tolist() == np.clip(np.rint(w / s), -8, 7).astype(int).tolist()
 
 
+def test_float16_policy_edges_spec_3_4():
+    # overflow edge: max|w| / 7 >= 65520 rounds to inf in float16; 458639 / 7 = 65519.86 rounds to 65504
+    with pytest.raises(ValueError, match="float16 cannot hold the scales"):
+        quantize(np.array([458640.0, 0.0], f32), group_size=2, scale_dtype=np.float16)
+    qt = quantize(np.array([458639.0, 0.0], f32), group_size=2, scale_dtype=np.float16)
+    assert float(qt.scale[0]) == 65504.0 and qt.codes().tolist() == [7, 0]
+    # underflow edge: s = 7 * 2**-25 / 7 = 2**-25 is a tie between 0 and 2**-24, rounded to the even 0
+    qt = quantize(np.array([7 * 2.0**-25, 0.0], f32), group_size=2, scale_dtype=np.float16)
+    assert qt.scale.tolist() == [0.0] and qt.codes().tolist() == [0, 0] and dequantize(qt).tolist() == [0.0, 0.0]
+
+
+def test_asymmetric_span_overflow_raises_spec_3_2():
+    with pytest.raises(ValueError, match="max - min overflows"):
+        quantize(np.array([-3e38, 3e38], f32), group_size=2, symmetric=False)
+    qt = quantize(np.array([-3e38, 3e38], f32), group_size=2)  # symmetric: max|w| / 7 is fine
+    assert qt.codes().tolist() == [-7, 7]
+
+
+def test_where_minus_eight_comes_from_spec_1_2():
+    # a subnormal float16 scale stored below max|w| / 7: the negative maximum saturates at -8
+    # (-1e-6 / 1.1920929e-7 = -8.39), a positive one at 7; uint4 saturates at 0 (and 15)
+    qt = quantize(np.array([-1e-6, 1e-8], f32), group_size=2, scale_dtype=np.float16)
+    assert float(qt.scale[0]) == 2 * 2.0**-24 and qt.codes().tolist() == [-8, 0]
+    qt = quantize(np.array([1e-6, 1e-8], f32), group_size=2, scale_dtype=np.float16)
+    assert qt.codes().tolist() == [7, 0]
+    qt = quantize(np.array([-1e-6, 3e-6], f32), group_size=2, scale_dtype=np.float16, symmetric=False)
+    assert qt.codes().tolist() == [0, 15]
+    # double quantization: the rebuilt scale 0.0999999 is below the second group's 0.1185929
+    from monoquant_np import double_quantize
+
+    w = np.array([0.7, 0, 0, 0, -0.83015, 0, 0, 0, 70, 0, 0, 0, 70, 0, 0, 0], f32).reshape(16, 1)
+    q = quantize(w, group_size=4)
+    assert q.codes().min() == -7
+    d = double_quantize(q, w=w)
+    assert d.scale[1, 0] < q.scale[1, 0] and d.codes()[4, 0] == -8
+
+
 def test_int8_fallback_for_short_axis():
     w = np.array([[127.0, -1.0], [-63.5, 0.5]], f32)  # K = 2 < 128
     qt = quantize(w)
@@ -186,6 +223,15 @@ def test_asymmetric_error_bound_and_exact_zero(case):
     back = dequantize(qt)
     assert (np.abs(w32 - back) <= s * (1 + 1e-5) + 1e-30).all()
     assert (back[w32 == 0] == 0).all()  # zero is exactly representable
+
+
+@given(weights())
+@settings(max_examples=80, deadline=None)
+def test_float32_scales_never_give_minus_eight(case):
+    # spec 1.2: with its own float32 scales the symmetric quantizer maps max|w_g| to +-7
+    w, axis, group = case
+    qt = quantize(w, group_size=group, axis=axis, int8_fallback=False)
+    assert qt.codes().min(initial=0) >= -7
 
 
 @given(weights())

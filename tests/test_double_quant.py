@@ -119,6 +119,10 @@ def test_nf4_double_quant_error_nearly_unchanged_and_bits(normal_1024):
     assert abs(bits_per_weight(qt) - 4.127) < 1e-3
     assert qt.double_quant.codes.shape == qt.scale.shape == (16, 1024)
     assert qt.double_quant.scale.shape == (64,)
+    # spec 11.1's int4 g128 figure on 1024 x 1024: 8192 scales, 32 second-level blocks
+    q4 = double_quantize(quantize(w, group_size=128), w=w)
+    assert bits_per_weight(q4) == 4 + 8 / 128 + 32 * 32 / 2**20 + 32 / 2**20
+    assert round(bits_per_weight(q4), 4) == 4.0635
 
 
 @pytest.mark.parametrize("dist", ["normal", "student_t4"])

@@ -125,7 +125,8 @@ def test_golden_vector_spec_10():
 
 def test_golden_tie_vector_spec_10():
     """spec/10-nf4.md, example 2: absmax 1, the midpoint between codes 7 and 8 and its neighbour."""
-    mid = float(NF4_MIDPOINTS[7])  # 0.03979015 (float32 0x3D22FB5C)
+    mid = float(NF4_MIDPOINTS[7])  # 0.03979015 (float32 0x3D22FAFF)
+    assert NF4_MIDPOINTS[7:8].view(np.uint32)[0] == 0x3D22FAFF  # the bits the spec prints
     above = float(np.nextafter(np.float32(mid), np.float32(1)))
     w = np.array([1.0, mid, above, -mid], np.float32)
     qt = quantize_nf4(w, block_size=4)

@@ -14,7 +14,8 @@ next candidate), so a load spike from another process hits all of them alike. Se
   and asymmetric, against onnxruntime's C++ kernel
   (``onnxruntime.capi._pybind_state.quantize_matmul_4bits``), gguf-py's NumPy
   ``Q4_0`` (``Q4_1`` for asymmetric) and a plain NumPy implementation written
-  below (whose bytes must equal ours: checked);
+  below (whose bytes must equal ours: checked); and the same with groups along
+  axis 1 (the ``(N, K)`` layout, gguf-py's blocks' axis; no target);
 * ``unpack``: 16M int4 codes against a memcpy of the same 16 MB of output;
 * ``matmul``: ``dequant_matmul`` at batch 1, 32 and 256 against plain NumPy
   dequantize-then-matmul, ``onnx.reference.ReferenceEvaluator`` on the same
@@ -145,16 +146,17 @@ HEADER = ("| section | case | ours | peer | peer | ours/peer | target | met | no
 
 
 # ------------------------------------------------------- plain NumPy peers
-def plain_quantize(w: np.ndarray, group: int, symmetric: bool) -> np.ndarray:
+def plain_quantize(w: np.ndarray, group: int, symmetric: bool, axis: int = 0) -> np.ndarray:
     """The textbook form of spec 3 + 5: one full-size temporary per step. Returns packed bytes."""
     k, n = w.shape
-    g = w.reshape(k // group, group, n)  # (G, group, N)
+    # (G, group, N) along axis 0, (K, G, group) along axis 1; r: the group axis
+    g, r = (w.reshape(k // group, group, n), 1) if axis == 0 else (w.reshape(k, n // group, group), 2)
     if symmetric:
-        s = (np.abs(g).max(axis=1, keepdims=True) / np.float32(7)).astype(np.float32)
+        s = (np.abs(g).max(axis=r, keepdims=True) / np.float32(7)).astype(np.float32)
         q = np.clip(np.rint(g / np.where(s == 0, np.float32(1), s)), -8, 7).astype(np.int8)
     else:
-        lo = np.minimum(g.min(axis=1, keepdims=True), np.float32(0))
-        hi = np.maximum(g.max(axis=1, keepdims=True), np.float32(0))
+        lo = np.minimum(g.min(axis=r, keepdims=True), np.float32(0))
+        hi = np.maximum(g.max(axis=r, keepdims=True), np.float32(0))
         s = ((hi - lo) / np.float32(15)).astype(np.float32)
         ss = np.where(s == 0, np.float32(1), s)
         z = np.clip(np.rint(-lo / ss), 0, 15)
@@ -207,7 +209,7 @@ def bench_quant(k: int, n: int, reps: int) -> None:
                 sc = np.zeros((n, kb), np.float32)
                 quantize_matmul_4bits(packed, w, sc, zp, group, n, k, s)
             cands["ort"] = ort_q
-        gtype = None
+        gtype: Any = None
         if gq is not None:
             gtype = GGMLQuantizationType.Q4_0 if symmetric else GGMLQuantizationType.Q4_1
             cands["gguf"] = lambda t=gtype: gq.quantize(w, t)
@@ -221,6 +223,20 @@ def bench_quant(k: int, n: int, reps: int) -> None:
             add_row("quant", case, ms["ours"], f"gguf-py NumPy {gtype.name} (block 32)", ms["gguf"], 1.0)
         else:
             skip_row("quant", case, "gguf-py", gguf_reason)
+        add_row("quant", case, ms["ours"], "plain NumPy", ms["plain"],
+                note="bytes bit-identical" if same else "BYTES DIFFER")
+    # groups along the last axis (the (N, K) layout of PyTorch and bitsandbytes), as gguf-py's blocks
+    for symmetric in (True, False):
+        case = f"quantize+pack {k}x{n} g{group} {'sym' if symmetric else 'asym'}, groups along axis 1"
+        same = np.array_equal(quantize(w, axis=1, symmetric=symmetric).data, plain_quantize(w, group, symmetric, 1))
+        cands = {"ours": lambda s=symmetric: quantize(w, axis=1, symmetric=s),
+                 "plain": lambda s=symmetric: plain_quantize(w, group, s, 1)}
+        if gq is not None:
+            gtype = GGMLQuantizationType.Q4_0 if symmetric else GGMLQuantizationType.Q4_1
+            cands["gguf"] = lambda t=gtype: gq.quantize(w, t)
+        ms = {name: v * 1e3 for name, v in timeit(cands, reps).items()}
+        if "gguf" in ms:
+            add_row("quant", case, ms["ours"], f"gguf-py NumPy {gtype.name} (block 32, same axis)", ms["gguf"])
         add_row("quant", case, ms["ours"], "plain NumPy", ms["plain"],
                 note="bytes bit-identical" if same else "BYTES DIFFER")
 

@@ -7,6 +7,8 @@ layer with correlated, unevenly scaled activations, and hypothesis properties.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -255,6 +257,108 @@ def test_gptq_errors():
         gptq(w, np.ones((3, 5), np.float32))
     with pytest.raises(ValueError, match="scale_search"):
         gptq_from_hessian(w, np.eye(8), scale_search="minmax")
+
+
+# spec 14.2: H += damp * mean(diag H) * I, damp x10, x100, x1000 if Cholesky fails.
+# H = [[1, b], [b, 1]] has eigenvalues 1 - b and 1 + b and mean(diag H) = 1, so
+# H + lambda I is positive definite iff lambda > b - 1: with damp = 0.01 the first
+# of lambda = 0.01, 0.1, 1, 10 above b - 1 is the one used.
+@pytest.mark.parametrize("b, lam", [(1.005, 0.01), (1.05, 0.1), (1.5, 1.0), (5.0, 10.0)])
+def test_inverse_hessian_factor_damping_retries(b, lam):
+    h = np.array([[1.0, b], [b, 1.0]])
+    u = inverse_hessian_factor(h, 0.01)
+    # U^T U = (H + lambda I)^-1 identifies lambda: U^T U (H + lambda I) = I
+    np.testing.assert_allclose(u.T @ u @ (h + lam * np.eye(2)), np.eye(2), atol=1e-9)
+    np.testing.assert_array_equal(h, [[1.0, b], [b, 1.0]])  # the caller's H is not modified
+
+
+def test_inverse_hessian_factor_succeeds_at_the_x1000_retry_by_hand():
+    # H = [[1, 5], [5, 1]]: lambda = 0.01, 0.1, 1 leave it indefinite (1 + lambda < 5);
+    # lambda = 10 gives H' = [[11, 5], [5, 11]] (det 96). J H' J = H' = L L^T with
+    # L = [[sqrt 11, 0], [5 / sqrt 11, sqrt(96 / 11)]]; U = J L^-1 J:
+    # U_00 = 1 / L_11 = sqrt(11 / 96), U_11 = 1 / L_00 = 1 / sqrt 11, U_01 = -5 / sqrt(11 * 96).
+    u = inverse_hessian_factor(np.array([[1.0, 5.0], [5.0, 1.0]]), 0.01)
+    want = [[np.sqrt(11 / 96), -5 / np.sqrt(1056)], [0.0, 1 / np.sqrt(11)]]
+    np.testing.assert_allclose(u, want, rtol=1e-12, atol=1e-15)
+
+
+def test_gptq_uses_the_retried_damping_in_its_update():
+    # rows 0 and 1 coupled by H_01 = 5 (rows 2, 3 independent; mean(diag H) = 1):
+    # only lambda = 10 (damp 0.01 x 1000) factorizes. s = 0.7 / 7 = 0.1; row 0:
+    # 0.25 -> 2.5 -> 2 (half to even), error 0.05; row 1 receives
+    # -U_01 / U_00 * 0.05 = H'_01 / H'_11 * 0.05 = 5 / 11 * 0.05 = 0.0227:
+    # 0.44 -> 0.4627 -> code 5 (round-to-nearest: 4; lambda = 100 would give 0.4425 -> 4).
+    h = np.eye(4)
+    h[0, 1] = h[1, 0] = 5.0
+    w = np.array([[0.25], [0.44], [0.7], [0.0]], np.float32)
+    qt = gptq_from_hessian(w, h, group_size=4, damp=0.01, int8_fallback=False)
+    assert qt.codes().ravel().tolist() == [2, 5, 7, 0]
+    assert quantize(w, group_size=4, int8_fallback=False).codes().ravel().tolist() == [2, 4, 7, 0]
+
+
+def test_damping_retries_exhausted_raise_a_value_error():
+    # H = [[1, 50], [50, 1]] needs lambda > 49; the last retry is damp x 1000 = 10
+    h = np.array([[1.0, 50.0], [50.0, 1.0]])
+    msg = r"h is not positive definite even with damp=10; check the calibration activations"
+    with pytest.raises(ValueError, match=msg):
+        inverse_hessian_factor(h, 0.01)
+    with pytest.raises(ValueError, match=msg):  # through the public entry point too
+        gptq_from_hessian(np.ones((2, 3), np.float32), h, group_size=2, int8_fallback=False)
+    # the bound is exactly x1000: b = 10.5 still factorizes (1 + 10 > 10.5), b = 11.5 does not
+    inverse_hessian_factor(np.array([[1.0, 10.5], [10.5, 1.0]]), 0.01)
+    with pytest.raises(ValueError, match=msg):
+        inverse_hessian_factor(np.array([[1.0, 11.5], [11.5, 1.0]]), 0.01)
+
+
+def test_gptq_act_order_puts_dead_inputs_last_and_rounds_them_to_nearest():
+    # spec 14.2: perm = argsort(-diag H), stable, on the diagonal as given; dead = {H_kk <= 0}
+    # come last; their weights are kept and rounded to nearest, no update in or out.
+    rng = np.random.default_rng(11)
+    col_scale = np.array([0, 2, 0.05, 0, 3, 0, 0, 0.5], np.float32)  # inputs 0, 3, 5, 6 dead
+    x = rng.standard_normal((64, 8)).astype(np.float32) * col_scale
+    w = rng.standard_normal((8, 5)).astype(np.float32)
+    d = np.diag(hessian(x))  # ~ 64 * col_scale**2: [0, 204, 0.14, 0, 473, 0, 0, 16.7]
+    assert (d[[0, 3, 5, 6]] == 0).all() and 0 < d[2] < 1 < d[7] < d[1] < d[4]
+    qt = gptq(w, x, group_size=4, act_order=True)
+    assert qt.bits == 4 and qt.perm.tolist() == [4, 1, 7, 2, 0, 3, 5, 6]
+    # (the reference sets dead H_kk = 1 before sorting: [4, 1, 7, 0, 3, 5, 6, 2])
+    dead = [0, 3, 5, 6]
+    rtn = quantize(w[dead], group_size=4)  # the last group holds exactly the dead rows
+    np.testing.assert_array_equal(qt.codes()[4:], rtn.codes())
+    np.testing.assert_array_equal(qt.scale[1:], rtn.scale)
+    np.testing.assert_array_equal(dequantize(qt)[dead], dequantize(rtn))  # kept, not zeroed
+    assert np.abs(dequantize(qt)[dead]).min(axis=0).max() > 0
+    # no update flows out of dead inputs: the live rows do not depend on their weights
+    w2 = w.copy()
+    w2[dead] *= -3.0
+    q2 = gptq(w2, x, group_size=4, act_order=True)
+    np.testing.assert_array_equal(q2.codes()[:4], qt.codes()[:4])
+    np.testing.assert_array_equal(q2.scale[:1], qt.scale[:1])
+
+
+def test_gptq_dead_diagonal_is_set_to_one_before_damping():
+    # spec 14.2: H_kk := 1 for dead k, then H += damp * mean(diag H) * I. Row 2 is dead
+    # (H_22 = 0): mean(diag H) = (1 + 1 + 1) / 3 = 1, so with damp = 1, lambda = 1 and
+    # row 1 receives H'_01 / H'_11 * e_0 = 0.8 / 2 * 0.05 = 0.02 from row 0 (0.25 -> 2, s = 0.1):
+    # 0.428 -> 0.448 -> code 4. Were H_22 left at 0, lambda = 2/3 and the update
+    # 0.8 / (5/3) * 0.05 = 0.024 would give 0.452 -> 5 (what an H_22 of 1e-300, not dead, gives).
+    w = np.array([[0.25], [0.428], [0.7]], np.float32)
+    h = np.array([[1.0, 0.8, 0.0], [0.8, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    assert gptq_from_hessian(w, h, group_size=3, damp=1.0, int8_fallback=False).codes().ravel().tolist() == [2, 4, 7]
+    h[2, 2] = 1e-300
+    assert gptq_from_hessian(w, h, group_size=3, damp=1.0, int8_fallback=False).codes().ravel().tolist() == [2, 5, 7]
+
+
+def test_gptq_act_order_sorts_the_given_diagonal_negative_entries_last():
+    # a given diagonal H: no coupling, so GPTQ is round-to-nearest in the order of perm.
+    # diag = [0, 0.25, -1, 9, 0, 4, 0, 0.5]: stable argsort(-diag) = [3, 5, 7, 1, 0, 4, 6, 2]
+    # (the zeros in input order, then -1); dead = {0, 2, 4, 6} form the last group.
+    h = np.diag([0.0, 0.25, -1.0, 9.0, 0.0, 4.0, 0.0, 0.5])
+    w = np.random.default_rng(12).standard_normal((8, 3)).astype(np.float32)
+    qt = gptq_from_hessian(w, h, group_size=4, act_order=True)
+    assert qt.perm.tolist() == [3, 5, 7, 1, 0, 4, 6, 2]
+    assert qt.equals(dataclasses.replace(quantize(w[qt.perm], group_size=4), perm=qt.perm))
+    np.testing.assert_array_equal(h, np.diag([0.0, 0.25, -1.0, 9.0, 0.0, 4.0, 0.0, 0.5]))
 
 
 # ---------------------------------------------------------------- AWQ (14.3)

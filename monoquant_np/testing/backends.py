@@ -30,8 +30,10 @@ def int8_activation_bound(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Allowed error when activations are rounded to int8 with scale ``max|x_row| / 127``.
 
     Each ``x[m, k]`` moves by at most half a step, ``max|x[m]| / 254``, so
-    ``|dy[m, n]| <= max|x[m]| / 254 * sum_k |W[k, n]|``, plus float32 rounding.
-    Blockwise or asymmetric int8 steps are no larger, so the bound holds for those too.
+    ``|dy[m, n]| <= max|x[m]| / 254 * sum_k |W[k, n]|`` (spec 12.7.3). The
+    bound is that times 1.001, a margin for the runtime's float32 step (a few
+    ulps off ``max|x[m]| / 127``), plus :func:`float32_bound`. Blockwise or
+    asymmetric int8 steps are no larger, so the bound holds for those too.
     """
     step = np.abs(x).max(axis=-1, keepdims=True).astype(np.float64) / 254.0  # (M, 1)
     return step * np.abs(w).astype(np.float64).sum(axis=0) * 1.001 + float32_bound(x, w)

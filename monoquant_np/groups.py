@@ -130,7 +130,7 @@ def _pairwise_last(ufunc: np.ufunc, head: np.ndarray, absolute: bool = False) ->
     per group; each halving step here is one call over a whole block of about
     ``PAIRWISE_ELEMENTS``, since ``m[..., 0::2]`` of contiguous rows of even
     width is one strided run (4096x4096, ``max |w|`` over groups of 32/64/128
-    along axis 1: 21 ms against 133/65/35 ms, ad hoc). With ``absolute`` the
+    along axis 1: 18-21 ms against 133/65/35 ms, ad hoc). With ``absolute`` the
     block's ``|x|`` is taken first, one contiguous pass into a block-sized
     buffer, instead of reducing twice.
     """

@@ -153,6 +153,8 @@ def quantize(
     symmetric: bool = True,
     scale_dtype: Any = np.float32,
     int8_fallback: bool = True,
+    double_quant: bool = False,
+    dq_block_size: int = 256,
 ) -> QuantizedTensor:
     """Quantize ``w`` group-wise to 4 bits (spec 3).
 
@@ -169,14 +171,20 @@ def quantize(
         int8_fallback: when ``w.shape[axis] < group_size``, quantize to 8 bits
             with one group per channel instead (spec 7). False keeps 4 bits
             with a single partial group.
+        double_quant: store the scales in 8 bits (spec 11): the codes are
+            then computed from the rebuilt float32 scales, packed once; the
+            same tensor as ``double_quantize(quantize(w, ...), block_size=
+            dq_block_size, w=w)``. Zero points stay those of the original scales.
+        dq_block_size: scales per second-level block (spec 11.1).
 
     Returns:
         A :class:`QuantizedTensor`.
 
     Raises:
-        TypeError: ``w`` is not a float array, ``scale_dtype`` is not a float.
-        ValueError: non-finite ``w``, bad ``group_size`` or ``axis``, float16
-            scale overflow.
+        TypeError: ``w`` is not a float array, ``scale_dtype`` is not a float,
+            ``double_quant`` is not a bool.
+        ValueError: non-finite ``w``, bad ``group_size``, ``axis`` or
+            ``dq_block_size``, float16 scale overflow.
     """
     w32 = check_float_array(w, "w")
     group_size = check_positive_int(group_size, "group_size")
@@ -184,6 +192,9 @@ def quantize(
     sdt = _check_scale_dtype(scale_dtype)
     if not isinstance(symmetric, (bool, np.bool_)):
         raise TypeError(f"symmetric must be a bool, got {type(symmetric).__name__}")
+    if not isinstance(double_quant, (bool, np.bool_)):
+        raise TypeError(f"double_quant must be a bool, got {type(double_quant).__name__}")
+    dq_block_size = check_positive_int(dq_block_size, "dq_block_size")
     length = w32.shape[axis]
     if w32.size == 0:
         raise ValueError(f"w must have at least one element, got shape {w32.shape}")
@@ -196,6 +207,12 @@ def quantize(
     else:
         scale, zp = asymmetric_scales(w32, group_size=group_size, axis=axis, bits=bits, scale_dtype=sdt)
     # the scale functions raise for NaN/inf in w (spec 4.1): their reductions see them
+    dq = None
+    if double_quant:  # spec 11.2: the codes follow the rebuilt scales
+        from .double_quant import quantize_scales
+
+        dq = quantize_scales(scale, block_size=dq_block_size)
+        scale = dq.rebuild()
     return QuantizedTensor(
         data=_codes_packed(w32, scale, zp, axis, group_size, bits),
         shape=w32.shape,
@@ -205,6 +222,7 @@ def quantize(
         zero_point=zp,
         signed=bool(symmetric),
         bits=bits,
+        double_quant=dq,
     )
 
 

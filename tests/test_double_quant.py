@@ -155,6 +155,30 @@ def test_nf4_double_quant_is_double_quantize_of_nf4(shape, axis, block, dq_block
     assert np.array_equal(got.data, want.data) and np.array_equal(got.scale, want.scale)
 
 
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("sdt", [np.float32, np.float16])
+@pytest.mark.parametrize("shape,axis,group,dq_block", [((200, 30), 0, 32, 16), ((9, 130), 1, 64, 256),
+                                                       ((40, 3), 0, 128, 2), ((6, 5, 4), 1, 3, 5)])
+def test_quantize_double_quant_is_double_quantize_of_quantize(symmetric, sdt, shape, axis, group, dq_block):
+    # quantize(double_quant=True) packs once, from the rebuilt scales: byte for byte spec 11's two steps
+    # (the (40, 3) case is the int8 fallback, K = 40 < 128)
+    w = np.random.default_rng(12).standard_normal(shape).astype(np.float32)
+    got = quantize(w, group_size=group, axis=axis, symmetric=symmetric, scale_dtype=sdt, double_quant=True,
+                   dq_block_size=dq_block)
+    want = double_quantize(quantize(w, group_size=group, axis=axis, symmetric=symmetric, scale_dtype=sdt),
+                           block_size=dq_block, w=w)
+    assert got.equals(want) and np.array_equal(got.data, want.data)
+    assert got.scale.dtype == np.float32 and got.double_quant is not None
+
+
+def test_quantize_double_quant_bad_arguments():
+    w = np.ones((8, 2), np.float32)
+    with pytest.raises(TypeError, match="double_quant must be a bool, got str"):
+        quantize(w, double_quant="yes")
+    with pytest.raises(ValueError, match="dq_block_size must be a positive int"):
+        quantize(w, double_quant=True, dq_block_size=0)
+
+
 # ------------------------------------------------ int4 / uint4 / int8 scales
 @pytest.mark.parametrize("symmetric", [True, False])
 def test_linear_codes_recomputed_with_quantize_codes(symmetric):

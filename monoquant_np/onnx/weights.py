@@ -113,14 +113,9 @@ def rtn(ctx: WeightContext) -> QuantizedTensor:
         from ..nf4 import quantize_nf4
 
         return quantize_nf4(ctx.w, block_size=o.group_size, axis=ctx.axis, double_quant=o.double_quant)
-    if o.double_quant:
-        qt = quantize(ctx.w, group_size=o.group_size, axis=ctx.axis, symmetric=o.symmetric,
-                      scale_dtype=o.scale_dtype)
-        if qt.bits == 4:
-            from ..double_quant import double_quantize
-
-            qt = double_quantize(qt, w=ctx.w)
-        return qt
+    if o.double_quant:  # packed once, from the rebuilt scales; the int8 fallback (spec 7) keeps its own
+        return quantize(ctx.w, group_size=o.group_size, axis=ctx.axis, symmetric=o.symmetric,
+                        scale_dtype=o.scale_dtype, double_quant=ctx.w.shape[ctx.axis] >= o.group_size)
     return quantize_chunked(ctx.w, group_size=o.group_size, axis=ctx.axis, symmetric=o.symmetric,
                             scale_dtype=o.scale_dtype)
 

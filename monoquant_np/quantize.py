@@ -24,11 +24,12 @@ whole axis is one group and the codes are 8 bits wide (``qmax`` 127 or 255).
     [[0.0, -7.0], [3.5, 1.0]]
 
 Performance (issue 8; every path is bit-identical to the formulas above):
-the scales come from two group reductions (``max``, ``min``) over a
-reshaped view, which also detect NaN/inf; codes are computed slab by slab
+the scales come from group reductions (``max``, ``min``; halving steps
+along a contiguous last axis, ``groups.group_reduce``) over a reshaped
+view, which also detect NaN/inf; codes are computed slab by slab
 (``SLAB_BYTES`` of whole groups, broadcasting the group-wise scale through
-a length-1 axis instead of repeating it) and, for groups along axis 0,
-packed while the slab is still in cache. ``w / s`` stays a true division:
+a length-1 axis instead of repeating it) and, for groups along axis 0 or
+the last axis, packed while the slab is still in cache. ``w / s`` stays a true division:
 ``w * (1 / s)`` rounds differently for some inputs.
 """
 

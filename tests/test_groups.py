@@ -1,6 +1,7 @@
 """Group reductions (spec 2 and 3): ``group_reduce`` and ``group_absmax`` equal the
 textbook per-group reduction on every axis, layout and group size, including the
-halving path for groups along the contiguous last axis."""
+halving path for groups along the contiguous last axis; ``apply_rows`` equals the
+broadcast it rearranges, bit for bit."""
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import monoquant_np.groups as groups
-from monoquant_np.groups import group_reduce
+from monoquant_np.groups import apply_rows, group_reduce
 from monoquant_np.scales import group_absmax
 
 
@@ -75,3 +76,28 @@ def test_signed_zeros_give_a_positive_absmax():
 def test_absolute_takes_maximum_only():
     with pytest.raises(ValueError, match="absolute=True takes ufunc np.maximum"):
         group_reduce(np.minimum, np.ones((2, 2), np.float32), 1, 2, absolute=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(groups_=st.integers(1, 3), rows=st.sampled_from([1, 3, 8, 16, 24, 64, 128, 256]), cols=st.integers(1, 40),
+       ufunc=st.sampled_from([np.multiply, np.subtract]), dtype=st.sampled_from([np.float32, np.int8]),
+       layout=st.sampled_from(["C", "strided"]), seed=st.integers(0, 99), row_elements=st.sampled_from([16, 1 << 14]))
+def test_apply_rows_equals_the_broadcast(groups_, rows, cols, ufunc, dtype, layout, seed, row_elements):
+    rng = np.random.default_rng(seed)
+    base = rng.integers(-60, 60, (groups_, rows, 2 * cols if layout == "strided" else cols)).astype(dtype)
+    x3 = base[:, :, ::2] if layout == "strided" else base  # (groups, rows, cols)
+    g3 = rng.integers(-2, 3, (groups_, 1, cols)).astype(dtype)
+    want = ufunc(x3, g3)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(groups, "ROW_ELEMENTS", row_elements)  # 16: r > 1 even for short rows
+        got = apply_rows(ufunc, x3, g3)
+    assert got is x3 and got.dtype == want.dtype and np.array_equal(got, want), (ufunc, x3.shape, layout)
+    if layout == "strided":
+        assert np.array_equal(base[:, :, 1::2], base[:, :, 1::2].copy())  # untouched columns stay
+
+
+def test_apply_rows_repeats_the_values_where_it_can():
+    x3 = np.arange(2 * 128 * 2048, dtype=np.float32).reshape(2, 128, 2048)  # (groups, rows, cols)
+    g3 = np.array([0.5, -2.0], np.float32)[:, None, None] * np.arange(2048, dtype=np.float32)  # (2, 1, 2048)
+    want = x3 * g3
+    assert np.array_equal(apply_rows(np.multiply, x3, g3), want)

@@ -15,6 +15,11 @@ For comparison, the last row runs the same decoder over the same 16M codes
 into one chunk of ``planes.DECODE_BYTES`` that is reused, so it stays in the
 cache: the difference to the decoding row is what writing each tile out to
 memory (for the product to read back) costs.
+
+The second pair of columns runs each call, alternating with the first, with
+the scaling as NumPy broadcasts it, ``groups.ROW_ELEMENTS = 0`` (one inner-loop
+call per row of N/2 scales instead of :func:`monoquant_np.groups.apply_rows`'s
+rows of up to 16384): the difference is what the long inner loops save.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Any
 import numpy as np
 from _report import batch256_case, median_ms, print_table
 
+import monoquant_np.groups as groups
 import monoquant_np.planes as planes
 from monoquant_np import dequant_matmul
 
@@ -55,27 +61,33 @@ def main(argv: list[str] | None = None) -> int:
     proxy = types.ModuleType("numpy_timed")
     proxy.__dict__.update(np.__dict__)
     proxy.matmul = _timed(np.matmul, mm)
-    parts: dict[str, list[float]] = {"f32": [], "total": [], "products": [], "decoding": []}
-    real_decode, real_np = planes._decode, planes.np
+    # two decoders, alternating call by call: as shipped, and with groups.apply_rows reduced to NumPy's
+    # plain broadcast (ROW_ELEMENTS = 0: one inner-loop call per row of N/2 scales)
+    variants = {"shipped": groups.ROW_ELEMENTS, "plain": 0}
+    parts = {v: {"f32": [], "total": [], "products": [], "decoding": []} for v in variants}
+    real_decode, real_np, real_rows = planes._decode, planes.np, groups.ROW_ELEMENTS
     planes._decode, planes.np = _timed(real_decode, dec), proxy  # type: ignore[assignment]
     try:
         dequant_matmul(x, qt)  # warm-up
         for _ in range(args.reps):
-            t0 = time.perf_counter()
-            x @ w
-            t1 = time.perf_counter()
-            dec[0] = mm[0] = 0.0
-            dequant_matmul(x, qt)
-            t2 = time.perf_counter()
-            parts["f32"].append(t1 - t0)
-            parts["total"].append(t2 - t1)
-            parts["products"].append(mm[0])
-            parts["decoding"].append(dec[0])
+            for v, row_elements in variants.items():
+                groups.ROW_ELEMENTS = row_elements
+                t0 = time.perf_counter()
+                x @ w
+                t1 = time.perf_counter()
+                dec[0] = mm[0] = 0.0
+                dequant_matmul(x, qt)
+                t2 = time.perf_counter()
+                parts[v]["f32"].append(t1 - t0)
+                parts[v]["total"].append(t2 - t1)
+                parts[v]["products"].append(mm[0])
+                parts[v]["decoding"].append(dec[0])
     finally:
-        planes._decode, planes.np = real_decode, real_np
-    ms = {k: 1e3 * statistics.median(v) for k, v in parts.items()}
-    rest = 1e3 * statistics.median(t - p - d for t, p, d in zip(parts["total"], parts["products"],
-                                                               parts["decoding"], strict=True))
+        planes._decode, planes.np, groups.ROW_ELEMENTS = real_decode, real_np, real_rows
+    ms = {v: {k: 1e3 * statistics.median(t) for k, t in p.items()} for v, p in parts.items()}
+    rest = {v: 1e3 * statistics.median(t - q - d for t, q, d in zip(p["total"], p["products"], p["decoding"],
+                                                                    strict=True))
+            for v, p in parts.items()}
 
     # the same decoder, the same codes and scales, one cache-resident chunk
     k, j = 4096, 2048
@@ -92,17 +104,23 @@ def main(argv: list[str] | None = None) -> int:
                                planes_s[h][g:g + 1, None, :], sixteenth)
 
     cached = median_ms(in_cache, args.reps, before=lambda: x @ w)
-    f32 = ms["f32"]
+    f32 = ms["shipped"]["f32"]
+
+    def row(what: str, key: str) -> list[str]:
+        a, b = (rest[v] if key == "rest" else ms[v][key] for v in variants)
+        return [what, f"{a:.1f}", f"{a / f32:.2f}", f"{b:.1f}", f"{b / ms['plain']['f32']:.2f}"]
+
     table = [
-        ["NumPy float32 matmul (the bench's peer)", f"{f32:.1f}", "1.00"],
-        ["dequant_matmul, whole call", f"{ms['total']:.1f}", f"{ms['total'] / f32:.2f}"],
-        ["  of which the BLAS products", f"{ms['products']:.1f}", f"{ms['products'] / f32:.2f}"],
-        ["  of which decoding into the tiles", f"{ms['decoding']:.1f}", f"{ms['decoding'] / f32:.2f}"],
-        ["  the rest (accumulation over K, slicing)", f"{rest:.1f}", f"{rest / f32:.2f}"],
-        ["the same decoding into one cached chunk", f"{cached:.1f}", f"{cached / f32:.2f}"],
+        ["NumPy float32 matmul (the bench's peer)", f"{f32:.1f}", "1.00", f"{ms['plain']['f32']:.1f}", "1.00"],
+        row("dequant_matmul, whole call", "total"),
+        row("  of which the BLAS products", "products"),
+        row("  of which decoding into the tiles", "decoding"),
+        row("  the rest (accumulation over K, slicing)", "rest"),
+        ["the same decoding into one cached chunk", f"{cached:.1f}", f"{cached / f32:.2f}", "", ""],
     ]
-    print(f"# 4096x4096 int4 g128, batch 256: median ms of {args.reps} calls, each right after the float32 matmul")
-    print_table(["what", "ms", "/ float32 matmul"], table, args.markdown)
+    print(f"# 4096x4096 int4 g128, batch 256: median ms of {args.reps} calls of each decoder, alternating, "
+          "each right after the float32 matmul")
+    print_table(["what", "ms", "/ float32 matmul", "ms, plain broadcast", "/ float32 matmul"], table, args.markdown)
     return 0
 
 

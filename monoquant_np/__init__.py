@@ -5,12 +5,13 @@ The core (everything exported here) imports NumPy only. ONNX export lives in
 The written specification is in ``spec/`` of the source tree.
 """
 
+from .dequantize import bits_per_weight, dequantize
 from .double_quant import DoubleQuant, double_quantize
 from .linear import QuantizedLinear
 from .matmul import dequant_matmul
 from .nf4 import NF4_CODEBOOK, quantize_nf4
 from .packing import pack_int4, unpack_int4
-from .quantize import bits_per_weight, dequantize, quantize
+from .quantize import quantize
 from .serialize import load, save
 from .tensor import QuantizedTensor
 

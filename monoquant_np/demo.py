@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .dequantize import bits_per_weight, dequantize
 from .linear import QuantizedLinear
-from .quantize import bits_per_weight, dequantize
 
 __all__ = ["DemoModel", "build_demo_model", "run_demo_numpy", "gelu"]
 

@@ -22,7 +22,7 @@ is far below the mean, an all-zero block for instance).
 The weight's codes are then recomputed with the rebuilt scales ``a'`` (the
 rounding step of the scheme: ``quantize_codes`` for int4/uint4/int8, the
 NF4 rounding for NF4), so the stored codes are the best ones for the scales
-that dequantization uses. :func:`monoquant_np.quantize.dequantize` needs
+that dequantization uses. :func:`monoquant_np.dequantize.dequantize` needs
 nothing new: ``qt.scale`` *is* ``a'``.
 
     >>> a = np.array([1.0, 2.0, 3.0, 6.0], dtype=np.float32)
@@ -170,8 +170,9 @@ def double_quantize(
         ValueError: ``qt`` is already double-quantized, bad ``block_size``,
             ``w`` of the wrong shape or non-finite, negative scales.
     """
+    from .dequantize import dequantize_slice
     from .nf4 import _packed_codes as nf4_packed
-    from .quantize import _codes_packed, dequantize_slice
+    from .quantize import _codes_packed
     from .tensor import check_qt
 
     check_qt(qt)

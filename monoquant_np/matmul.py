@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .dequantize import dequantize_slice
 from .errors import check_float_array
 from .planes import fast_rows, planes_matmul
-from .quantize import dequantize_slice
 from .tensor import QuantizedTensor, check_qt
 
 __all__ = ["dequant_matmul", "chunk_rows"]

@@ -22,7 +22,7 @@ indices ``0..15``, packed like uint4 (spec 5); code 7 is the exact zero.
     >>> qt = quantize_nf4(np.array([[-2.0], [0.5], [2.0], [0.0]], dtype=np.float32), block_size=4)
     >>> qt.codes().ravel().tolist(), qt.scale.ravel().tolist()
     ([0, 10, 15, 7], [2.0])
-    >>> from monoquant_np.quantize import dequantize
+    >>> from monoquant_np.dequantize import dequantize
     >>> dequantize(qt).ravel().tolist()
     [-2.0, 0.4922246038913727, 2.0, 0.0]
 

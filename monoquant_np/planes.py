@@ -5,7 +5,7 @@
 and without re-interleaving nibbles; ``dequant_matmul`` hands it the rows of
 whole groups (:func:`fast_rows`) and does the rest with ``dequantize_slice``.
 Results equal ``x @ dequantize(qt)`` within float32 rounding; the decoded
-tiles are bit-identical to :func:`~monoquant_np.quantize.dequantize`.
+tiles are bit-identical to :func:`~monoquant_np.dequantize.dequantize`.
 
 The packed bytes of a ``(K, N)`` weight form a ``(K, N/2)`` array whose low
 nibbles are the even columns and whose high nibbles are the odd columns
@@ -28,7 +28,7 @@ products over the full width (no output interleaving).
 * larger batches: per plane, tiles of equally many whole groups of rows (at
   most 5/32 of the float32 weight), decoded in cache-sized chunks (last chunk
   first) and scaled in place, ``w = (q - z) * s`` (bit-identical to
-  :func:`~monoquant_np.quantize.dequantize`); each tile is one multithreaded
+  :func:`~monoquant_np.dequantize.dequantize`); each tile is one multithreaded
   BLAS product accumulated over K. Decoding runs on one thread (a second
   decoding thread measured no faster on this project's shared 2-core machine:
   after each multithreaded product OpenBLAS's idle worker keeps spinning on

@@ -1,4 +1,4 @@
-"""Quantize and dequantize (spec sections 3, 4, 6 and 7).
+"""Quantize (spec sections 3, 4 and 7); dequantization is :mod:`monoquant_np.dequantize` (spec 6).
 
 Symmetric int4 (the default), per group ``g`` along ``axis``::
 
@@ -20,6 +20,7 @@ whole axis is one group and the codes are 8 bits wide (``qmax`` 127 or 255).
     >>> qt = quantize(w, group_size=2)
     >>> qt.codes().tolist(), qt.scale.tolist()
     ([[0, -7], [7, 1], [7, 7]], [[0.5, 1.0], [0.1071428582072258, 0.2857142984867096]])
+    >>> from monoquant_np.dequantize import dequantize
     >>> dequantize(qt)[:2].tolist()
     [[0.0, -7.0], [3.5, 1.0]]
 
@@ -43,11 +44,11 @@ from .double_quant import quantize_scales
 from .errors import check_axis, check_float_array, check_positive_int
 from .groups import _along, split_groups
 from .numerics import SCALE_DTYPES, code_range, round_half_even, safe_scale
-from .packing import lookup_pairs, pack_codes, pack_grouped, packed_size, pair_table, unpack_int4
+from .packing import pack_codes, pack_grouped
 from .scales import asymmetric_scales, symmetric_scales
-from .tensor import QuantizedTensor, check_qt
+from .tensor import QuantizedTensor
 
-__all__ = ["quantize", "dequantize", "dequantize_slice", "quantize_codes", "bits_per_weight"]
+__all__ = ["quantize", "quantize_codes"]
 
 
 def _check_scale_dtype(scale_dtype: Any) -> np.dtype:
@@ -224,109 +225,3 @@ def quantize(
         bits=bits,
         double_quant=dq,
     )
-
-
-def _slice_codes(qt: QuantizedTensor, start: int, stop: int) -> np.ndarray:
-    """Codes of rows ``start:stop`` along axis 0 as float32, shape ``(stop-start, *shape[1:])``."""
-    inner = int(np.prod(qt.shape[1:]))
-    lo, hi = start * inner, stop * inner
-    if qt.codebook is not None and qt.bits == 4:  # both codes of a byte in one lookup
-        b0, b1 = lo // 2, packed_size(hi)
-        vals = np.empty(2 * (b1 - b0), np.float32)
-        lookup_pairs(pair_table(qt.codebook), qt.data[b0:b1], vals)
-        return vals[lo - 2 * b0 : hi - 2 * b0].reshape((stop - start,) + qt.shape[1:])
-    if qt.bits == 4:
-        b0 = lo // 2
-        flat = unpack_int4(qt.data[b0 : packed_size(hi)], hi - 2 * b0, signed=qt.signed)[lo - 2 * b0 :]
-    else:
-        flat = qt.data[lo:hi].view(np.int8) if qt.signed else qt.data[lo:hi]
-    rows = flat.reshape((stop - start,) + qt.shape[1:])
-    if qt.codebook is not None:
-        return np.take(qt.codebook, rows, mode="wrap")  # codes 0..15 index 16 entries: no bounds check needed
-    return rows.astype(np.float32)
-
-
-def _scale_in_place(v: np.ndarray, s: np.ndarray, z: np.ndarray | None) -> None:
-    """``v = (v - z) * s`` in place, ``s``/``z`` broadcasting against ``v``."""
-    if z is not None:
-        v -= z.astype(np.float32)
-    v *= s
-
-
-def _dequantize_along(vals: np.ndarray, scale: np.ndarray, zp: np.ndarray | None, axis: int, group: int) -> None:
-    """Scale float codes ``vals`` in place; groups of ``group`` run along ``axis``
-    from index 0 and ``scale``/``zp`` hold one entry per group on that axis."""
-    head, tail = split_groups(vals, axis, group)
-    n = head.shape[axis] if head is not None else 0
-    if head is not None:  # (..., n, group, ...) against (..., n, 1, ...)
-        sl = _along(scale.ndim, axis, slice(0, n))
-        _scale_in_place(
-            head, np.expand_dims(scale[sl], axis + 1), None if zp is None else np.expand_dims(zp[sl], axis + 1)
-        )
-    if tail is not None:
-        sl = _along(scale.ndim, axis, slice(n, n + 1))
-        _scale_in_place(tail, scale[sl], None if zp is None else zp[sl])
-
-
-def dequantize_slice(qt: QuantizedTensor, start: int, stop: int) -> np.ndarray:
-    """Dequantize the stored rows ``start:stop`` along axis 0, ignoring ``perm`` (float32).
-
-    Works for any ``qt.axis``; memory is proportional to the slice. Used by
-    :func:`monoquant_np.matmul.dequant_matmul` to stay chunked.
-    """
-    vals = _slice_codes(qt, start, stop)  # (rows, *shape[1:])
-    scale = qt.scale.astype(np.float32)
-    zp = qt.zero_point
-    if qt.axis == 0:
-        bs = qt.block_size
-        g0 = start // bs
-        first = min(stop, (g0 + 1) * bs) - start if start % bs else 0  # rows in a group begun before start
-        if first:
-            _scale_in_place(vals[:first], scale[g0 : g0 + 1], None if zp is None else zp[g0 : g0 + 1])
-            g0 += 1
-        rest = vals[first:]
-        if rest.shape[0]:
-            g1 = g0 + -(-rest.shape[0] // bs)
-            _dequantize_along(rest, scale[g0:g1], None if zp is None else zp[g0:g1], 0, bs)
-    else:  # axis 0 is not the group axis: scale rows are weight rows
-        _dequantize_along(
-            vals, scale[start:stop], None if zp is None else zp[start:stop], qt.axis, qt.block_size
-        )
-    return vals
-
-
-def dequantize(qt: QuantizedTensor, dtype: Any = np.float32) -> np.ndarray:
-    """Rebuild the weight: ``w' = (q - z) * s`` (``codebook[q] * s`` for NF4), spec 6.
-
-    Arithmetic is float32 (float16 scales are widened exactly); the result is
-    cast to ``dtype`` (float32 by default; float16 or float64 allowed).
-    Shape: ``qt.shape``. An undone ``perm`` restores the original order.
-    """
-    check_qt(qt)
-    dt = np.dtype(dtype)
-    if dt.kind != "f":
-        raise TypeError(f"dtype must be a float dtype, got {dt}")
-    out = dequantize_slice(qt, 0, qt.shape[0]) if qt.size else np.zeros(qt.shape, np.float32)
-    if qt.perm is not None:
-        out = np.take(out, np.argsort(qt.perm), axis=qt.axis)
-    return out.astype(dt, copy=False)
-
-
-def bits_per_weight(qt: QuantizedTensor) -> float:
-    """Storage bits per weight, all metadata included (spec 6.3).
-
-    ``8 * (data bytes + scale bytes + packed zero-point bytes) / size``; with
-    double quantization the 8-bit scale codes, their float32 block scales and
-    the float32 offset replace the scales. The NF4 codebook is a constant of
-    the format and is not counted; neither is ``perm`` (it is not a property
-    of the weight's storage in the exported graph, where it is a permutation
-    of the activations).
-    """
-    check_qt(qt)
-    if qt.size == 0:
-        return 0.0
-    nbytes = qt.data.nbytes
-    nbytes += qt.double_quant.nbytes() if qt.double_quant is not None else qt.scale.nbytes
-    if qt.zero_point is not None:
-        nbytes += packed_size(qt.zero_point.size) if qt.bits == 4 else qt.zero_point.size
-    return 8.0 * nbytes / qt.size

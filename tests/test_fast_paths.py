@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 import monoquant_np.matmul as mm
 import monoquant_np.planes as pl
 from monoquant_np import QuantizedTensor, dequant_matmul, dequantize, pack_int4, quantize, unpack_int4
+from monoquant_np.dequantize import dequantize_slice
 from monoquant_np.nf4 import NF4_CODEBOOK
 from monoquant_np.packing import pair_table
-from monoquant_np.quantize import dequantize_slice, quantize_codes
+from monoquant_np.quantize import quantize_codes
 
 f32 = np.float32
 

@@ -17,6 +17,7 @@ from onnx import TensorProto, helper  # noqa: E402
 from monoquant_np import DoubleQuant, QuantizedLinear, QuantizedTensor, dequant_matmul, quantize  # noqa: E402
 from monoquant_np.cli import main  # noqa: E402
 from monoquant_np.demo import gelu  # noqa: E402
+from monoquant_np.dequantize import dequantize_slice  # noqa: E402
 from monoquant_np.onnx import (  # noqa: E402
     fused_op_types,
     int8_activation_reference,
@@ -32,7 +33,6 @@ from monoquant_np.onnx import (  # noqa: E402
     tensor_to_onnx,
     weight_subgraph,
 )
-from monoquant_np.quantize import dequantize_slice  # noqa: E402
 
 TOL = 2e-5  # spec 9.6: onnxruntime at accuracy level 1 vs dequant_matmul
 GROUPS = [16, 17, 24, 32, 48, 64, 100, 128, 200, 256]

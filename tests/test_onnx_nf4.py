@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
 from monoquant_np import NF4_CODEBOOK, dequant_matmul, double_quantize, quantize, quantize_nf4
+from monoquant_np.dequantize import dequantize_slice
 from monoquant_np.onnx.export import tensor_from_onnx, weight_subgraph
 from monoquant_np.onnx.nf4 import (
     IR_VERSION,
@@ -22,7 +23,6 @@ from monoquant_np.onnx.nf4 import (
     nf4_weight_subgraph,
 )
 from monoquant_np.onnx.runtime import fused_op_types, make_session, max_relative_error
-from monoquant_np.quantize import dequantize_slice
 
 
 def weight_model(qt, name="w", rebuild="dequantizelinear"):

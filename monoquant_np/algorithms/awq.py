@@ -49,8 +49,9 @@ from typing import Any
 
 import numpy as np
 
+from ..dequantize import dequantize
 from ..errors import check_choice, check_finite, check_float_array, check_positive_int
-from ..quantize import dequantize, quantize
+from ..quantize import quantize
 from ..tensor import QuantizedTensor
 from .gptq import hessian
 from .mse import quantize_mse

@@ -34,8 +34,9 @@ import onnx
 
 from ..algorithms import awq_from_stats, gptq_from_hessian, quantize_mse
 from ..algorithms.gptq import output_error
+from ..dequantize import dequantize
 from ..formats import transpose
-from ..quantize import dequantize, quantize
+from ..quantize import quantize
 from ..tensor import QuantizedTensor
 from .awq_graph import insert_multipliers
 from .calibrate import ActivationStats, CalibrationTarget, calibrate_sequential, collect_stats

@@ -301,7 +301,7 @@ def _quantize_site(site, alg, opts, stats, pre, names, base_dir, fmt, gather_op,
     del w
     qname = fresh_name(site.name, names)
     served = apply_quantized(site, qt, qname, fmt=fmt, gather_op=gather_op, accuracy_level=accuracy_level)
-    from ..quantize import bits_per_weight
+    from ..dequantize import bits_per_weight
 
     bpw = bits_per_weight(qt)
     return LayerRow(

@@ -140,7 +140,7 @@ def int8_activation_reference(x: np.ndarray, qt: Any, bias: np.ndarray | None = 
     onnxruntime 1.32 at level 4 matches this within ~4e-7 relative (measured;
     its integer dot products are exact), and differs from the spec by ~0.5%.
     """
-    from ..quantize import dequantize
+    from ..dequantize import dequantize
     from .matmulnbits import matmulnbits_block_size
 
     bs = block_size or matmulnbits_block_size(qt)

@@ -39,9 +39,10 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from ..dequantize import dequantize
 from ..matmul import dequant_matmul
 from ..packing import pack_int4
-from ..quantize import dequantize, quantize
+from ..quantize import quantize
 from ..tensor import QuantizedTensor
 from .compare import Mismatch, compare_bytes, compare_matmul, compare_quantized, compare_values
 from .strategies import KINDS, Case, cases, matmul_inputs

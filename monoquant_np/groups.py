@@ -186,14 +186,22 @@ def apply_rows(ufunc: np.ufunc, x3: np.ndarray, g3: np.ndarray) -> np.ndarray:
     repeated ``r`` times along its last axis (unless ``cols == 1``: NumPy's
     loop then runs over the rows already), ``r`` the largest power of two
     that divides ``rows``, with ``r <= rows / 8`` (the copy of ``g3`` stays
-    within 1/8 of ``x3``) and ``r * cols <= ROW_ELEMENTS``. 4096x4096 at batch
-    256, ``dequant_matmul``'s scaling: 0.15 against 0.29 ns per element in cache.
+    within 1/8 of ``x3``) and ``r * cols <= ROW_ELEMENTS``. ``dequant_matmul``'s
+    scaling at batch 256 (blocks of 128 rows of 2048 float32, in cache; ad hoc):
+    0.14-0.16 against 0.21-0.29 ns per element.
+
+    Raises:
+        ValueError: ``x3`` not 3-D, or ``g3`` not ``(groups, 1, cols)``.
 
     >>> x3 = np.arange(32, dtype=np.float32).reshape(1, 16, 2)
     >>> apply_rows(np.multiply, x3, np.array([[[1, -1]]], np.float32))[0, :2].tolist()
     [[0.0, -1.0], [2.0, -3.0]]
     """
+    if x3.ndim != 3:
+        raise ValueError(f"x3 must be 3-D (groups, rows, cols), got shape {x3.shape}")
     groups, rows, cols = x3.shape
+    if g3.ndim != 3 or g3.shape[1] != 1 or g3.shape[::2] not in ((groups, cols), (1, cols), (groups, 1), (1, 1)):
+        raise ValueError(f"g3 must have shape ({groups}, 1, {cols}) (or broadcast to it), got {g3.shape}")
     r = 1
     while rows % (2 * r) == 0 and 2 * r * 8 <= rows and 2 * r * cols <= ROW_ELEMENTS:
         r *= 2

@@ -86,6 +86,7 @@ def test_apply_rows_equals_the_broadcast(groups_, rows, cols, ufunc, dtype, layo
     rng = np.random.default_rng(seed)
     base = rng.integers(-60, 60, (groups_, rows, 2 * cols if layout == "strided" else cols)).astype(dtype)
     x3 = base[:, :, ::2] if layout == "strided" else base  # (groups, rows, cols)
+    others = base[:, :, 1::2].copy()  # (groups, rows, cols): not part of x3 when strided
     g3 = rng.integers(-2, 3, (groups_, 1, cols)).astype(dtype)
     want = ufunc(x3, g3)
     with pytest.MonkeyPatch.context() as mp:
@@ -93,7 +94,14 @@ def test_apply_rows_equals_the_broadcast(groups_, rows, cols, ufunc, dtype, layo
         got = apply_rows(ufunc, x3, g3)
     assert got is x3 and got.dtype == want.dtype and np.array_equal(got, want), (ufunc, x3.shape, layout)
     if layout == "strided":
-        assert np.array_equal(base[:, :, 1::2], base[:, :, 1::2].copy())  # untouched columns stay
+        assert np.array_equal(base[:, :, 1::2], others)  # the columns between x3's stay as they were
+
+
+def test_apply_rows_bad_shapes():
+    with pytest.raises(ValueError, match=r"g3 must have shape \(2, 1, 3\).*got \(2, 2, 3\)"):
+        apply_rows(np.multiply, np.ones((2, 4, 3), np.float32), np.ones((2, 2, 3), np.float32))
+    with pytest.raises(ValueError, match=r"x3 must be 3-D \(groups, rows, cols\), got shape \(4, 3\)"):
+        apply_rows(np.multiply, np.ones((4, 3), np.float32), np.ones((1, 3), np.float32))
 
 
 def test_apply_rows_repeats_the_values_where_it_can():

@@ -1,7 +1,8 @@
 """MSE-optimal group scales by a clipping-ratio search (spec section 14.1).
 
 Round-to-nearest with ``s = max|w_g| / 7`` spends the code range on the
-group's single largest element and never uses the code -8. Shrinking the range
+group's single largest element and uses the code -8 only where a scale is
+subnormal (spec 1.2). Shrinking the range
 clips that element but rounds every other element more finely; the best
 trade-off is found by search. For each group ``g`` (``m_g`` its element of
 largest magnitude, the first one on ties) and each ratio ``r`` of a grid::

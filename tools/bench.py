@@ -51,11 +51,14 @@ ours again against the onnxruntime sessions (the ``ours`` of the onnxruntime
 rows, always timed right after a session: pessimistic for ours).
 
 The batch-256 row against the float32 matmul, the one target whose margin is
-smaller than the noise of a short median here, has a third rotation of its
-own: ours and the float32 matmul alone, ``--pair-reps`` rounds (21, about
-2 s). On this shared machine medians of 7 rounds of the two spread over
-1.10-1.56 within one 210-round sequence of the same code, medians of 21 over
-1.32-1.44 (ad hoc, 2026-11-23).
+smaller than the noise of a short median here, is timed a third time on its
+own: ours and the float32 matmul strictly alternating, ``--pair-reps`` rounds
+(21, about 2 s), so that every call of each comes right after one of the
+other. (A rotation of two would run each after itself at every other round
+boundary, where ``dequant_matmul`` finds its packed weight in the cache and
+took 0.96x the time in an ad-hoc sequence.) On this shared machine medians of
+7 rounds spread over 1.10-1.56 within one 210-round sequence of the same code,
+medians of 21 over 1.32-1.44 (ad hoc, 2026-11-23).
 
 ``--quick`` shrinks the sizes (1024x1024, 1M codes, 1024x2752) for a smoke
 run; only the full run's figures go in the README. Rows that cannot run (a
@@ -103,15 +106,18 @@ ROWS: list[dict[str, Any]] = []
 
 
 # ---------------------------------------------------------------- harness
-def timeit(cands: dict[str, Callable[[], Any]], reps: int) -> dict[str, float]:
+def timeit(cands: dict[str, Callable[[], Any]], reps: int, rotate: bool = True) -> dict[str, float]:
     """Median seconds of each candidate, timed round-robin after one warm-up call each;
-    the round's starting candidate rotates, so no one always runs first."""
+    the round's starting candidate rotates, so no one always runs first. With two
+    candidates and ``rotate=False`` they strictly alternate: each call comes right after
+    the other's, never after its own (which would find its operands in the cache)."""
     times: dict[str, list[float]] = {k: [] for k in cands}
     for f in cands.values():
         f()
     names = list(cands)
     for r in range(reps):
-        for k in names[r % len(names):] + names[: r % len(names)]:
+        start = r % len(names) if rotate else 0
+        for k in names[start:] + names[:start]:
             t0 = time.perf_counter()
             cands[k]()
             times[k].append(time.perf_counter() - t0)
@@ -343,9 +349,9 @@ def bench_matmul(k: int, n: int, batches: list[int], reps: int, pair_reps: int) 
             skip_row("matmul", case, "onnxruntime sessions", reason)
         if m >= 256:  # the target: its own longer rotation of the two (see the module docstring)
             pair = {kk: v * 1e3 for kk, v in timeit({"ours": np_cands["ours"], "f32": np_cands["f32"]},
-                                                     pair_reps).items()}
+                                                     pair_reps, rotate=False).items()}
             add_row("matmul", case, pair["ours"], "NumPy float32 matmul, float weight", pair["f32"], 1.5,
-                    note=f"own rotation of the two, {pair_reps} rounds")
+                    note=f"the two alternating, {pair_reps} rounds")
         else:
             add_row("matmul", case, ms["ours"], "NumPy float32 matmul, float weight", ms["f32"])
         if ref is not None:

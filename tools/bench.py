@@ -347,7 +347,7 @@ def bench_matmul(k: int, n: int, batches: list[int], reps: int, pair_reps: int) 
                         note="ops: " + "+".join(op for op in ops if op not in ("Identity",)))
         else:
             skip_row("matmul", case, "onnxruntime sessions", reason)
-        if m >= 256:  # the target: its own longer rotation of the two (see the module docstring)
+        if m >= 256:  # the target: timed once more, the two alternating (see the module docstring)
             pair = {kk: v * 1e3 for kk, v in timeit({"ours": np_cands["ours"], "f32": np_cands["f32"]},
                                                      pair_reps, rotate=False).items()}
             add_row("matmul", case, pair["ours"], "NumPy float32 matmul, float weight", pair["f32"], 1.5,
@@ -583,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     ap.add_argument("--reps", type=int, default=5, help="timed rounds per row group (median)")
     ap.add_argument("--pair-reps", type=int, default=21,
-                    help="rounds of the rotation of ours and the float32 matmul at batch 256 (median)")
+                    help="rounds of ours and the float32 matmul alternating at batch 256 (median)")
     ap.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     ap.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     ap.add_argument("--threads", type=int, default=None,

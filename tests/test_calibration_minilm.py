@@ -16,14 +16,14 @@ from onnx import TensorProto, helper, numpy_helper
 from monoquant_np import dequantize, quantize
 from monoquant_np.algorithms import gptq_from_hessian, quantize_mse
 from monoquant_np.assets import MINILM_INSTALL_HINT, minilm_model_path, minilm_tokenizer_path
-from monoquant_np.onnx.calibrate import (
+from monoquant_np.onnx.calibration.adapters import awq_algorithm, gptq_algorithm, transpose_qt
+from monoquant_np.onnx.calibration.stages import (
     collect_stats,
     find_targets,
     layer_stages,
     load_feeds,
 )
-from monoquant_np.onnx.calibrated import awq_algorithm, gptq_algorithm, transpose_qt
-from monoquant_np.onnx.model import quantize_model, quantize_model_with_report
+from monoquant_np.onnx.quantizer.pipeline import quantize_model, quantize_model_with_report
 from monoquant_np.onnx.runtime import make_session
 
 K, H, N = 64, 96, 64  # every weight >= min_elements 4096
@@ -289,7 +289,7 @@ def test_sequential_calibration_sees_the_quantized_first_layer():
     m, w1, _ = _toy()
     f = _feeds()
     seen = {}
-    from monoquant_np.onnx import calibrate
+    from monoquant_np.onnx.calibration import stages as calibrate
 
     real = calibrate.collect_stats
 
@@ -333,7 +333,7 @@ def test_external_data_model_calibrates_like_the_in_memory_one(tmp_path, algorit
     from_file = quantize_model(str(src), algorithm=algorithm, calibration=f, group_size=32)
     in_memory = quantize_model(onnx.load(str(src)), algorithm=algorithm, calibration=f, group_size=32)
     assert (src.read_bytes(), (tmp_path / "toy.data").read_bytes()) == before  # the input is untouched
-    from monoquant_np.onnx.io import save_model
+    from monoquant_np.onnx.model_io import save_model
 
     out = tmp_path / "q.onnx"
     save_model(from_file, out, base_dir=str(tmp_path))  # streams the tensors still in toy.data
@@ -426,7 +426,7 @@ def minilm():
 
 
 def _minilm_data(src):
-    from monoquant_np.onnx.corpus import minilm_feeds, stdlib_sentences
+    from monoquant_np.onnx.calibration.corpus import minilm_feeds, stdlib_sentences
 
     s = stdlib_sentences(384)
     assert not set(s[:128]) & set(s[256:384])
@@ -452,7 +452,7 @@ def test_minilm_gptq_floor_and_report(minilm):
 
 
 def test_minilm_matmul_gather_gptq_under_10mb(minilm, tmp_path):
-    from monoquant_np.onnx.io import save_model
+    from monoquant_np.onnx.model_io import save_model
 
     src, ev, cal, ref = minilm
     q = quantize_model(src, algorithm="gptq", calibration=cal, ops=("MatMul", "Gather"))

@@ -173,7 +173,7 @@ def test_quantize_bad_input(tmp_path, capsys, case, expect):
 
 def test_failed_write_leaves_no_partial_output(tmp_path, capsys, monkeypatch):
     good = _bad_files(tmp_path)
-    import monoquant_np.onnx.io as io
+    import monoquant_np.onnx.model_io as io
 
     def boom(*a, **k):
         raise OSError("disk full (simulated)")

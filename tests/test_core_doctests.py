@@ -33,7 +33,7 @@ MODULES = _modules_with_examples()
 def test_the_walk_finds_the_modules_of_every_layer():
     # core, NF4, the dialects, the algorithms, the ONNX layer and the conformance kit
     for name in ("monoquant_np.packing", "monoquant_np.nf4", "monoquant_np.formats.gguf", "monoquant_np.algorithms.mse",
-                 "monoquant_np.onnx.report", "monoquant_np.testing.compare"):
+                 "monoquant_np.onnx.quantizer.report", "monoquant_np.testing.compare"):
         assert name in MODULES, name
 
 

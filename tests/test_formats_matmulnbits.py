@@ -133,7 +133,7 @@ def test_pack_unpack_round_trip(case):
 
 def test_agrees_with_the_exporters_layout():
     # monoquant_np.onnx pads with the zero point and widens scales; both decode to the same tensor.
-    onnx_mnb = pytest.importorskip("monoquant_np.onnx.matmulnbits")
+    onnx_mnb = pytest.importorskip("monoquant_np.onnx.export.matmulnbits_node")
     rng = np.random.default_rng(3)
     for sym in (True, False):
         qt = quantize(rng.standard_normal((75, 6)).astype(np.float32), group_size=32, symmetric=sym)

@@ -12,7 +12,7 @@ import pytest
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
-model_mod = pytest.importorskip("monoquant_np.onnx.model")
+model_mod = pytest.importorskip("monoquant_np.onnx.quantizer.pipeline")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 

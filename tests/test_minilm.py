@@ -24,7 +24,7 @@ pytest.importorskip("tokenizers", reason="the tokenizers package is needed to to
 
 @pytest.fixture(scope="module")
 def sentences():
-    from monoquant_np.onnx.corpus import stdlib_sentences
+    from monoquant_np.onnx.calibration.corpus import stdlib_sentences
 
     s = stdlib_sentences(N_SENTENCES)
     assert len(s) == N_SENTENCES
@@ -32,7 +32,7 @@ def sentences():
 
 
 def _embed(model, sentences, batch=64):
-    from monoquant_np.onnx.corpus import minilm_feeds
+    from monoquant_np.onnx.calibration.corpus import minilm_feeds
     from monoquant_np.onnx.runtime import make_session
 
     sess = make_session(model, 1)
@@ -52,7 +52,7 @@ def reference(sentences):
 
 @pytest.fixture(scope="module")
 def default_model():
-    from monoquant_np.onnx.model import quantize_model_with_report
+    from monoquant_np.onnx.quantizer.pipeline import quantize_model_with_report
 
     return quantize_model_with_report(MODEL)
 
@@ -116,7 +116,7 @@ def test_matmul_gather_cli_file_under_10mb(tmp_path, sentences, reference, capsy
 
 
 def test_matmulnbits_format_matches_qdq(default_model, sentences):
-    from monoquant_np.onnx.model import quantize_model
+    from monoquant_np.onnx.quantizer.pipeline import quantize_model
 
     direct = quantize_model(MODEL, format="matmulnbits")
     a = _embed(default_model[0], sentences[:64])

@@ -15,9 +15,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from monoquant_np import dequantize, double_quantize, quantize
-from monoquant_np.onnx.graph import find_weight_sites
-from monoquant_np.onnx.io import load_model, save_model
-from monoquant_np.onnx.model import Algorithm, WeightContext, quantize_model, quantize_model_with_report
+from monoquant_np.onnx.model_io import load_model, save_model
+from monoquant_np.onnx.quantizer.pipeline import Algorithm, WeightContext, quantize_model, quantize_model_with_report
+from monoquant_np.onnx.quantizer.sites import find_weight_sites
 from monoquant_np.onnx.runtime import fused_op_types, make_session
 
 RNG = np.random.default_rng(1234)
@@ -281,7 +281,7 @@ def test_float16_model(scale_dtype):
 # ------------------------------------------------ already quantized / none
 def test_already_quantized_model_left_alone():
     qt = quantize(_w(64, 32), group_size=32)
-    from monoquant_np.onnx.export import matmulnbits_node, weight_subgraph
+    from monoquant_np.onnx.export.qdq import matmulnbits_node, weight_subgraph
 
     inits, nodes = weight_subgraph(qt, "Q", "Wdq")
     nb_inits, nb_node = matmulnbits_node(qt, "x", "y2", "NB")
@@ -551,7 +551,7 @@ def test_report_json_and_find_sites_notes():
     ((700, 24), 0, 128, True), ((700, 24), 0, 128, False), ((300, 7), 0, 64, True), ((40, 8), 0, 64, True),
 ])
 def test_chunked_quantize_equals_one_call(shape, axis, g, symmetric):
-    from monoquant_np.onnx.model import quantize_chunked
+    from monoquant_np.onnx.quantizer.pipeline import quantize_chunked
 
     w = _w(*shape)
     one = quantize(w, group_size=g, axis=axis, symmetric=symmetric)
@@ -621,7 +621,7 @@ def test_old_ir_initializer_listed_as_input_opset9():
 
 
 def test_model_over_protobuf_limit_gets_external_data(tmp_path, monkeypatch):
-    import monoquant_np.onnx.io as io
+    import monoquant_np.onnx.model_io as io
 
     m, w = _matmul_model()
     monkeypatch.setattr(io, "PROTOBUF_LIMIT", 1000)  # stand-in for 2 GiB

@@ -154,7 +154,7 @@ def test_weight_subgraph_equals_stored_dequantize(qt):
 @pytest.mark.parametrize("double_quant", [False, True])
 def test_linear_model_dispatches_nf4(double_quant):
     nf4 = pytest.importorskip("monoquant_np.nf4")
-    pytest.importorskip("monoquant_np.onnx.nf4")
+    pytest.importorskip("monoquant_np.onnx.export.nf4_subgraph")
     rng = np.random.default_rng(12)
     qt = nf4.quantize_nf4(_w(rng, (200, 9)), block_size=64, double_quant=double_quant)
     x = _w(rng, (3, 200))
@@ -168,7 +168,7 @@ def test_weight_subgraph_nf4_without_module_is_a_value_error(monkeypatch):
     from monoquant_np import pack_int4
     nf = QuantizedTensor(pack_int4(np.zeros(6, np.uint8)), (3, 2), 0, 3, np.ones((1, 2), np.float32),
                          signed=False, codebook=codebook)
-    monkeypatch.setitem(sys.modules, "monoquant_np.onnx.nf4", None)  # import fails
+    monkeypatch.setitem(sys.modules, "monoquant_np.onnx.export.nf4_subgraph", None)  # import fails
     with pytest.raises(ValueError, match="nf4_weight_subgraph"):
         weight_subgraph(nf, "w", "w_out")
 

@@ -13,8 +13,7 @@ from onnx import TensorProto, helper
 
 from monoquant_np import NF4_CODEBOOK, dequant_matmul, double_quantize, quantize, quantize_nf4
 from monoquant_np.dequantize import dequantize_slice
-from monoquant_np.onnx.export import tensor_from_onnx, weight_subgraph
-from monoquant_np.onnx.nf4 import (
+from monoquant_np.onnx.export.nf4_subgraph import (
     IR_VERSION,
     OPSET,
     SCALE_REBUILDS,
@@ -22,6 +21,7 @@ from monoquant_np.onnx.nf4 import (
     nf4_linear_model,
     nf4_weight_subgraph,
 )
+from monoquant_np.onnx.export.qdq import tensor_from_onnx, weight_subgraph
 from monoquant_np.onnx.runtime import fused_op_types, make_session, max_relative_error
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import monoquant_np as mq
-from monoquant_np.onnx.report import LayerRow, QuantReport, format_rows, relative_error, tensor_error
+from monoquant_np.onnx.quantizer.report import LayerRow, QuantReport, format_rows, relative_error, tensor_error
 
 
 def test_relative_error_hand_vector():

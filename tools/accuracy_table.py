@@ -10,7 +10,7 @@ included; median of ``--repeat``), and the mean cosine similarity of the
 sentence embeddings (output ``461``) with the float model's.
 
 Data (deterministic, no download): real English prose from Python's stdlib
-docstrings (:func:`monoquant_np.onnx.corpus.stdlib_sentences`), tokenized by
+docstrings (:func:`monoquant_np.onnx.calibration.corpus.stdlib_sentences`), tokenized by
 the real ``tokenizer.json``. Calibration: sentences 256..511 (``--calibration``
 of the gptq/awq rows: one FEEDS mapping, as ``FEEDS.npz`` would hold it; the
 padding rows are masked by ``attention_mask``). Evaluation: sentences 0..255, which the
@@ -39,9 +39,9 @@ import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 
 from monoquant_np.assets import MINILM_INSTALL_HINT, minilm_model_path, minilm_tokenizer_path  # noqa: E402
-from monoquant_np.onnx.corpus import minilm_feeds, stdlib_sentences  # noqa: E402
-from monoquant_np.onnx.io import save_model  # noqa: E402
-from monoquant_np.onnx.model import quantize_model_with_report  # noqa: E402
+from monoquant_np.onnx.calibration.corpus import minilm_feeds, stdlib_sentences  # noqa: E402
+from monoquant_np.onnx.model_io import save_model  # noqa: E402
+from monoquant_np.onnx.quantizer.pipeline import quantize_model_with_report  # noqa: E402
 from monoquant_np.onnx.runtime import make_session  # noqa: E402
 
 
@@ -81,8 +81,8 @@ def main() -> int:
         print(f"MiniLM not installed: {MINILM_INSTALL_HINT}", file=sys.stderr)
         return 2
     src = str(model_path)
-    from monoquant_np.onnx import calibrated
-    from monoquant_np.onnx.weights import Algorithm
+    from monoquant_np.onnx.calibration import adapters as calibrated
+    from monoquant_np.onnx.quantizer.algorithm import Algorithm
 
     sents = stdlib_sentences(512)
     evaluation, calibration = sents[:256], sents[256:512]

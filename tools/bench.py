@@ -33,7 +33,7 @@ next candidate), so a load spike from another process hits all of them alike. Se
   double quantization) and dequantizing against bitsandbytes' own CPU kernels
   on the same weight (bytes and values must be identical: checked), when torch
   and bitsandbytes are installed;
-* ``model``: quantizing MiniLM-L3 with ``monoquant_np.onnx.model.quantize_model``
+* ``model``: quantizing MiniLM-L3 with ``monoquant_np.onnx.quantizer.pipeline.quantize_model``
   against onnxruntime's ``MatMulNBitsQuantizer``, and onnxruntime's latency on
   both outputs (batch 8 x 128 tokens) at accuracy levels 1 and 4.
 
@@ -299,7 +299,7 @@ def bench_matmul(k: int, n: int, batches: list[int], reps: int, pair_reps: int) 
         import onnxruntime as ort
         from onnx.reference import ReferenceEvaluator
 
-        from monoquant_np.onnx.graphs import linear_model
+        from monoquant_np.onnx.export.models import linear_model
 
         model = linear_model(qt, format="qdq")
         data = model.SerializeToString()
@@ -392,7 +392,7 @@ def bench_model(reps: int, quick: bool) -> None:
         from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
         from monoquant_np.assets import minilm_model_path
-        from monoquant_np.onnx.model import quantize_model
+        from monoquant_np.onnx.quantizer.pipeline import quantize_model
     except ImportError as e:
         skip_row(section, "MiniLM-L3", "onnxruntime matmul_nbits_quantizer", f"{e}")
         return
@@ -420,7 +420,7 @@ def bench_model(reps: int, quick: bool) -> None:
 
     cands: dict[str, Callable[[], Any]] = {"ours": ours, "ort1": theirs(1), "ort4": theirs(4)}
     try:
-        from monoquant_np.onnx.model import to_opset21
+        from monoquant_np.onnx.quantizer.pipeline import to_opset21
 
         # to_opset21 converts in place: time it on a fresh copy, and the copy alone
         cands["opset"] = lambda: to_opset21(onnx.ModelProto.FromString(float_bytes))

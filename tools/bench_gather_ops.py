@@ -22,7 +22,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from monoquant_np.assets import MINILM_INSTALL_HINT, minilm_model_path
-from monoquant_np.onnx.model import quantize_model
+from monoquant_np.onnx.quantizer.pipeline import quantize_model
 from monoquant_np.onnx.runtime import make_session
 
 TABLE = "model.0.auto_model.embeddings.word_embeddings.weight"

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import onnxruntime as ort
 
-        from monoquant_np.onnx.graphs import linear_model
+        from monoquant_np.onnx.export.models import linear_model
 
         sess = ort.InferenceSession(linear_model(qt, format="qdq").SerializeToString(),
                                     providers=["CPUExecutionProvider"])

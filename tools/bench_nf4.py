@@ -37,7 +37,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from monoquant_np import dequant_matmul, double_quantize, quantize, quantize_nf4
 from monoquant_np.onnx import linear_model
-from monoquant_np.onnx.nf4 import IR_VERSION, OPSET, nf4_linear_model
+from monoquant_np.onnx.export.nf4_subgraph import IR_VERSION, OPSET, nf4_linear_model
 from monoquant_np.onnx.runtime import ACCURACY_OPTION, max_relative_error
 
 

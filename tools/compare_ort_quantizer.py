@@ -8,7 +8,7 @@ Same settings for both: 4-bit, block/group 128, symmetric, the ops listed
 * peak resident memory of a fresh process doing the same (``ru_maxrss``);
 * mean cosine similarity of the sentence embeddings (output ``461``) with the
   float model's, over ``--sentences`` real sentences from
-  ``monoquant_np.onnx.corpus.stdlib_sentences`` tokenized with the real
+  ``monoquant_np.onnx.calibration.corpus.stdlib_sentences`` tokenized with the real
   tokenizer, run in onnxruntime at accuracy level 1 (float32 arithmetic).
 
 Ratios are ours / onnxruntime's. Needs ``onnx-ir`` (imported by
@@ -30,13 +30,13 @@ import time
 import numpy as np
 
 from monoquant_np.assets import MINILM_INSTALL_HINT, minilm_model_path
-from monoquant_np.onnx.corpus import minilm_feeds, stdlib_sentences
+from monoquant_np.onnx.calibration.corpus import minilm_feeds, stdlib_sentences
 from monoquant_np.onnx.runtime import make_session
 
 OURS = """
 import sys
-from monoquant_np.onnx.model import quantize_model
-from monoquant_np.onnx.io import save_model
+from monoquant_np.onnx.quantizer.pipeline import quantize_model
+from monoquant_np.onnx.model_io import save_model
 src, dst, ops, fmt = sys.argv[1:5]
 save_model(quantize_model(src, ops=ops, format=fmt, group_size=128), dst,
            base_dir=__import__("os").path.dirname(src), consume=True)
@@ -57,8 +57,8 @@ onnx.save(q.model.model, dst)
 
 OURS_EXT = """
 import sys
-from monoquant_np.onnx.model import quantize_model
-from monoquant_np.onnx.io import save_model
+from monoquant_np.onnx.quantizer.pipeline import quantize_model
+from monoquant_np.onnx.model_io import save_model
 src, dst = sys.argv[1:3]
 save_model(quantize_model(src, ops="MatMul,Gather"), dst, external_data=True,
            base_dir=__import__("os").path.dirname(src), consume=True)
@@ -66,7 +66,7 @@ save_model(quantize_model(src, ops="MatMul,Gather"), dst, external_data=True,
 
 BASELINE = """
 import onnx, numpy
-import monoquant_np.onnx.model, monoquant_np.onnx.io
+import monoquant_np.onnx.quantizer.pipeline, monoquant_np.onnx.model_io
 """
 
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss across execve from the forking parent.
@@ -99,8 +99,8 @@ def _quantize_in_process(kind: str, src: str, dst: str, ops: str) -> float:
         q.process()
         onnx.save(q.model.model, dst)
     else:
-        from monoquant_np.onnx.io import save_model
-        from monoquant_np.onnx.model import quantize_model
+        from monoquant_np.onnx.model_io import save_model
+        from monoquant_np.onnx.quantizer.pipeline import quantize_model
 
         fmt = kind.split("-")[1]
         save_model(quantize_model(src, ops=ops, format=fmt, group_size=128), dst, base_dir=os.path.dirname(src),

@@ -21,7 +21,7 @@ and keeps the ``al`` with the smallest ``err`` (``al = 0`` is ``s = 1``, plain
 round-to-nearest, so the result is never worse than it on the calibration data).
 
 The result is the quantized ``W'`` and the multiplier ``m``: ``y ~= (x * m) @ deq(Q)``.
-Where ``m`` goes in an ONNX graph (``monoquant_np.onnx.calibrated``, spec 14.3):
+Where ``m`` goes in an ONNX graph (``monoquant_np.onnx.calibration.adapters``, spec 14.3):
 
 * folded into a ``LayerNormalization`` over the last axis that produces ``x``
   (``gamma *= m``, ``beta *= m``) when the quantized MatMuls are its only

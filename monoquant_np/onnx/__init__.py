@@ -9,7 +9,10 @@ into ``MatMulNBits``, or ``com.microsoft.MatMulNBits`` directly.
 ``verify_models`` and ``inspect_model`` behind the ``verify``/``inspect`` commands.
 """
 
-from .export import (
+from .export.matmulnbits_node import matmulnbits_arrays, matmulnbits_block_size, matmulnbits_node
+from .export.models import linear_model, mlp_model
+from .export.nf4_subgraph import bnb4_layout, nf4_linear_model, nf4_weight_subgraph
+from .export.qdq import (
     IR_VERSION,
     MS_DOMAIN,
     OPSET,
@@ -18,12 +21,9 @@ from .export import (
     tensor_to_onnx,
     weight_subgraph,
 )
-from .graphs import linear_model, mlp_model
 from .inspect import inspect_model
-from .io import load_model, save, save_model
-from .matmulnbits import matmulnbits_arrays, matmulnbits_block_size, matmulnbits_node
-from .model import Algorithm, WeightContext, quantize_model, quantize_model_with_report, register_algorithm
-from .nf4 import bnb4_layout, nf4_linear_model, nf4_weight_subgraph
+from .model_io import load_model, save, save_model
+from .quantizer.pipeline import Algorithm, WeightContext, quantize_model, quantize_model_with_report, register_algorithm
 from .runtime import (
     fused_op_types,
     int8_activation_reference,

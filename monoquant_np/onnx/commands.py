@@ -39,7 +39,7 @@ def _progress_printer(enabled: bool):
 
 
 def _check_paths(inp: Path, out: Path, report: str | None) -> None:
-    from .io import _check_output_path, _same_file, external_files, load_model
+    from .model_io import _check_output_path, _same_file, external_files, load_model
 
     if not inp.exists():
         raise OSError(f"input {str(inp)!r} does not exist")
@@ -56,8 +56,8 @@ def _check_paths(inp: Path, out: Path, report: str | None) -> None:
 
 
 def _cmd_quantize(args: argparse.Namespace) -> int:
-    from .io import copy_atomic, external_files, save_model, write_text_atomic
-    from .model import quantize_model_with_report
+    from .model_io import copy_atomic, external_files, save_model, write_text_atomic
+    from .quantizer.pipeline import quantize_model_with_report
 
     inp, out = Path(args.input), Path(args.output)
     _check_paths(inp, out, args.report)
@@ -97,7 +97,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from .model import load_feeds
+    from .quantizer.pipeline import load_feeds
     from .verify import format_diffs, verify_models
 
     feeds = load_feeds(args.inputs) if args.inputs else None

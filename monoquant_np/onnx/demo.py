@@ -14,7 +14,7 @@ import os
 
 import onnx
 
-from .graphs import mlp_model
+from .export.models import mlp_model
 from .runtime import fused_op_types, max_relative_error, run_model
 
 __all__ = ["demo_onnx", "DEMO_FILENAME"]

@@ -27,7 +27,7 @@ import os
 import onnx
 from onnx import TensorProto, helper
 
-from .io import iter_graphs, load_model, tensor_nbytes
+from .model_io import iter_graphs, load_model, tensor_nbytes
 
 __all__ = ["TensorInfo", "inspect_model", "format_inspection"]
 

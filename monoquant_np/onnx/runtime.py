@@ -131,7 +131,7 @@ def int8_activation_reference(x: np.ndarray, qt: Any, bias: np.ndarray | None = 
 
     The activations are quantized symmetrically to int8 in blocks of
     ``block_size`` along K (the weight's MatMulNBits block, by default
-    :func:`monoquant_np.onnx.matmulnbits.matmulnbits_block_size`), the last
+    :func:`monoquant_np.onnx.export.matmulnbits_node.matmulnbits_block_size`), the last
     block partial::
 
         s_a = max|x_blk| / 127;   x_q = rint(x_blk / s_a) * s_a   (x_q = 0 where s_a = 0)
@@ -141,7 +141,7 @@ def int8_activation_reference(x: np.ndarray, qt: Any, bias: np.ndarray | None = 
     its integer dot products are exact), and differs from the spec by ~0.5%.
     """
     from ..dequantize import dequantize
-    from .matmulnbits import matmulnbits_block_size
+    from .export.matmulnbits_node import matmulnbits_block_size
 
     bs = block_size or matmulnbits_block_size(qt)
     if bs is None:

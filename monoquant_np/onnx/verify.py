@@ -40,7 +40,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from .io import load_model
+from .model_io import load_model
 
 __all__ = ["OutputDiff", "make_inputs", "check_inputs", "verify_models", "cosine_per_sample", "format_diffs"]
 

@@ -46,12 +46,12 @@ from typing import Any
 import numpy as np
 from onnx import NodeProto, TensorProto, helper, numpy_helper
 
-from ..double_quant import DoubleQuant
-from ..errors import check_name
-from ..groups import group_shape
-from ..packing import pack_int4, unpack_int4
-from ..tensor import QuantizedTensor, check_qt
-from .matmulnbits import matmulnbits_block_size, matmulnbits_node
+from ...double_quant import DoubleQuant
+from ...errors import check_name
+from ...groups import group_shape
+from ...packing import pack_int4, unpack_int4
+from ...tensor import QuantizedTensor, check_qt
+from .matmulnbits_node import matmulnbits_block_size, matmulnbits_node
 
 __all__ = [
     "tensor_to_onnx",
@@ -276,24 +276,24 @@ def weight_subgraph(
     permute the activations (:func:`input_permutation`, a ``Gather`` on the
     last axis) for an axis-0 weight, or the output for an axis-1 weight.
     NF4 codebooks and double-quantized scales are built by
-    ``monoquant_np.onnx.nf4.nf4_weight_subgraph`` (spec 10-11), with
+    ``monoquant_np.onnx.export.nf4_subgraph.nf4_weight_subgraph`` (spec 10-11), with
     ``scale_rebuild`` forwarded. Its default (None) picks ``"arithmetic"`` for
     double-quantized int4/uint4/int8 codes, which onnxruntime constant-folds so
     the weight still fuses into ``MatMulNBits``, and ``"dequantizelinear"`` (the
     standard-operator form of spec 11.4) for NF4, which cannot fuse anyway.
 
     Raises:
-        ValueError: an NF4 / double-quantized tensor when ``monoquant_np.onnx.nf4``
+        ValueError: an NF4 / double-quantized tensor when ``monoquant_np.onnx.export.nf4_subgraph``
             is not available; empty names.
     """
     qt = check_qt(qt)
     name, out_name = check_name(name, "name"), check_name(out_name, "out_name")
     if qt.codebook is not None or qt.double_quant is not None:
         try:
-            from .nf4 import nf4_weight_subgraph
+            from .nf4_subgraph import nf4_weight_subgraph
         except ImportError as e:
             raise ValueError(f"exporting {qt.scheme} weight {name!r} with codebook or double-quantized scales "
-                             f"needs monoquant_np.onnx.nf4.nf4_weight_subgraph, which is unavailable ({e})") from e
+                             f"needs export.nf4_subgraph, which is unavailable ({e})") from e
         if scale_rebuild is None:
             scale_rebuild = "dequantizelinear" if qt.codebook is not None else "arithmetic"
         return nf4_weight_subgraph(qt, name, out_name, scale_rebuild=scale_rebuild)

@@ -2,7 +2,7 @@
 
 The statistics themselves (``X^T X``, ``sum |x|`` and the row count per
 activation, captured on a *copy* of the model, batch by batch) are
-:mod:`monoquant_np.onnx.capture`, whose names this module re-exports.
+:mod:`monoquant_np.onnx.calibration.capture`, whose names this module re-exports.
 Here: the (weight, activation) pairs of the MatMul/Gemm readers
 (:func:`find_targets`) and the order in which layers are calibrated.
 
@@ -195,5 +195,5 @@ def calibrate_sequential(
 
 
 # Importing this module registers the mse, gptq and awq algorithms with
-# monoquant_np.onnx.model (its ALGORITHM_MODULE); the adapters live in .calibrated.
-from . import calibrated as _calibrated  # noqa: E402,F401
+# monoquant_np.onnx.quantizer.pipeline (its ALGORITHM_MODULE); the adapters live in .calibrated.
+from . import adapters as _calibrated  # noqa: E402,F401

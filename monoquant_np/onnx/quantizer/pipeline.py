@@ -2,9 +2,9 @@
 
 :func:`quantize_model` takes a float32 or float16 model (a ``ModelProto`` or
 a path) and returns its INT4 twin; :func:`quantize_model_with_report` also
-returns a :class:`~monoquant_np.onnx.report.QuantReport`. The steps:
+returns a :class:`~monoquant_np.onnx.quantizer.report.QuantReport`. The steps:
 
-1. find the weight sites (:func:`~monoquant_np.onnx.graph.find_weight_sites`,
+1. find the weight sites (:func:`~monoquant_np.onnx.quantizer.sites.find_weight_sites`,
    spec 13.1): constant 2-D float weights of ``MatMul``, ``Gemm`` and
    ``Gather``, in every subgraph, shared weights counted once;
 2. if any site is eligible, convert the model to opset 21 with
@@ -14,7 +14,7 @@ returns a :class:`~monoquant_np.onnx.report.QuantReport`. The steps:
 4. quantize each weight in its stored orientation (group axis = K for
    MatMul/Gemm, the embedding axis for Gather), one at a time, freeing the
    float tensor before the next (spec 13.3);
-5. rewrite the graph around it (:func:`~monoquant_np.onnx.rewrite.apply_quantized`,
+5. rewrite the graph around it (:func:`~monoquant_np.onnx.quantizer.rewrite.apply_quantized`,
    spec 13.2).
 
 Extension points (spec 13.3), for calibrated algorithms (issue 7) and dialects (issue 6):
@@ -22,7 +22,7 @@ Extension points (spec 13.3), for calibrated algorithms (issue 7) and dialects (
 * ``algorithm`` is ``"rtn"`` (built in), an :class:`Algorithm`, a plain
   callable ``f(ctx: WeightContext) -> QuantizedTensor``, or another name
   looked up in the registry (:func:`register_algorithm`); names not yet
-  registered are resolved by importing ``monoquant_np.onnx.calibrate``
+  registered are resolved by importing ``monoquant_np.onnx.calibration.stages``
   (:data:`ALGORITHM_MODULE`), which is to call :func:`register_algorithm`
   for ``mse``, ``gptq`` and ``awq``.
 * An :class:`Algorithm` may have ``prepare(model, sites, feeds, options) ->
@@ -49,15 +49,11 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ..errors import check_choice, check_positive_int
-from ..tensor import QuantizedTensor, check_qt
-from .graph import WeightSite, find_weight_sites
-from .io import iter_tensors, load_model, tensor_array, tensor_nbytes
-from .opset import drop_unused_ms_opset, ensure_ms_opset, to_opset21
-from .report import LayerRow, QuantReport, relative_error, tensor_error
-from .rewrite import apply_quantized, fresh_name, unique_names
-from .tensors import is_external
-from .weights import (
+from ...errors import check_choice, check_positive_int
+from ...tensor import QuantizedTensor, check_qt
+from ..model_io import iter_tensors, load_model, tensor_array, tensor_nbytes
+from ..tensors import is_external
+from .algorithm import (
     KNOWN_ALGORITHMS,
     Algorithm,
     QuantOptions,
@@ -67,6 +63,10 @@ from .weights import (
     quantize_chunked,
     register_algorithm,
 )
+from .opset import drop_unused_ms_opset, ensure_ms_opset, to_opset21
+from .report import LayerRow, QuantReport, relative_error, tensor_error
+from .rewrite import apply_quantized, fresh_name, unique_names
+from .sites import WeightSite, find_weight_sites
 
 __all__ = [
     "quantize_model",
@@ -234,7 +234,7 @@ def quantize_model_with_report(
     todo = [s for s in sites if s.skip is None]
     stats: Mapping[str, Any] = {}
     if alg.prepare is not None and feeds is not None:
-        from .verify import check_inputs
+        from ..verify import check_inputs
 
         check_inputs(model, feeds, "calibration inputs")
         try:
@@ -301,7 +301,7 @@ def _quantize_site(site, alg, opts, stats, pre, names, base_dir, fmt, gather_op,
     del w
     qname = fresh_name(site.name, names)
     served = apply_quantized(site, qt, qname, fmt=fmt, gather_op=gather_op, accuracy_level=accuracy_level)
-    from ..dequantize import bits_per_weight
+    from ...dequantize import bits_per_weight
 
     bpw = bits_per_weight(qt)
     return LayerRow(

@@ -19,7 +19,7 @@ Feeds: a ``FEEDS.npz`` (or a mapping) of arrays named after the model inputs,
 batch along axis 0, all with the same batch length; or an iterable of feed
 dicts, each run as it is (useful for unpadded sentences).
 
-What is calibrated, and in which order, is :mod:`monoquant_np.onnx.calibrate`.
+What is calibrated, and in which order, is :mod:`monoquant_np.onnx.calibration.stages`.
 
     >>> st = ActivationStats("x", np.zeros((2, 2)), np.zeros(2))
     >>> st.add(np.array([[1, 2], [3, -4]], np.float32))  # spec 14.4's example
@@ -38,7 +38,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .tensors import is_external, iter_tensors, tensor_array, tensor_nbytes
+from ..tensors import is_external, iter_tensors, tensor_array, tensor_nbytes
 
 __all__ = [
     "ActivationStats",
@@ -82,13 +82,13 @@ class ActivationStats:
 
 
 def load_feeds(path: str | os.PathLike, model: onnx.ModelProto | None = None) -> dict[str, np.ndarray]:
-    """Read ``FEEDS.npz`` (:func:`monoquant_np.onnx.weights.load_feeds`) and :func:`check_feeds` it.
+    """Read ``FEEDS.npz`` (:func:`monoquant_np.onnx.quantizer.algorithm.load_feeds`) and :func:`check_feeds` it.
 
     Raises ``OSError`` for a missing file, ``ValueError`` for a file that is
     not an ``.npz``, for names that are not model inputs, missing inputs or
     unequal batch lengths.
     """
-    from .weights import load_feeds as _read
+    from ..quantizer.algorithm import load_feeds as _read
 
     feeds = _read(path, "calibration file")
     check_feeds(feeds, model, what=f"calibration file {os.fspath(path)!r}")

@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .tensors import tensor_array
+from ..tensors import tensor_array
 
 __all__ = ["insert_multipliers", "fold_into_layernorm"]
 

@@ -65,7 +65,7 @@ def _checker_error(model: onnx.ModelProto) -> str | None:
 
 def _skeleton(model: onnx.ModelProto, threshold: int = 1024) -> tuple[onnx.ModelProto, set[str]]:
     """A copy of ``model`` whose main-graph initializers of ``threshold`` bytes or more are placeholders."""
-    from .io import tensor_nbytes
+    from ..model_io import tensor_nbytes
 
     sk = onnx.ModelProto()
     for field in ("ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string"):
@@ -137,7 +137,7 @@ def ensure_ms_opset(model: onnx.ModelProto) -> None:
 
 def drop_unused_ms_opset(model: onnx.ModelProto) -> None:
     """Remove the ``com.microsoft`` import when no node of any graph uses the domain."""
-    from .io import iter_graphs
+    from ..model_io import iter_graphs
 
     if any(n.domain == "com.microsoft" for g in iter_graphs(model.graph) for n in g.node):
         return

@@ -1,13 +1,13 @@
 """The ``mse``, ``gptq`` and ``awq`` algorithms of ``quantize_model`` (spec sections 14.4 and 13.3).
 
 Adapters between :mod:`monoquant_np.algorithms` (NumPy, ``(K, N)`` weights)
-and the model quantizer's extension point (:class:`~monoquant_np.onnx.model.Algorithm`):
+and the model quantizer's extension point (:class:`~monoquant_np.onnx.quantizer.pipeline.Algorithm`):
 
 * ``mse``: per weight, :func:`~monoquant_np.algorithms.quantize_mse` along the
   weight's group axis (MatMul/Gemm and Gather tables alike); calibration inputs
   are optional and only add the output errors to the report.
 * ``gptq`` / ``awq``: ``prepare`` runs the calibration of
-  :mod:`monoquant_np.onnx.calibrate` on the opset-21 working model and
+  :mod:`monoquant_np.onnx.calibration.stages` on the opset-21 working model and
   quantizes every MatMul/Gemm weight of the main graph from its activations'
   statistics (stage by stage when ``sequential``); ``quantize_weight`` then
   returns the stored result. Weights without statistics (Gather tables,
@@ -32,16 +32,16 @@ from typing import Any, cast
 import numpy as np
 import onnx
 
-from ..algorithms import awq_from_stats, gptq_from_hessian, quantize_mse
-from ..algorithms.gptq import output_error
-from ..dequantize import dequantize
-from ..formats import transpose
-from ..quantize import quantize
-from ..tensor import QuantizedTensor
-from .awq_graph import insert_multipliers
-from .calibrate import ActivationStats, CalibrationTarget, calibrate_sequential, collect_stats
-from .model import Algorithm, WeightContext, register_algorithm
-from .tensors import tensor_array
+from ...algorithms import awq_from_stats, gptq_from_hessian, quantize_mse
+from ...algorithms.gptq import output_error
+from ...dequantize import dequantize
+from ...formats import transpose
+from ...quantize import quantize
+from ...tensor import QuantizedTensor
+from ..quantizer.pipeline import Algorithm, WeightContext, register_algorithm
+from ..tensors import tensor_array
+from .awq_multipliers import insert_multipliers
+from .stages import ActivationStats, CalibrationTarget, calibrate_sequential, collect_stats
 
 __all__ = ["mse_algorithm", "gptq_algorithm", "awq_algorithm", "transpose_qt"]
 
@@ -61,7 +61,7 @@ def _mse_tensor(w: np.ndarray, axis: int, o: Any) -> QuantizedTensor:
     qt = quantize_mse(w, group_size=o.group_size, axis=axis, symmetric=o.symmetric,
                       scale_dtype=o.scale_dtype, negative_scales=not o.double_quant)
     if o.double_quant and qt.bits == 4:
-        from ..double_quant import double_quantize
+        from ...double_quant import double_quantize
 
         qt = double_quantize(qt, w=w)
     return qt

@@ -1,6 +1,6 @@
 """Per-weight quantizers: the options, the context, the algorithm hook (spec section 13.3).
 
-:func:`~monoquant_np.onnx.model.quantize_model` quantizes one weight at a time
+:func:`~monoquant_np.onnx.quantizer.pipeline.quantize_model` quantizes one weight at a time
 through an :class:`Algorithm`:
 
 * ``quantize_weight(ctx: WeightContext) -> QuantizedTensor`` gets the float32
@@ -15,7 +15,7 @@ through an :class:`Algorithm`:
 
 Names: ``"rtn"`` (:func:`rtn`, built in) and whatever :func:`register_algorithm`
 added. An unknown name first imports :data:`ALGORITHM_MODULE`
-(``monoquant_np.onnx.calibrate``), which is to register ``mse``, ``gptq`` and
+(``monoquant_np.onnx.calibration.stages``), which is to register ``mse``, ``gptq`` and
 ``awq``.
 """
 
@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ..quantize import quantize
-from ..tensor import QuantizedTensor
-from .graph import Consumer, WeightSite
+from ...quantize import quantize
+from ...tensor import QuantizedTensor
+from .sites import Consumer, WeightSite
 
 __all__ = [
     "QuantOptions",
@@ -51,7 +51,7 @@ __all__ = [
 #: Algorithm names the command line offers, and which of them need calibration inputs.
 KNOWN_ALGORITHMS = {"rtn": False, "mse": False, "gptq": True, "awq": True}
 #: The module that registers the calibrated algorithms when imported (issue 7).
-ALGORITHM_MODULE = "monoquant_np.onnx.calibrate"
+ALGORITHM_MODULE = "monoquant_np.onnx.calibration.stages"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +110,7 @@ def rtn(ctx: WeightContext) -> QuantizedTensor:
     """
     o = ctx.options
     if o.scheme == "nf4":
-        from ..nf4 import quantize_nf4
+        from ...nf4 import quantize_nf4
 
         return quantize_nf4(ctx.w, block_size=o.group_size, axis=ctx.axis, double_quant=o.double_quant)
     if o.double_quant:  # packed once, from the rebuilt scales; the int8 fallback (spec 7) keeps its own

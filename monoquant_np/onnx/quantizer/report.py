@@ -55,7 +55,7 @@ def tensor_error(w: np.ndarray, qt, rows_per_chunk: int | None = None) -> tuple[
     Memory stays at a few chunks (about 2**18 elements each) instead of
     several float64 copies of the weight.
     """
-    from ..dequantize import dequantize, dequantize_slice
+    from ...dequantize import dequantize, dequantize_slice
 
     if qt.perm is not None or w.ndim < 1 or w.shape[0] == 0:
         return relative_error(w, dequantize(qt))

@@ -26,8 +26,8 @@ import dataclasses
 
 import numpy as np
 
-from ..formats import bnb_nf4_pack, transpose
-from ..tensor import QuantizedTensor, check_qt
+from ...formats import bnb_nf4_pack, transpose
+from ...tensor import QuantizedTensor, check_qt
 
 __all__ = ["bnb4_layout", "BNB4_BLOCK_SIZES"]
 

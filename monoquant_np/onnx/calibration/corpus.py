@@ -84,7 +84,7 @@ def minilm_feeds(sentences: list[str], tokenizer_path: str | None = None, max_le
     """
     from tokenizers import Tokenizer
 
-    from ..assets import MINILM_INSTALL_HINT, minilm_tokenizer_path
+    from ...assets import MINILM_INSTALL_HINT, minilm_tokenizer_path
 
     path = tokenizer_path or minilm_tokenizer_path()
     if path is None:

@@ -37,9 +37,9 @@ from typing import Any
 import numpy as np
 from onnx import NodeProto, TensorProto, helper, numpy_helper
 
-from ..errors import check_name
-from ..packing import pack_int4
-from ..tensor import QuantizedTensor, check_qt
+from ...errors import check_name
+from ...packing import pack_int4
+from ...tensor import QuantizedTensor, check_qt
 
 __all__ = ["matmulnbits_block_size", "matmulnbits_arrays", "matmulnbits_node", "ACCURACY_LEVELS"]
 
@@ -157,7 +157,7 @@ def matmulnbits_node(
         qt: a ``(K, N)`` weight grouped along axis 0 (4 or 8 bits) for which
             :func:`matmulnbits_block_size` is not ``None``. With ``perm`` the
             weight is in stored order: feed ``a`` through
-            :func:`monoquant_np.onnx.export.input_permutation` first.
+            :func:`monoquant_np.onnx.export.qdq.input_permutation` first.
         a_name, y_name: names of the float32 input ``(..., K)`` and output ``(..., N)``.
         name: prefix of the node and its initializers ``name_B``,
             ``name_scales``, ``name_zero_points``.

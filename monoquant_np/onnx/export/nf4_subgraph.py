@@ -2,7 +2,7 @@
 
 Standard operators only (opset 21), so any runtime runs the graph.
 
-The initializers are those of ``monoquant_np.onnx.export.tensor_to_onnx``
+The initializers are those of ``monoquant_np.onnx.export.qdq.tensor_to_onnx``
 (spec 9.1), so ``tensor_from_onnx`` reads an exported NF4 weight back. NF4,
 weight ``W`` of shape ``S`` grouped along ``axis``, named ``w``::
 
@@ -66,10 +66,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from ..errors import check_float_array, check_name
-from ..tensor import QuantizedTensor, check_qt
-from .bnb4 import bnb4_layout
-from .export import IR_VERSION, OPSET, tensor_to_onnx
+from ...errors import check_float_array, check_name
+from ...tensor import QuantizedTensor, check_qt
+from .matmulbnb4_node import bnb4_layout
+from .qdq import IR_VERSION, OPSET, tensor_to_onnx
 
 __all__ = ["nf4_weight_subgraph", "nf4_linear_model", "bnb4_layout", "OPSET", "IR_VERSION", "FORMATS",
            "SCALE_REBUILDS"]
@@ -85,7 +85,7 @@ def _check_qt(qt: Any) -> QuantizedTensor:
     if qt.codebook is None and qt.double_quant is None:
         raise ValueError(
             f"nf4_weight_subgraph exports NF4 or double-quantized tensors, got a plain {qt.scheme} "
-            "tensor (export it with monoquant_np.onnx.export.weight_subgraph)"
+            "tensor (export it with monoquant_np.onnx.export.qdq.weight_subgraph)"
         )
     return qt
 
@@ -145,7 +145,7 @@ def nf4_weight_subgraph(
 ) -> tuple[list[TensorProto], list[onnx.NodeProto]]:
     """The float32 weight of an NF4 or double-quantized tensor, as ONNX initializers and nodes.
 
-    The initializers are exactly ``monoquant_np.onnx.export.tensor_to_onnx(qt,
+    The initializers are exactly ``monoquant_np.onnx.export.qdq.tensor_to_onnx(qt,
     name)`` without ``name_perm`` (so ``tensor_from_onnx`` reads them back):
     ``name`` (UINT4 NF4 codes, or the INT4/UINT4/INT8 codes), ``name_scale``
     or ``name_scale_codes`` / ``name_scale_scale`` / ``name_scale_offset``,
@@ -237,7 +237,7 @@ def nf4_linear_model(
 
     Args:
         qt: 2-D :class:`QuantizedTensor` ``(K, N)``. ``"gather"`` is
-            :func:`monoquant_np.onnx.graphs.linear_model` (``format="qdq"``),
+            :func:`monoquant_np.onnx.export.models.linear_model` (``format="qdq"``),
             whose weight is built by :func:`nf4_weight_subgraph` for NF4 and
             double-quantized tensors (``perm`` becomes a ``Gather`` of ``x``);
             for ``"bnb4"`` see :func:`bnb4_layout`.
@@ -255,7 +255,7 @@ def nf4_linear_model(
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(map(repr, FORMATS))}, got {format!r}")
     if format == "gather":  # the standard-operator graph is linear_model's, with this weight subgraph
-        from .graphs import linear_model
+        from .models import linear_model
 
         return linear_model(qt, bias, format="qdq", input_name=input_name, output_name=output_name,
                             scale_rebuild=scale_rebuild)

@@ -1,6 +1,6 @@
 """Replacing one float weight by its quantized form in the graph (spec section 13.2).
 
-For a :class:`~monoquant_np.onnx.graph.WeightSite` and its
+For a :class:`~monoquant_np.onnx.quantizer.sites.WeightSite` and its
 :class:`~monoquant_np.QuantizedTensor` ``qt`` (in the site's stored
 orientation), each reader is served in one of three ways:
 
@@ -13,7 +13,7 @@ orientation), each reader is served in one of three ways:
   with a power-of-two group >= 16 is replaced by onnxruntime's contrib op,
   which dequantizes only the gathered rows;
 * ``qdq`` (everything else, and the only standard-ONNX form):
-  ``DequantizeLinear`` (built by :func:`~monoquant_np.onnx.export.weight_subgraph`)
+  ``DequantizeLinear`` (built by :func:`~monoquant_np.onnx.export.qdq.weight_subgraph`)
   produces the float weight under the weight's own name, so readers are
   untouched; a tied table read by a ``Gather`` and a transposed ``MatMul``
   shares the same quantized initializers.
@@ -33,9 +33,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..tensor import QuantizedTensor
-from . import export
-from .graph import WeightSite
+from ...tensor import QuantizedTensor
+from ..export import qdq as export
+from .sites import WeightSite
 
 __all__ = ["apply_quantized", "gather_block_quantized_ok", "matmulnbits_ok", "unique_names", "fresh_name"]
 
@@ -271,7 +271,7 @@ def _remove_float(site: WeightSite) -> None:
 
 def unique_names(model: onnx.ModelProto) -> set[str]:
     """Every initializer, graph input and node output name, in all graphs (the names new tensors avoid)."""
-    from .io import iter_graphs
+    from ..model_io import iter_graphs
 
     names: set[str] = set()
     for g in iter_graphs(model.graph):

@@ -30,12 +30,12 @@ import numpy as np
 import onnx
 from onnx import NodeProto, TensorProto, helper, numpy_helper
 
-from .. import __version__
-from ..errors import check_choice, check_float_array, check_name
-from ..linear import QuantizedLinear
-from ..tensor import QuantizedTensor, check_qt
-from .export import IR_VERSION, MS_DOMAIN, OPSET, input_permutation, weight_subgraph
-from .matmulnbits import _check_level, matmulnbits_block_size, matmulnbits_node
+from ... import __version__
+from ...errors import check_choice, check_float_array, check_name
+from ...linear import QuantizedLinear
+from ...tensor import QuantizedTensor, check_qt
+from .matmulnbits_node import _check_level, matmulnbits_block_size, matmulnbits_node
+from .qdq import IR_VERSION, MS_DOMAIN, OPSET, input_permutation, weight_subgraph
 
 __all__ = ["linear_model", "mlp_model", "FORMATS", "ACTIVATIONS"]
 
@@ -150,7 +150,7 @@ def linear_model(
         accuracy_level: the MatMulNBits attribute (0-4); unused by ``"qdq"``,
             whose fused nodes take the session option instead (spec 9.6).
         scale_rebuild: how double-quantized scales are rebuilt, see
-            :func:`monoquant_np.onnx.export.weight_subgraph` (None: its default).
+            :func:`monoquant_np.onnx.export.qdq.weight_subgraph` (None: its default).
 
     Initializers are named ``fc0_w``, ``fc0_w_scale``, ... (``fc0_B`` etc.
     for MatMulNBits). ``onnx.checker.check_model(model, full_check=True)``

@@ -17,7 +17,7 @@ max|y_expected|``, and the ``exact`` case, whose inputs and weights are small
 multiples of powers of two, matches bit for bit.
 
 Every file is byte-for-byte reproducible (``.npz`` members carry a fixed
-timestamp); tests/test_onnx_golden.py regenerates them and compares.
+timestamp); tests/onnx/export/test_golden.py regenerates them and compares.
 
 usage: python tools/gen_onnx_vectors.py [OUT_DIR]     (default: spec/vectors/onnx)
 """

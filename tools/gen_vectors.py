@@ -11,7 +11,7 @@
 * ``manifest.json`` in each folder: what every case exercises and the SHA-256
   of every file.
 
-Every file is byte-for-byte reproducible; tests/test_vectors.py regenerates
+Every file is byte-for-byte reproducible; tests/conformance/test_vectors.py regenerates
 them into a temporary folder and compares.
 
 usage: python tools/gen_vectors.py [OUT_DIR]     (default: spec/vectors)

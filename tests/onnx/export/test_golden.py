@@ -19,7 +19,7 @@ from onnx.reference import ReferenceEvaluator  # noqa: E402
 from monoquant_np import dequant_matmul, dequantize  # noqa: E402
 from monoquant_np.onnx import max_relative_error, run_model, tensor_from_onnx  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 VECTORS = ROOT / "spec" / "vectors" / "onnx"
 MANIFEST = json.loads((VECTORS / "manifest.json").read_text())
 CASES = [c["name"] for c in MANIFEST["cases"]]

@@ -51,7 +51,7 @@ def run_exported(qt, fmt: str, x: np.ndarray) -> np.ndarray:
 
 
 def gptq_layer(rng, act_order: bool):
-    from test_formats_gptq_awq import autogptq_pack, autogptq_weight, random_layer
+    from monoquant_np.testing.peers import autogptq_pack, autogptq_weight, random_layer
 
     codes, zeros, scales, g_idx = random_layer(rng, K, N, 32, act_order)
     qweight, qzeros = autogptq_pack(codes, zeros)
@@ -59,7 +59,7 @@ def gptq_layer(rng, act_order: bool):
 
 
 def awq_layer(rng):
-    from test_formats_gptq_awq import autoawq_pack
+    from monoquant_np.testing.peers import autoawq_pack
 
     codes = rng.integers(0, 16, (K, N))
     zeros = rng.integers(0, 16, (K // 32, N))

@@ -1,6 +1,6 @@
 """Our bitsandbytes NF4 dialect against the real library, byte for byte (spec 12.3).
 
-``tests/test_formats_bnb.py`` checks the layout against a transcription of
+``tests/formats/test_bnb.py`` checks the layout against a transcription of
 bitsandbytes' packing; this module runs bitsandbytes itself:
 ``quantize_4bit(A, blocksize, quant_type="nf4")`` must give the bytes and
 absmax of ``bnb_nf4_pack(quantize_nf4(A))``, and ``dequantize_4bit`` the values

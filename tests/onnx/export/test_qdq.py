@@ -163,17 +163,6 @@ def test_linear_model_dispatches_nf4(double_quant):
         assert max_relative_error(y, dequant_matmul(x, qt)) < TOL
 
 
-def test_weight_subgraph_nf4_without_module_is_a_value_error(monkeypatch):
-    codebook = np.linspace(-1, 1, 16, dtype=np.float32)
-    from monoquant_np import pack_int4
-    nf = QuantizedTensor(pack_int4(np.zeros(6, np.uint8)), (3, 2), 0, 3, np.ones((1, 2), np.float32),
-                         signed=False, codebook=codebook)
-    monkeypatch.setitem(sys.modules, "monoquant_np.onnx.export.nf4_subgraph", None)  # import fails
-    with pytest.raises(ValueError, match="nf4_weight_subgraph"):
-        weight_subgraph(nf, "w", "w_out")
-
-
-# --------------------------------------------------------------- MatMulNBits layout (spec 9.4)
 def test_matmulnbits_block_size_rules():
     w = np.ones((200, 3), np.float32)
     got = {g: matmulnbits_block_size(quantize(w, group_size=g)) for g in (16, 17, 24, 32, 48, 96, 100, 256)}

@@ -18,7 +18,7 @@ from onnx import numpy_helper  # noqa: E402
 from monoquant_np import QuantizedTensor, dequantize, pack_int4  # noqa: E402
 from monoquant_np import formats as F  # noqa: E402
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 VECTORS = os.path.join(ROOT, "spec", "vectors")
 
 

@@ -1,0 +1,68 @@
+"""The option table of the ONNX side: choices and defaults, read by the API and the command line (spec 9.4, 13.3, 13.9).
+
+Every option that offers a fixed list of choices is written here once; the
+functions that take it (``linear_model``, ``quantize_model``, ``make_session``)
+check it against this table, and the command line builds its ``choices`` and
+defaults from it, so the two cannot drift apart.
+
+    >>> FORMATS
+    ('qdq', 'matmulnbits')
+    >>> check_accuracy_level(4)
+    4
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "SCHEMES",
+    "DEFAULT_SCHEME",
+    "SCALE_DTYPES",
+    "DEFAULT_SCALE_DTYPE",
+    "FORMATS",
+    "DEFAULT_FORMAT",
+    "OPS",
+    "DEFAULT_OPS",
+    "GATHER_OPS",
+    "DEFAULT_GATHER_OP",
+    "ALGORITHMS",
+    "DEFAULT_ALGORITHM",
+    "ACCURACY_LEVELS",
+    "DEFAULT_GROUP_SIZE",
+    "check_accuracy_level",
+]
+
+#: Code schemes of the model quantizer (spec 1, 10).
+SCHEMES = ("int4", "uint4", "nf4")
+DEFAULT_SCHEME = "int4"
+#: Dtypes of the stored group scales (spec 3.4).
+SCALE_DTYPES = ("float32", "float16")
+DEFAULT_SCALE_DTYPE = "float32"
+#: How a MatMul weight is written: ``DequantizeLinear`` -> ``MatMul`` (standard
+#: ONNX) or onnxruntime's ``com.microsoft.MatMulNBits`` (spec 9.2, 9.4).
+FORMATS = ("qdq", "matmulnbits")
+DEFAULT_FORMAT = "qdq"
+#: Operators whose weights the model quantizer may quantize (spec 13.1).
+OPS = ("MatMul", "Gemm", "Gather")
+DEFAULT_OPS = ("MatMul", "Gemm")
+#: How a quantized ``Gather`` table is read (spec 13.2).
+GATHER_OPS = ("GatherBlockQuantized", "DequantizeLinear")
+DEFAULT_GATHER_OP = "GatherBlockQuantized"
+#: The model quantizer's algorithms, and whether each needs calibration inputs (spec 13.3, 14).
+ALGORITHMS = {"rtn": False, "mse": False, "gptq": True, "awq": True}
+DEFAULT_ALGORITHM = "rtn"
+#: Elements per group along the reduction axis.
+DEFAULT_GROUP_SIZE = 128
+#: ``MatMulNBits``' ``accuracy_level`` and onnxruntime's session option of the
+#: same name: the precision its fused kernel computes in (spec 9.6).
+ACCURACY_LEVELS = {0: "unset (float32 on CPU)", 1: "float32", 2: "float16", 3: "bfloat16", 4: "int8"}
+
+
+def check_accuracy_level(level: Any, name: str = "accuracy_level") -> int:
+    """``level`` as an int if it is a key of :data:`ACCURACY_LEVELS`, else a ``ValueError`` naming ``name``."""
+    if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or int(level) not in ACCURACY_LEVELS:
+        raise ValueError(f"{name} must be one of {sorted(ACCURACY_LEVELS)}, got {level!r}")
+    return int(level)

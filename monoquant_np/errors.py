@@ -21,6 +21,7 @@ __all__ = [
     "check_finite",
     "check_choice",
     "check_name",
+    "check_matrix",
 ]
 
 #: Input dtypes a weight may have. float64 is accepted and rounded to float32.
@@ -139,3 +140,20 @@ def check_name(value: Any, name: str) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError(f"{name} must be a non-empty str, got {value!r}")
     return value
+
+
+def check_matrix(shape: tuple[int, ...], name: str, layout: str = "(K, N) weight", *, extra: str = "") -> None:
+    """Raise unless ``shape`` is 2-D: the one message for "a matrix was expected".
+
+    ``layout`` names the two axes (``"(K, N) weight"``, ``"(K/8, N)"``);
+    ``extra`` appends what else is required (``"grouped along axis 0"``).
+
+    >>> check_matrix((4, 8), "w")
+    >>> check_matrix((4,), "qt", extra="grouped along axis 0")
+    Traceback (most recent call last):
+    ...
+    ValueError: qt must be a 2-D (K, N) weight grouped along axis 0, got shape (4,)
+    """
+    if len(shape) != 2:
+        what = f"a 2-D {layout}" + (f" {extra}" if extra else "")
+        raise ValueError(f"{name} must be {what}, got shape {tuple(shape)}")

@@ -6,12 +6,13 @@ The written specification is in ``spec/`` of the source tree.
 """
 
 from .dequantize import bits_per_weight, dequantize
-from .double_quant import DoubleQuant, double_quantize
+from .double_quant import DoubleQuant
 from .linear import QuantizedLinear
 from .matmul import dequant_matmul
 from .nf4 import NF4_CODEBOOK, quantize_nf4
 from .packing import pack_int4, unpack_int4
 from .quantize import quantize
+from .requantize import double_quantize
 from .serialize import load, save
 from .tensor import QuantizedTensor
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .groups import _along, apply_rows, split_groups
+from .groups import apply_rows, index_along, split_groups
 from .packing import lookup_pairs, packed_size, pair_table, unpack_int4
 from .tensor import QuantizedTensor, check_qt
 
@@ -80,12 +80,12 @@ def _dequantize_along(vals: np.ndarray, scale: np.ndarray, zp: np.ndarray | None
     head, tail = split_groups(vals, axis, group)
     n = head.shape[axis] if head is not None else 0
     if head is not None:  # (..., n, group, ...) against (..., n, 1, ...)
-        sl = _along(scale.ndim, axis, slice(0, n))
+        sl = index_along(scale.ndim, axis, slice(0, n))
         _scale_groups(
             head, np.expand_dims(scale[sl], axis + 1), None if zp is None else np.expand_dims(zp[sl], axis + 1), axis
         )
     if tail is not None:
-        sl = _along(scale.ndim, axis, slice(n, n + 1))
+        sl = index_along(scale.ndim, axis, slice(n, n + 1))
         _scale_in_place(tail, scale[sl], None if zp is None else zp[sl])
 
 

@@ -1,4 +1,4 @@
-"""Double quantization: 8-bit storage of the group scales (spec section 11).
+"""Double quantization: 8-bit storage of the group scales (spec section 11.1).
 
 QLoRA stores the per-block scales themselves in 8 bits ("double
 quantization"), saving about 0.37 bits per weight at block 64. For the ``n``
@@ -19,11 +19,11 @@ occurs. One adjustment keeps every rebuilt scale positive: where ``a' <= 0``
 never gets a zero or negative scale (this happens only for blocks whose scale
 is far below the mean, an all-zero block for instance).
 
-The weight's codes are then recomputed with the rebuilt scales ``a'`` (the
-rounding step of the scheme: ``quantize_codes`` for int4/uint4/int8, the
-NF4 rounding for NF4), so the stored codes are the best ones for the scales
-that dequantization uses. :func:`monoquant_np.dequantize.dequantize` needs
-nothing new: ``qt.scale`` *is* ``a'``.
+The weight's codes are then recomputed with the rebuilt scales ``a'``
+(spec 11.2, :func:`monoquant_np.requantize.double_quantize`), so the stored
+codes are the best ones for the scales that dequantization uses.
+:func:`monoquant_np.dequantize.dequantize` needs nothing new: ``qt.scale``
+*is* ``a'``.
 
     >>> a = np.array([1.0, 2.0, 3.0, 6.0], dtype=np.float32)
     >>> dq = quantize_scales(a, block_size=2)
@@ -45,16 +45,15 @@ nothing new: ``qt.scale`` *is* ``a'``.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from .errors import check_finite, check_float_array, check_positive_int
+from .codes import quantize_codes
+from .errors import check_finite, check_positive_int
+from .scales import symmetric_scales
 
-if TYPE_CHECKING:  # tensor.py imports this module: import it lazily at run time
-    from .tensor import QuantizedTensor
-
-__all__ = ["DoubleQuant", "double_quantize", "quantize_scales"]
+__all__ = ["DoubleQuant", "quantize_scales"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -110,10 +109,6 @@ def quantize_scales(scale: np.ndarray, *, block_size: int = 256) -> DoubleQuant:
         ``offset``; its ``rebuild()`` is ``> 0`` everywhere unless every scale
         is 0 (then it is 0 everywhere).
     """
-    # Lazy import: quantize.py imports tensor.py, which imports this module.
-    from .quantize import quantize_codes
-    from .scales import symmetric_scales
-
     block_size = check_positive_int(block_size, "block_size")
     if not isinstance(scale, np.ndarray) or scale.dtype not in (np.float32, np.float16):
         got = scale.dtype if isinstance(scale, np.ndarray) else type(scale).__name__
@@ -141,57 +136,3 @@ def quantize_scales(scale: np.ndarray, *, block_size: int = 256) -> DoubleQuant:
         offset=float(offset),
         block_size=block_size,
     )
-
-
-def double_quantize(
-    qt: QuantizedTensor, *, block_size: int = 256, w: np.ndarray | None = None
-) -> QuantizedTensor:
-    """Double-quantize ``qt``'s scales and recompute its codes from the rebuilt scales (spec 11).
-
-    Args:
-        qt: a :class:`QuantizedTensor` without double quantization: NF4
-            (absmax scales), int4/uint4, or the int8 fallback. Scales must be
-            ``>= 0`` (as every quantizer of the spec makes them).
-        block_size: scales per second-level block (256 as in bitsandbytes).
-        w: the float weight ``qt`` was quantized from (``qt.shape``, in its
-            original order: ``qt.perm`` is applied here). The codes are
-            recomputed from it with the rebuilt scales. When ``None``, the
-            codes are recomputed from ``qt``'s own reconstruction (the weight
-            it stores, ``dequantize_slice``), which keeps almost every code.
-
-    Returns:
-        A new :class:`QuantizedTensor`: ``scale`` = the rebuilt float32
-        scales ``a'``, ``double_quant`` = their 8-bit storage, codes
-        ``quantize_codes(w, a', zero_point)`` (linear schemes; zero points are
-        kept) or ``nf4_block_codes(w, a')`` (NF4). Everything else unchanged.
-
-    Raises:
-        TypeError: ``qt`` is not a QuantizedTensor, ``w`` not a float array.
-        ValueError: ``qt`` is already double-quantized, bad ``block_size``,
-            ``w`` of the wrong shape or non-finite, negative scales.
-    """
-    from .dequantize import dequantize_slice
-    from .nf4 import _packed_codes as nf4_packed
-    from .quantize import _codes_packed
-    from .tensor import check_qt
-
-    check_qt(qt)
-    if qt.double_quant is not None:
-        raise ValueError("qt is already double-quantized; double_quantize takes a tensor with plain scales")
-    dq = quantize_scales(qt.scale, block_size=block_size)
-    rebuilt = dq.rebuild()
-    if w is None:
-        w32 = dequantize_slice(qt, 0, qt.shape[0]) if qt.size else np.zeros(qt.shape, np.float32)
-    else:
-        w32 = check_float_array(w, "w")
-        if w32.shape != qt.shape:
-            raise ValueError(f"w must have qt's shape {qt.shape}, got {w32.shape}")
-        check_finite(w32, "w")
-        if qt.perm is not None:
-            w32 = np.take(w32, qt.perm, axis=qt.axis)  # stored order
-    # the packed bytes of nf4_block_codes(w, a') or quantize_codes(w, s', z), made slab by slab
-    if qt.codebook is not None:
-        data = nf4_packed(w32, rebuilt, qt.axis, qt.block_size)
-    else:
-        data = _codes_packed(w32, rebuilt, qt.zero_point, qt.axis, qt.block_size, qt.bits)
-    return dataclasses.replace(qt, data=data, scale=rebuilt, double_quant=dq)

@@ -25,7 +25,16 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["n_groups", "group_shape", "group_reduce", "expand_groups", "split_groups", "apply_rows"]
+__all__ = [
+    "n_groups",
+    "group_shape",
+    "index_along",
+    "split_view",
+    "split_groups",
+    "group_reduce",
+    "expand_groups",
+    "apply_rows",
+]
 
 
 def n_groups(length: int, group_size: int) -> int:
@@ -40,11 +49,16 @@ def group_shape(shape: tuple[int, ...], axis: int, group_size: int) -> tuple[int
     return tuple(out)
 
 
-def _along(ndim: int, axis: int, sl: slice) -> tuple[slice, ...]:
+def index_along(ndim: int, axis: int, sl: slice) -> tuple[slice, ...]:
+    """The index tuple that applies ``sl`` along ``axis`` of an ``ndim``-D array.
+
+    >>> index_along(3, 1, slice(0, 2))
+    (slice(None, None, None), slice(0, 2, None), slice(None, None, None))
+    """
     return (slice(None),) * axis + (sl,) + (slice(None),) * (ndim - axis - 1)
 
 
-def _split_view(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def split_view(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """``x`` reshaped by splitting one axis: always possible as a view, and
     required to be one (writes through it must reach ``x``)."""
     try:
@@ -71,9 +85,9 @@ def split_groups(x: np.ndarray, axis: int, group_size: int) -> tuple[np.ndarray 
     head = tail = None
     if n_full:
         shp = x.shape[:axis] + (n_full, group_size) + x.shape[axis + 1 :]
-        head = _split_view(x[_along(x.ndim, axis, slice(0, full))], shp)  # (..., n_full, gs, ...)
+        head = split_view(x[index_along(x.ndim, axis, slice(0, full))], shp)  # (..., n_full, gs, ...)
     if full != length:
-        tail = x[_along(x.ndim, axis, slice(full, length))]  # (..., length - full, ...)
+        tail = x[index_along(x.ndim, axis, slice(full, length))]  # (..., length - full, ...)
     return head, tail
 
 
@@ -163,7 +177,7 @@ def expand_groups(g: np.ndarray, axis: int, group_size: int, length: int) -> np.
     """
     rep = np.repeat(g, group_size, axis=axis)
     if rep.shape[axis] != length:
-        rep = rep[_along(rep.ndim, axis, slice(0, length))]
+        rep = rep[index_along(rep.ndim, axis, slice(0, length))]
     return rep
 
 
@@ -209,6 +223,6 @@ def apply_rows(ufunc: np.ufunc, x3: np.ndarray, g3: np.ndarray) -> np.ndarray:
         return ufunc(x3, g3, out=x3)
     rep = np.empty((groups, r, cols), g3.dtype)
     np.copyto(rep, g3)  # (groups, r, cols): g3 repeated r times
-    xv = _split_view(x3, (groups, rows // r, r * cols))  # (groups, rows / r, r cols), a view
+    xv = split_view(x3, (groups, rows // r, r * cols))  # (groups, rows / r, r cols), a view
     ufunc(xv, rep.reshape(groups, 1, r * cols), out=xv)
     return x3

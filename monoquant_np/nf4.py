@@ -37,12 +37,12 @@ import numpy as np
 
 from .double_quant import quantize_scales
 from .errors import check_axis, check_float_array, check_positive_int
-from .groups import _along, expand_groups
+from .groups import expand_groups, index_along
 from .packing import pack_grouped, pack_int4
 from .scales import group_absmax
 from .tensor import QuantizedTensor
 
-__all__ = ["NF4_CODEBOOK", "NF4_MIDPOINTS", "quantize_nf4", "nf4_codes", "nf4_block_codes"]
+__all__ = ["NF4_CODEBOOK", "NF4_MIDPOINTS", "quantize_nf4", "nf4_codes", "nf4_block_codes", "nf4_packed_codes"]
 
 
 def _table(values: list[float]) -> np.ndarray:
@@ -151,16 +151,18 @@ def nf4_block_codes(w: np.ndarray, absmax: np.ndarray, *, axis: int, block_size:
     step = max(1, SLAB_ELEMENTS // max(1, across * block_size)) * block_size  # positions per slab: whole blocks
     for p0 in range(0, length, step):
         p1 = min(p0 + step, length)
-        r_slab = r[_along(r.ndim, axis, slice(p0 // block_size, -(-p1 // block_size)))]
-        sl = _along(w.ndim, axis, slice(p0, p1))
+        r_slab = r[index_along(r.ndim, axis, slice(p0 // block_size, -(-p1 // block_size)))]
+        sl = index_along(w.ndim, axis, slice(p0, p1))
         out[sl] = nf4_codes(np.multiply(w[sl], expand_groups(r_slab, axis, block_size, p1 - p0), dtype=np.float32))
     return out
 
 
-def _packed_codes(w: np.ndarray, absmax: np.ndarray, axis: int, block_size: int) -> np.ndarray:
-    """``pack_int4(nf4_block_codes(w, absmax, ...))``; along axis 0 or the last
-    axis of a 2-D or larger ``w``, slab by slab (``packing.pack_grouped``):
-    no full-size code array."""
+def nf4_packed_codes(w: np.ndarray, absmax: np.ndarray, axis: int, block_size: int) -> np.ndarray:
+    """``pack_int4(nf4_block_codes(w, absmax, ...))``: uint8 ``(ceil(w.size / 2),)``.
+
+    Along axis 0 or the last axis of a 2-D or larger ``w`` it is made slab by
+    slab (``packing.pack_grouped``), with no full-size code array.
+    """
     def codes_of(ws: np.ndarray, a: list, ax: int) -> np.ndarray:
         return nf4_block_codes(ws, a[0], axis=ax, block_size=block_size)
 
@@ -186,7 +188,7 @@ def quantize_nf4(
         axis: the axis blocks run along (0: the K axis of a ``(K, N)`` MatMul
             weight).
         double_quant: store the absmax values in 8 bits (spec 11, see
-            :func:`monoquant_np.double_quant.double_quantize`); the codes are
+            :func:`monoquant_np.requantize.double_quantize`); the codes are
             then computed from the rebuilt absmax.
         dq_block_size: absmax values per second-level block (256 as in
             bitsandbytes).
@@ -221,7 +223,7 @@ def quantize_nf4(
     dq = quantize_scales(absmax, block_size=dq_block_size) if double_quant else None
     scale = absmax if dq is None else dq.rebuild()
     return QuantizedTensor(
-        data=_packed_codes(w32, scale, axis, block_size),
+        data=nf4_packed_codes(w32, scale, axis, block_size),
         shape=w32.shape,
         axis=axis,
         block_size=block_size,

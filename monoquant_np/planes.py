@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .groups import _split_view, apply_rows
+from .groups import apply_rows, split_view
 from .packing import pair_table
 from .tensor import QuantizedTensor
 
@@ -89,7 +89,7 @@ def _decode(tile: np.ndarray, h: int | slice, qt: QuantizedTensor, z: np.ndarray
         _plane_codes(tile, h, qt, z, ub, sixteenth)
         np.copyto(f, ub.view(np.int8) if (qt.signed or z is not None) else ub)  # int8/uint8 -> float32: exact
     if s is not None:
-        f3 = _split_view(f, (s.shape[0], f.shape[0] // s.shape[0], f.shape[1]))  # (groups, group, cols)
+        f3 = split_view(f, (s.shape[0], f.shape[0] // s.shape[0], f.shape[1]))  # (groups, group, cols)
         apply_rows(np.multiply, f3, s)  # f3 *= s, one rounding: float16 scales are widened exactly
 
 

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import check_choice, check_finite, check_float_array, check_positive_int
-from ..quantize import quantize_codes
+from ..codes import quantize_codes
 from ..scales import asymmetric_scales, symmetric_scales
 from ..tensor import QuantizedTensor
 from .mse import build_tensor, mse_scales

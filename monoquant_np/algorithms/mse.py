@@ -51,7 +51,7 @@ from ..errors import check_axis, check_finite, check_float_array, check_positive
 from ..groups import n_groups
 from ..numerics import code_range, round_half_even, safe_scale, store_scale
 from ..packing import pack_codes
-from ..quantize import quantize_codes
+from ..codes import quantize_codes
 from ..tensor import QuantizedTensor
 
 __all__ = ["MSE_GRID", "mse_scales", "quantize_mse", "build_tensor"]

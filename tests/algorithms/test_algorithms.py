@@ -26,7 +26,7 @@ from monoquant_np.algorithms import (
     quantize_mse,
 )
 from monoquant_np.algorithms.gptq import hessian, inverse_hessian_factor, output_error
-from monoquant_np.quantize import quantize_codes
+from monoquant_np.codes import quantize_codes
 
 
 def _layer(seed: int = 0, k: int = 256, n: int = 64, m: int = 1024, rank: int = 32):

@@ -19,7 +19,7 @@ from monoquant_np import QuantizedTensor, dequant_matmul, dequantize, pack_int4,
 from monoquant_np.dequantize import dequantize_slice
 from monoquant_np.nf4 import NF4_CODEBOOK
 from monoquant_np.packing import pair_table
-from monoquant_np.quantize import quantize_codes
+from monoquant_np.codes import quantize_codes
 
 f32 = np.float32
 

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from monoquant_np import QuantizedTensor, bits_per_weight, dequantize, quantize
-from monoquant_np.quantize import quantize_codes
+from monoquant_np.codes import quantize_codes
 
 f32 = np.float32
 
@@ -308,12 +308,10 @@ def test_double_quant_scale_must_be_the_rebuilt_one():
 def test_packing_in_small_slabs_is_bit_identical(monkeypatch, shape, group, symmetric):
     # slabs of one or two groups, odd code counts per group, a partial last group, the int8
     # fallback ((6, 4) with group 8): the bytes equal packing all codes at once
-    import importlib
-
+    from monoquant_np import codes as codes_module
     from monoquant_np.packing import pack_codes
 
-    qz = importlib.import_module("monoquant_np.quantize")  # the module: the package's `quantize` is the function
-    monkeypatch.setattr(qz, "SLAB_BYTES", 64)
+    monkeypatch.setattr(codes_module, "SLAB_BYTES", 64)
     w = np.random.default_rng(sum(shape) + group).standard_normal(shape).astype(f32)
     qt = quantize(w, group_size=group, symmetric=symmetric)
     codes = quantize_codes(w, qt.scale, qt.zero_point, axis=0, group_size=qt.block_size, bits=qt.bits)

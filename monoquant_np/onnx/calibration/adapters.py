@@ -61,7 +61,7 @@ def _mse_tensor(w: np.ndarray, axis: int, o: Any) -> QuantizedTensor:
     qt = quantize_mse(w, group_size=o.group_size, axis=axis, symmetric=o.symmetric,
                       scale_dtype=o.scale_dtype, negative_scales=not o.double_quant)
     if o.double_quant and qt.bits == 4:
-        from ...double_quant import double_quantize
+        from ...requantize import double_quantize
 
         qt = double_quantize(qt, w=w)
     return qt

@@ -22,6 +22,8 @@ __all__ = [
     "check_choice",
     "check_name",
     "check_matrix",
+    "check_uint8",
+    "check_scales",
 ]
 
 #: Input dtypes a weight may have. float64 is accepted and rounded to float32.
@@ -157,3 +159,21 @@ def check_matrix(shape: tuple[int, ...], name: str, layout: str = "(K, N) weight
     if len(shape) != 2:
         what = f"a 2-D {layout}" + (f" {extra}" if extra else "")
         raise ValueError(f"{name} must be {what}, got shape {tuple(shape)}")
+
+
+def check_uint8(a: object, name: str, ndim: int | None = None) -> np.ndarray:
+    """Return ``a`` if it is a uint8 ndarray (of ``ndim`` dimensions), else raise."""
+    if not isinstance(a, np.ndarray) or a.dtype != np.uint8:
+        got = a.dtype if isinstance(a, np.ndarray) else type(a).__name__
+        raise TypeError(f"{name} must be a numpy uint8 array, got {got}")
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
+    return a
+
+
+def check_scales(a: object, name: str = "scales") -> np.ndarray:
+    """Return ``a`` if it is a float32 or float16 ndarray, else raise ``TypeError``."""
+    if not isinstance(a, np.ndarray) or a.dtype not in (np.float32, np.float16):
+        got = a.dtype if isinstance(a, np.ndarray) else type(a).__name__
+        raise TypeError(f"{name} must be a float32 or float16 array, got {got}")
+    return a

@@ -143,8 +143,8 @@ def _pairwise_last(ufunc: np.ufunc, head: np.ndarray, absolute: bool = False) ->
     NumPy's reduction over a short contiguous axis makes one inner-loop call
     per group; each halving step here is one call over a whole block of about
     ``PAIRWISE_ELEMENTS``, since ``m[..., 0::2]`` of contiguous rows of even
-    width is one strided run (4096x4096, ``max |w|`` over groups of 32/64/128
-    along axis 1: 18-21 ms against 133/65/35 ms, ad hoc). With ``absolute`` the
+    width is one strided run, so the number of calls no longer grows with the
+    number of groups. With ``absolute`` the
     block's ``|x|`` is taken first, one contiguous pass into a block-sized
     buffer, instead of reducing twice.
     """
@@ -194,15 +194,14 @@ def apply_rows(ufunc: np.ufunc, x3: np.ndarray, g3: np.ndarray) -> np.ndarray:
     the same bits); only the loop is arranged differently.
 
     NumPy broadcasts ``g3`` by calling its inner loop once per row of ``cols``
-    elements, some 50-100 ns per call: rows of 2048 float32 take half as long
-    again as a contiguous operation. Here, when ``x3`` is C-contiguous,
+    elements, and a call's fixed cost is comparable to the work on a row of a
+    few thousand float32. Here, when ``x3`` is C-contiguous,
     ``x3`` is viewed as ``(groups, rows / r, r * cols)`` against ``g3``
     repeated ``r`` times along its last axis (unless ``cols == 1``: NumPy's
     loop then runs over the rows already), ``r`` the largest power of two
     that divides ``rows``, with ``r <= rows / 8`` (the copy of ``g3`` stays
-    within 1/8 of ``x3``) and ``r * cols <= ROW_ELEMENTS``. ``dequant_matmul``'s
-    scaling at batch 256 (blocks of 128 rows of 2048 float32, in cache; ad hoc):
-    0.14-0.16 against 0.21-0.29 ns per element.
+    within 1/8 of ``x3``) and ``r * cols <= ROW_ELEMENTS``: ``r`` times fewer
+    inner-loop calls (``tools/bench_decode.py`` times both forms).
 
     Raises:
         ValueError: ``x3`` not 3-D, or ``g3`` not ``(groups, 1, cols)``.

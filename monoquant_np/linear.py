@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import check_float_array
+from .errors import check_float_array, check_matrix
 from .matmul import dequant_matmul
 from .quantize import quantize
 from .tensor import QuantizedTensor
@@ -47,8 +47,7 @@ class QuantizedLinear:
     ) -> QuantizedLinear:
         """Quantize a float ``(K, N)`` weight; ``K < group_size`` takes the int8 fallback."""
         w32 = check_float_array(w, "w")
-        if w32.ndim != 2:
-            raise ValueError(f"w must be a 2-D (K, N) weight, got shape {w32.shape}")
+        check_matrix(w32.shape, "w")
         b32 = None
         if bias is not None:
             b32 = check_float_array(bias, "bias")

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from .dequantize import dequantize_slice
-from .errors import check_float_array
+from .errors import check_float_array, check_matrix
 from .planes import fast_rows, planes_matmul
 from .tensor import QuantizedTensor, check_qt
 
@@ -61,8 +61,7 @@ def dequant_matmul(x: np.ndarray, qt: QuantizedTensor, bias: np.ndarray | None =
         float32 ``(..., N)``.
     """
     check_qt(qt)
-    if len(qt.shape) != 2:
-        raise ValueError(f"qt must be a 2-D (K, N) weight, got shape {qt.shape}")
+    check_matrix(qt.shape, "qt")
     x32 = check_float_array(x, "x")
     k, n = qt.shape
     if x32.shape[-1] != k:

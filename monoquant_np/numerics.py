@@ -71,3 +71,21 @@ def safe_scale(scale: np.ndarray) -> np.ndarray:
     s = scale.astype(np.float32, copy=True)
     s[s == 0] = 1.0
     return s
+
+
+def round_half_away(x: np.ndarray) -> np.ndarray:
+    """Round to the nearest integer, ties away from zero (C ``roundf``), exactly.
+
+    ``sign(x) * (floor(|x|) + floor(2 * (|x| - floor(|x|))))``: every step is
+    exact in binary floating point, unlike ``floor(|x| + 0.5)``, which rounds
+    ``0.49999997`` up to 1. (Same formula as gguf-py's ``np_roundf``.)
+    Infinities and NaN are returned as they are, as ``roundf`` does.
+
+    >>> round_half_away(np.array([0.5, 1.5, 2.5, -2.5, 0.49999997], dtype=np.float32)).tolist()
+    [1.0, 2.0, 3.0, -3.0, 0.0]
+    """
+    a = np.abs(x)
+    fl = np.floor(a)
+    with np.errstate(invalid="ignore"):
+        r = np.sign(x) * (fl + np.floor(2 * (a - fl)))
+    return np.where(np.isfinite(x), r, x)

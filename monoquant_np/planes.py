@@ -29,10 +29,9 @@ products over the full width (no output interleaving).
   most 5/32 of the float32 weight), decoded in cache-sized chunks (last chunk
   first) and scaled in place, ``w = (q - z) * s`` (bit-identical to
   :func:`~monoquant_np.dequantize.dequantize`); each tile is one multithreaded
-  BLAS product accumulated over K. Decoding runs on one thread (a second
-  decoding thread measured no faster on this project's shared 2-core machine:
-  after each multithreaded product OpenBLAS's idle worker keeps spinning on
-  the other core).
+  BLAS product accumulated over K. Decoding runs on one thread: after each
+  multithreaded product OpenBLAS's idle worker keeps spinning on the other
+  cores for a while, so a second decoding thread would compete with it.
 
 Temporary memory stays below 1/4 of the float32 weight, plus buffers of the
 output's size (the accumulator over K).

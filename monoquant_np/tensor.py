@@ -18,7 +18,7 @@ from .groups import group_shape
 from .numerics import code_range
 from .packing import packed_size, unpack_int4
 
-__all__ = ["QuantizedTensor", "check_qt"]
+__all__ = ["QuantizedTensor", "check_qt", "zero_points_of"]
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
@@ -189,3 +189,10 @@ def check_qt(qt: Any, name: str = "qt") -> QuantizedTensor:
     if not isinstance(qt, QuantizedTensor):
         raise TypeError(f"{name} must be a QuantizedTensor, got {type(qt).__name__}")
     return qt
+
+
+def zero_points_of(qt: QuantizedTensor) -> np.ndarray:
+    """``qt.zero_point``, or ``ValueError`` for a tensor without zero points."""
+    if qt.zero_point is None:
+        raise ValueError(f"qt must have zero points (uint4), got {qt.scheme} without")
+    return qt.zero_point

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from ..dequantize import dequantize
-from ..errors import check_choice, check_finite, check_float_array, check_positive_int
+from ..errors import check_choice, check_finite, check_float_array, check_matrix, check_positive_int
 from ..quantize import quantize
 from ..tensor import QuantizedTensor
 from .gptq import hessian
@@ -111,8 +111,7 @@ def awq_from_stats(
             ``H_kk * act_scale_k**2``) for the scaled weight.
     """
     w32 = check_float_array(w, "w", min_ndim=2)
-    if w32.ndim != 2:
-        raise ValueError(f"w must be a 2-D (K, N) weight, got shape {w32.shape}")
+    check_matrix(w32.shape, "w")
     check_finite(w32, "w")
     k = w32.shape[0]
     a = check_float_array(mean_abs, "mean_abs").astype(np.float64)

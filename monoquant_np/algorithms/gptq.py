@@ -44,8 +44,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import check_choice, check_finite, check_float_array, check_positive_int
 from ..codes import quantize_codes
+from ..errors import check_choice, check_finite, check_float_array, check_matrix, check_positive_int
 from ..scales import asymmetric_scales, symmetric_scales
 from ..tensor import QuantizedTensor
 from .mse import build_tensor, mse_scales
@@ -152,8 +152,7 @@ def gptq_from_hessian(
         when ``act_order``.
     """
     w32 = check_float_array(w, "w", min_ndim=2)
-    if w32.ndim != 2:
-        raise ValueError(f"w must be a 2-D (K, N) weight, got shape {w32.shape}")
+    check_matrix(w32.shape, "w")
     check_finite(w32, "w")
     k, n = w32.shape
     h64 = _check_hessian(h, k)

@@ -47,11 +47,11 @@ from typing import Any
 
 import numpy as np
 
+from ..codes import quantize_codes
 from ..errors import check_axis, check_finite, check_float_array, check_positive_int
 from ..groups import n_groups
 from ..numerics import code_range, round_half_even, safe_scale, store_scale
 from ..packing import pack_codes
-from ..codes import quantize_codes
 from ..tensor import QuantizedTensor
 
 __all__ = ["MSE_GRID", "mse_scales", "quantize_mse", "build_tensor"]

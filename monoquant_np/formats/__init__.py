@@ -11,7 +11,6 @@ into the backend's own tensors and decodes them back exactly, or raises
 * :mod:`.awq`: AutoAWQ ``WQLinear_GEMM`` (12.5)
 """
 
-from ._common import transpose
 from .awq import AWQ_ORDER, awq_decode, awq_encode
 from .bnb import bnb_nf4_pack, bnb_nf4_unpack
 from .gguf import (
@@ -30,6 +29,7 @@ from .gguf import (
 )
 from .gptq import GPTQ_FORMATS, gptq_decode, gptq_encode
 from .matmulnbits import matmulnbits_pack, matmulnbits_unpack, ort_default_quantize
+from .orientation import transpose
 
 __all__ = [
     # layout helper

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import check_scales
 from ..packing import pack_int4
-from ..tensor import QuantizedTensor
-from ._common import check_qt, check_scales, pack_words, unpack_words, zero_points_of
+from ..tensor import QuantizedTensor, check_qt, zero_points_of
+from .words import pack_words, unpack_words
 
 __all__ = ["awq_decode", "awq_encode", "AWQ_ORDER"]
 
@@ -55,7 +56,7 @@ def awq_decode(qweight: np.ndarray, qzeros: np.ndarray, scales: np.ndarray) -> Q
 
     ``group_size = K / G`` with ``G = scales.shape[0]`` (must divide K).
 
-    >>> from monoquant_np.formats._common import pack_words
+    >>> from monoquant_np.formats.words import pack_words
     >>> w = pack_words(np.array([[[0, 2, 4, 6, 1, 3, 5, 7]]]))  # nibbles in AWQ order
     >>> qt = awq_decode(w, w, np.ones((1, 8), dtype=np.float16))
     >>> qt.codes().tolist()

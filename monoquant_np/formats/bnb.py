@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import check_uint8
 from ..packing import pack_int4
-from ..tensor import QuantizedTensor
-from ._common import check_qt, check_uint8
+from ..tensor import QuantizedTensor, check_qt
 
 __all__ = ["bnb_nf4_pack", "bnb_nf4_unpack"]
 

@@ -41,10 +41,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import check_float_array
+from ..errors import check_float_array, check_uint8
+from ..numerics import round_half_away
 from ..packing import pack_codes
-from ..tensor import QuantizedTensor
-from ._common import check_qt, check_uint8, round_half_away, zero_points_of
+from ..tensor import QuantizedTensor, check_qt, zero_points_of
 
 __all__ = [
     "GGUF_BLOCK",

@@ -33,9 +33,10 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import check_scales
 from ..packing import pack_int4
-from ..tensor import QuantizedTensor
-from ._common import check_qt, check_scales, pack_words, unpack_words, zero_points_of
+from ..tensor import QuantizedTensor, check_qt, zero_points_of
+from .words import pack_words, unpack_words
 
 __all__ = ["gptq_decode", "gptq_encode", "GPTQ_FORMATS"]
 

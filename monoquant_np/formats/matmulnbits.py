@@ -40,11 +40,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import check_finite, check_positive_int
+from ..errors import check_finite, check_positive_int, check_scales, check_uint8
 from ..groups import expand_groups, group_reduce
+from ..numerics import round_half_away
 from ..packing import pack_int4, unpack_int4
-from ..tensor import QuantizedTensor
-from ._common import check_qt, check_scales, check_uint8, round_half_away
+from ..tensor import QuantizedTensor, check_qt
 
 __all__ = ["matmulnbits_pack", "matmulnbits_unpack", "ort_default_quantize", "MATMULNBITS_BLOCK_SIZES"]
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 
 from monoquant_np import dequantize, pack_int4, quantize
-from monoquant_np.formats._common import round_half_away
+from monoquant_np.numerics import round_half_away
 from monoquant_np.testing import (
     KINDS,
     ORT_DEFAULT,

@@ -17,10 +17,10 @@ from monoquant_np import (
     quantize,
     quantize_nf4,
 )
+from monoquant_np.codes import quantize_codes
 from monoquant_np.dequantize import dequantize_slice
 from monoquant_np.double_quant import quantize_scales
 from monoquant_np.nf4 import nf4_block_codes
-from monoquant_np.codes import quantize_codes
 
 
 # ------------------------------------------------------------ golden vectors

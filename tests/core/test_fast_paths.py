@@ -1,11 +1,11 @@
-"""The optimized kernels equal a straightforward reference implementation kept here.
+"""The optimized kernels equal the textbook reference implementations of the spec.
 
 The core kernels (slab-wise quantize + pack, uint16 nibble (un)packing,
 broadcast dequantize, the nibble-plane ``dequant_matmul``) are restructured for
-speed (issue 8); these tests pin them to the textbook form of the spec: codes,
-scales, zero points and packed bytes bit for bit, matmul results within float32
-rounding. The references use ``np.repeat`` / ``reduceat`` / strided nibbles,
-none of the code under test.
+speed; these tests pin them to :mod:`monoquant_np.testing.reference`, the
+textbook form of the spec: codes, scales, zero points and packed bytes bit for
+bit, matmul results within float32 rounding. The references use ``np.repeat`` /
+whole-group reshapes / strided nibbles, none of the code under test.
 """
 
 import numpy as np
@@ -16,79 +16,22 @@ from hypothesis import strategies as st
 import monoquant_np.matmul as mm
 import monoquant_np.planes as pl
 from monoquant_np import QuantizedTensor, dequant_matmul, dequantize, pack_int4, quantize, unpack_int4
+from monoquant_np.codes import quantize_codes
 from monoquant_np.dequantize import dequantize_slice
 from monoquant_np.nf4 import NF4_CODEBOOK
 from monoquant_np.packing import pair_table
-from monoquant_np.codes import quantize_codes
+from monoquant_np.testing import reference
+from monoquant_np.testing.reference import codes as ref_codes
+from monoquant_np.testing.reference import dequantize as ref_dequantize
+from monoquant_np.testing.reference import pack as ref_pack
+from monoquant_np.testing.reference import unpack as ref_unpack
 
 f32 = np.float32
 
 
-# ------------------------------------------------------------ references
-def ref_expand(g, axis, group, length):
-    return np.repeat(g, group, axis=axis).take(np.arange(length), axis=axis)
-
-
-def ref_reduce(ufunc, w, axis, group):
-    return ufunc.reduceat(w, np.arange(0, w.shape[axis], group), axis=axis)
-
-
-def ref_codes(w, s, z, axis, group, bits):
-    signed = z is None
-    qmin, qmax = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
-    length = w.shape[axis]
-    s_el = ref_expand(s.astype(f32), axis, group, length)
-    q = np.rint(w.astype(f32) / np.where(s_el == 0, f32(1), s_el))
-    if z is not None:
-        q = q + ref_expand(z.astype(f32), axis, group, length)
-    q = np.clip(q, qmin, qmax)
-    zero = s_el == 0
-    q[zero] = 0 if z is None else ref_expand(z, axis, group, length)[zero]
-    return q.astype(np.int8 if signed else np.uint8)
-
-
-def ref_pack(codes):
-    flat = codes.reshape(-1).astype(np.int64) & 0xF
-    if flat.size % 2:
-        flat = np.append(flat, 0)
-    return (flat[0::2] | (flat[1::2] << 4)).astype(np.uint8)
-
-
-def ref_unpack(packed, count, signed):
-    b = packed.astype(np.int64)
-    c = np.stack([b & 0xF, b >> 4], axis=1).reshape(-1)[:count]
-    return ((c ^ 8) - 8).astype(np.int8) if signed else c.astype(np.uint8)
-
-
 def ref_quantize(w, group, axis, symmetric, sdt):
-    w32 = w.astype(f32)
-    bits = 4
-    if 0 < w32.shape[axis] < group:
-        bits, group = 8, w32.shape[axis]
-    if symmetric:
-        qmax = (1 << (bits - 1)) - 1
-        s = (ref_reduce(np.maximum, np.abs(w32), axis, group) / f32(qmax)).astype(sdt)
-        z = None
-    else:
-        qmax = (1 << bits) - 1
-        lo = np.minimum(ref_reduce(np.minimum, w32, axis, group), f32(0))
-        hi = np.maximum(ref_reduce(np.maximum, w32, axis, group), f32(0))
-        s = ((hi - lo) / f32(qmax)).astype(sdt)
-        s32 = s.astype(f32)
-        z = np.clip(np.rint(-lo / np.where(s32 == 0, f32(1), s32)), 0, qmax)
-        z[s32 == 0] = 0
-        z = z.astype(np.uint8)
-    codes = ref_codes(w32, s, z, axis, group, bits)
-    data = ref_pack(codes) if bits == 4 else codes.reshape(-1).view(np.uint8)
-    return data, s, z, bits, group
-
-
-def ref_dequantize(qt):
-    c = ref_unpack(qt.data, qt.size, qt.signed).reshape(qt.shape) if qt.bits == 4 else qt.codes()
-    v = qt.codebook[c] if qt.codebook is not None else c.astype(f32)
-    if qt.zero_point is not None:
-        v = v - ref_expand(qt.zero_point.astype(f32), qt.axis, qt.block_size, qt.shape[qt.axis])
-    return v * ref_expand(qt.scale.astype(f32), qt.axis, qt.block_size, qt.shape[qt.axis])
+    """The reference quantization with this module's argument order."""
+    return reference.quantize(w, group_size=group, axis=axis, symmetric=symmetric, scale_dtype=sdt)
 
 
 def assert_close(y, x, w):

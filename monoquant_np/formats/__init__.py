@@ -7,11 +7,12 @@ into the backend's own tensors and decodes them back exactly, or raises
 * :mod:`.matmulnbits`: onnxruntime ``MatMulNBits`` and its DEFAULT quantizer (12.1)
 * :mod:`.gguf`: GGUF ``Q4_0``, ``Q4_1``, ``Q8_0``, byte-identical to gguf-py (12.2)
 * :mod:`.bnb`: bitsandbytes NF4 (12.3)
-* :mod:`.gptq`: AutoGPTQ ``qweight``/``qzeros``/``scales``/``g_idx`` (12.4)
-* :mod:`.awq`: AutoAWQ ``WQLinear_GEMM`` (12.5)
+* :mod:`.autogptq`: AutoGPTQ ``qweight``/``qzeros``/``scales``/``g_idx`` (12.4)
+* :mod:`.autoawq`: AutoAWQ ``WQLinear_GEMM`` (12.5)
 """
 
-from .awq import AWQ_ORDER, awq_decode, awq_encode
+from .autoawq import AWQ_ORDER, awq_decode, awq_encode
+from .autogptq import GPTQ_FORMATS, gptq_decode, gptq_encode
 from .bnb import bnb_nf4_pack, bnb_nf4_unpack
 from .gguf import (
     q4_0_decode,
@@ -27,7 +28,6 @@ from .gguf import (
     q8_0_encode,
     q8_0_quantize,
 )
-from .gptq import GPTQ_FORMATS, gptq_decode, gptq_encode
 from .matmulnbits import matmulnbits_pack, matmulnbits_unpack, ort_default_quantize
 from .orientation import transpose
 

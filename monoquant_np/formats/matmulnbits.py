@@ -1,19 +1,33 @@
-"""onnxruntime ``MatMulNBits``: its weight layout and its DEFAULT quantizer (spec section 12.1).
+"""onnxruntime ``MatMulNBits``: its weight layout, its block sizes and its DEFAULT quantizer (spec section 12.1).
 
-Layout (``com.microsoft.MatMulNBits``, ``bits=4``) of a ``(K, N)`` weight
-grouped along K in blocks of ``block_size`` (a power of two >= 16):
+Layout (``com.microsoft.MatMulNBits``, ``bits`` 4 or 8) of a ``(K, N)``
+weight in blocks of ``block_size`` rows along K, ``nb = ceil(K / block_size)``:
 
-* ``B``: uint8 ``(N, n_blocks, block_size // 2)``; column ``n``, block ``b``,
-  byte ``j`` holds rows ``b * block_size + 2j`` (low nibble) and ``+ 2j + 1``
-  (high nibble) as unsigned codes ``0..15``. Rows past ``K`` are code 0.
-* ``scales``: ``(N, n_blocks)``, float32 or float16.
-* ``zero_points``: uint8 ``(N, ceil(n_blocks / 2))``, two blocks per byte,
-  low nibble first, a missing last nibble set to 8; absent means every zero
-  point is 8.
+* ``B``: uint8 ``(N, nb, block_size * bits // 8)``; column ``n``, block ``b``,
+  unsigned codes ``0 .. 2**bits - 1``. 4 bits: byte ``j`` holds rows
+  ``b * block_size + 2j`` (low nibble) and ``+ 2j + 1`` (high nibble); 8 bits:
+  byte ``j`` holds row ``b * block_size + j``. Rows past ``K`` (the padding of
+  the last block) hold that block's zero point, so they dequantize to 0.
+* ``scales``: ``(N, nb)``, float32 or float16.
+* ``zero_points``: uint8 ``(N, ceil(nb * bits / 8))``, each row on its own;
+  4 bits: two blocks per byte, low nibble first, a missing last nibble set to
+  8. Absent means every zero point is ``2 ** (bits - 1)`` (8 or 128).
 * ``w = (code - zero_point) * scale``.
 
-So signed int4 codes ``c`` are stored as ``c + 8`` without zero points, and
-uint4 codes as they are with their zero points.
+So signed codes ``c`` are stored as ``c + 2 ** (bits - 1)`` without zero
+points, and unsigned codes as they are with their zero points (zeros when the
+tensor has none).
+
+Block sizes: ``MatMulNBits`` and ``GatherBlockQuantized`` accept a power of
+two >= 16 (:func:`is_block_size`). :func:`matmulnbits_block_size` picks the
+block that holds a tensor exactly; a group size that is not one still fits
+when the blocks nest inside the groups, each group's scale repeated over its
+blocks (48 -> 16).
+
+    >>> from monoquant_np import quantize
+    >>> qt = quantize(np.arange(96, dtype=np.float32).reshape(48, 2), group_size=48)
+    >>> matmulnbits_block_size(qt), matmulnbits_pack(qt)[0].shape
+    (16, (2, 3, 8))
 
 The DEFAULT quantizer (``MlasQuantizeBlockwise``, exposed in Python as
 ``onnxruntime.capi._pybind_state.quantize_matmul_4bits`` and used by
@@ -32,6 +46,11 @@ The DEFAULT quantizer (``MlasQuantizeBlockwise``, exposed in Python as
 # even by dividing; onnxruntime's uses the signed extreme over -8 (so its scale
 # is negative when the extreme is positive, and the extreme lands exactly on
 # code -8) and multiplies by a reciprocal, rounding half away from zero.
+#
+# Note: onnxruntime's quantizer writes only the bytes of B that hold rows < K
+# (for odd K the high nibble of the last one keeps a stale code) and leaves the
+# rest of the caller's buffer as it was (``matmul_nbits_quantizer.py`` passes
+# zeros). The spec pads with the zero point, so padding dequantizes to 0.
 """
 
 from __future__ import annotations
@@ -40,36 +59,119 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import check_finite, check_positive_int, check_scales, check_uint8
+from ..errors import check_choice, check_finite, check_matrix, check_positive_int, check_scales, check_uint8
 from ..groups import expand_groups, group_reduce
 from ..numerics import round_half_away
 from ..packing import pack_int4, unpack_int4
 from ..tensor import QuantizedTensor, check_qt
 
-__all__ = ["matmulnbits_pack", "matmulnbits_unpack", "ort_default_quantize", "MATMULNBITS_BLOCK_SIZES"]
+__all__ = [
+    "matmulnbits_pack",
+    "matmulnbits_unpack",
+    "matmulnbits_block_size",
+    "is_block_size",
+    "ort_default_quantize",
+    "MIN_BLOCK_SIZE",
+    "MATMULNBITS_BLOCK_SIZES",
+]
 
 #: Block sizes onnxruntime's blockwise quantizer is compiled for
 #: (``MlasQuantizeBlockwise``'s switch; MatMulNBits itself takes any power of two >= 16).
 MATMULNBITS_BLOCK_SIZES = (16, 32, 64, 128, 256)
 
 
-def _check_block_size(block_size: int) -> int:
-    if block_size < 16 or block_size & (block_size - 1):
-        raise ValueError(f"MatMulNBits needs block_size a power of two >= 16, got {block_size}")
-    return block_size
+#: The smallest block size of onnxruntime's ``MatMulNBits`` and ``GatherBlockQuantized``.
+MIN_BLOCK_SIZE = 16
 
 
-def matmulnbits_pack(qt: QuantizedTensor) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """``(B, scales, zero_points)`` of ``MatMulNBits`` for a 2-D ``(K, N)`` int4/uint4 weight.
+def is_block_size(block_size: int) -> bool:
+    """True when ``MatMulNBits`` and ``GatherBlockQuantized`` accept ``block_size``: a power of two >= 16.
+
+    onnxruntime checks it at session creation (``matmul_nbits.cc``: "Only
+    power-of-two block sizes >= 16 are supported"; 16 ... 1024 run).
+
+    >>> [b for b in (8, 16, 24, 48, 64, 1024) if is_block_size(b)]
+    [16, 64, 1024]
+    """
+    return block_size >= MIN_BLOCK_SIZE and block_size & (block_size - 1) == 0
+
+
+def matmulnbits_block_size(qt: QuantizedTensor) -> int | None:
+    """The ``MatMulNBits`` ``block_size`` that holds ``qt`` exactly, or ``None``.
+
+    Rules, in order (spec 9.4): ``qt`` must be a 2-D ``(K, N)`` weight grouped
+    along axis 0 with linear 4- or 8-bit codes (no codebook, no double
+    quantization); then the group size ``G`` itself if :func:`is_block_size`;
+    else the largest power of two dividing ``G``, if it is >= 16; else, when
+    one group covers all of K, ``max(16, next_pow2(K))``.
+
+    >>> from monoquant_np import quantize
+    >>> w = np.ones((200, 3), np.float32)
+    >>> [matmulnbits_block_size(quantize(w, group_size=g)) for g in (32, 48, 100, 24, 256)]
+    [32, 16, None, None, 256]
+    """
+    check_qt(qt)
+    if len(qt.shape) != 2 or qt.axis != 0 or qt.codebook is not None or qt.double_quant is not None:
+        return None
+    g, k = qt.block_size, qt.shape[0]
+    if is_block_size(g):
+        return g
+    if g & -g >= MIN_BLOCK_SIZE:  # the largest power of two dividing g
+        return g & -g
+    if qt.n_groups <= 1:
+        return max(MIN_BLOCK_SIZE, 1 << max(k - 1, 0).bit_length())
+    return None
+
+
+def _check_layout(qt: QuantizedTensor, block_size: int | None) -> int:
+    """The block size :func:`matmulnbits_pack` uses for ``qt``, or a ``ValueError`` saying why there is none."""
+    check_qt(qt)
+    check_matrix(qt.shape, "qt", extra="grouped along axis 0")
+    if qt.axis != 0:
+        raise ValueError(f"qt must be a 2-D (K, N) weight grouped along axis 0, got shape {qt.shape} axis {qt.axis}")
+    if qt.codebook is not None:
+        raise ValueError(f"MatMulNBits stores linear codes, got scheme {qt.scheme} with a codebook")
+    if qt.perm is not None:
+        raise ValueError(
+            "qt has an act-order perm; permute the activations (x[:, perm]) instead, MatMulNBits g_idx is not produced"
+        )
+    bs = matmulnbits_block_size(qt) if block_size is None else block_size
+    if bs is None:
+        raise ValueError(f"MatMulNBits needs block_size a power of two >= {MIN_BLOCK_SIZE} dividing the group size "
+                         f"(or one group spanning K), got group size {qt.block_size} for K = {qt.shape[0]}")
+    if isinstance(bs, bool) or not isinstance(bs, (int, np.integer)) or not is_block_size(int(bs)):
+        raise ValueError(f"block_size must be a power of two >= {MIN_BLOCK_SIZE}, got {bs!r}")
+    if qt.block_size % bs and qt.n_groups > 1:
+        raise ValueError(f"block_size must divide the group size {qt.block_size} (blocks nest inside groups), "
+                         f"got {bs}")
+    return int(bs)
+
+
+def _pack_rows(rows: np.ndarray, bits: int) -> np.ndarray:
+    """uint8 ``(N, nb, block)`` codes -> ``(N, nb, block * bits // 8)`` bytes (4 bits: low nibble first)."""
+    n, nb, block = rows.shape
+    return pack_int4(rows).reshape(n, nb, block // 2) if bits == 4 else rows
+
+
+def matmulnbits_pack(
+    qt: QuantizedTensor, block_size: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``(B, scales, zero_points)`` of ``MatMulNBits`` for a 2-D ``(K, N)`` weight (module docstring layout).
 
     Args:
-        qt: 4-bit linear codes (no codebook, no ``perm``), grouped along axis 0
-            with a power-of-two ``block_size >= 16``.
+        qt: linear 4- or 8-bit codes (no codebook, no ``perm``), grouped along
+            axis 0; double-quantized scales are stored as ``qt.scale``.
+        block_size: the ``MatMulNBits`` block, a power of two >= 16 that
+            divides ``qt.block_size`` (or any, when one group spans K); the
+            default is :func:`matmulnbits_block_size`. Block ``j`` takes the
+            scale of group ``j * block_size // qt.block_size``.
 
     Returns:
-        ``B`` uint8 ``(N, n_blocks, block_size // 2)``; ``scales`` ``(N, n_blocks)``
-        in ``qt.scale``'s dtype; ``zero_points`` uint8 ``(N, ceil(n_blocks / 2))``
-        for uint4, ``None`` for int4 (stored as ``code + 8``).
+        ``B`` uint8 ``(N, nb, block_size * bits // 8)``, ``nb = ceil(K /
+        block_size)``, rows past K set to the zero point; ``scales`` ``(N, nb)``
+        in ``qt.scale``'s dtype; ``zero_points`` uint8 ``(N, ceil(nb * bits /
+        8))`` for unsigned codes, ``None`` for signed codes (stored as
+        ``code + 2 ** (bits - 1)``).
 
     >>> from monoquant_np import quantize
     >>> qt = quantize(np.array([[-7.0], [7.0]] * 8, dtype=np.float32), group_size=16)
@@ -79,60 +181,76 @@ def matmulnbits_pack(qt: QuantizedTensor) -> tuple[np.ndarray, np.ndarray, np.nd
 
     (codes ``-7, 7`` become ``1, 15``: byte ``0xF1`` = 241.)
     """
-    check_qt(qt)
-    if len(qt.shape) != 2 or qt.axis != 0:
-        raise ValueError(f"qt must be a 2-D (K, N) weight grouped along axis 0, got shape {qt.shape} axis {qt.axis}")
-    if qt.bits != 4 or qt.codebook is not None:
-        raise ValueError(f"MatMulNBits stores linear 4-bit codes, got scheme {qt.scheme}")
-    if qt.perm is not None:
-        raise ValueError(
-            "qt has an act-order perm; permute the activations (x[:, perm]) instead, MatMulNBits g_idx is not produced"
-        )
-    bs = _check_block_size(qt.block_size)
+    bs = _check_layout(qt, block_size)
     k, n = qt.shape
-    nb = qt.n_groups
-    codes = qt.codes().astype(np.int16) + (8 if qt.signed else 0)  # (K, N) in 0..15
-    padded = np.zeros((n, nb * bs), dtype=np.uint8)  # (N, n_blocks * block_size)
-    padded[:, :k] = codes.T
-    b = pack_int4(padded).reshape(n, nb, bs // 2)  # (N, n_blocks, blob)
-    scales = np.ascontiguousarray(qt.scale.T)  # (N, n_blocks)
-    if qt.zero_point is None:
+    bits = qt.bits
+    nb = -(-k // bs)
+    group = np.arange(nb) * bs // qt.block_size  # (nb,) the group of each block
+    if qt.signed:
+        u = (qt.codes().astype(np.int16) + (1 << (bits - 1))).astype(np.uint8)  # (K, N) in 0..2**bits-1
+        zp_blocks = None
+        pad = np.full((1, n), 1 << (bits - 1), np.uint8)  # the default zero point
+    else:
+        u = qt.codes()  # (K, N)
+        zp = qt.zero_point if qt.zero_point is not None else np.zeros(qt.scale.shape, np.uint8)
+        zp_blocks = zp[group]  # (nb, N)
+        pad = zp_blocks[-1:]  # (1, N): the last block's zero points
+    full = np.empty((nb * bs, n), np.uint8)
+    full[:k] = u
+    full[k:] = pad  # padding dequantizes to exactly 0
+    b = _pack_rows(np.ascontiguousarray(full.T).reshape(n, nb, bs), bits)  # (N, nb, bs * bits // 8)
+    scales = np.ascontiguousarray(qt.scale[group].T)  # (N, nb)
+    if zp_blocks is None:
         return b, scales, None
-    zp = np.full((n, nb + nb % 2), 8, dtype=np.uint8)  # (N, even n_blocks)
-    zp[:, :nb] = qt.zero_point.T
-    return b, scales, pack_int4(zp).reshape(n, (nb + 1) // 2)
+    if bits == 8:
+        return b, scales, np.ascontiguousarray(zp_blocks.T)  # (N, nb)
+    even = np.full((n, nb + nb % 2), 8, np.uint8)  # (N, nb rounded up to even): rows pack alone
+    even[:, :nb] = zp_blocks.T
+    return b, scales, pack_int4(even).reshape(n, (nb + 1) // 2)
 
 
 def matmulnbits_unpack(
-    b: np.ndarray, scales: np.ndarray, zero_points: np.ndarray | None = None, *, k: int
+    b: np.ndarray, scales: np.ndarray, zero_points: np.ndarray | None = None, *, k: int, bits: int = 4
 ) -> QuantizedTensor:
     """The :class:`QuantizedTensor` ``(K, N)`` that ``MatMulNBits(B, scales, zero_points)`` computes with.
 
-    ``block_size = 2 * B.shape[2]``. Without ``zero_points`` the codes are
-    signed (``stored - 8``); with them, unsigned with those zero points. Padding
-    nibbles (rows ``>= k``) are ignored.
+    ``block_size = B.shape[2] * 8 // bits``. Without ``zero_points`` the codes
+    are signed (``stored - 2 ** (bits - 1)``); with them, unsigned with those
+    zero points. Padding rows (``>= k``) are ignored.
     """
     check_uint8(b, "B", ndim=3)
+    check_choice(bits, (4, 8), "bits")
     n, nb, blob = b.shape
-    bs = _check_block_size(2 * blob)
+    bs = blob * 8 // bits
+    if not is_block_size(bs):
+        raise ValueError(f"MatMulNBits needs block_size a power of two >= {MIN_BLOCK_SIZE}, got {bs} "
+                         f"(B of shape {b.shape} at {bits} bits)")
     k = check_positive_int(k, "k")
     if not (nb - 1) * bs < k <= nb * bs:
         raise ValueError(f"k must lie in ({(nb - 1) * bs}, {nb * bs}] for B of shape {b.shape}, got {k}")
     check_scales(scales)
     if scales.size != n * nb:
         raise ValueError(f"scales must hold N * n_blocks = {n * nb} values, got shape {scales.shape}")
-    codes = unpack_int4(b, n * nb * bs, signed=False).reshape(n, nb * bs)[:, :k].T  # (K, N)
+    flat = unpack_int4(b, n * nb * bs, signed=False) if bits == 4 else b.reshape(-1)
+    codes = flat.reshape(n, nb * bs)[:, :k].T  # (K, N) unsigned
     scale = np.ascontiguousarray(scales.reshape(n, nb).T)  # (n_blocks, N)
     if zero_points is None:
-        signed = (codes.astype(np.int8) - np.int8(8)).astype(np.int8)
-        return QuantizedTensor(pack_int4(signed), (k, n), 0, bs, scale, None, signed=True)
+        signed = (codes.astype(np.int16) - (1 << (bits - 1))).astype(np.int8)
+        return QuantizedTensor(_codes_data(signed, bits), (k, n), 0, bs, scale, None, signed=True, bits=bits)
     check_uint8(zero_points, "zero_points")
-    if zero_points.size != n * ((nb + 1) // 2):
-        raise ValueError(
-            f"zero_points must hold N * ceil(n_blocks / 2) = {n * ((nb + 1) // 2)} bytes, got {zero_points.shape}"
-        )
-    zp = unpack_int4(zero_points, n * 2 * ((nb + 1) // 2), signed=False).reshape(n, -1)[:, :nb].T
-    return QuantizedTensor(pack_int4(codes), (k, n), 0, bs, scale, np.ascontiguousarray(zp), signed=False)
+    zp_bytes = n * ((nb * bits + 7) // 8)
+    if zero_points.size != zp_bytes:
+        raise ValueError(f"zero_points must hold N * ceil(n_blocks * bits / 8) = {zp_bytes} bytes, "
+                         f"got {zero_points.shape}")
+    per_row = unpack_int4(zero_points, 2 * zp_bytes, signed=False) if bits == 4 else zero_points.reshape(-1)
+    zp = per_row.reshape(n, -1)[:, :nb].T  # (n_blocks, N)
+    return QuantizedTensor(_codes_data(codes, bits), (k, n), 0, bs, scale, np.ascontiguousarray(zp),
+                           signed=False, bits=bits)
+
+
+def _codes_data(codes: np.ndarray, bits: int) -> np.ndarray:
+    """``QuantizedTensor.data`` of int8/uint8 ``codes``: packed nibbles (4 bits) or the bytes themselves (8)."""
+    return pack_int4(codes) if bits == 4 else np.ascontiguousarray(codes).reshape(-1).view(np.uint8)
 
 
 def ort_default_quantize(w: Any, *, block_size: int, symmetric: bool = True) -> QuantizedTensor:
@@ -155,8 +273,7 @@ def ort_default_quantize(w: Any, *, block_size: int, symmetric: bool = True) -> 
     """
     if not isinstance(w, np.ndarray) or w.dtype not in (np.float32, np.float16):
         raise TypeError(f"w must be a float32 or float16 numpy array, got {getattr(w, 'dtype', type(w).__name__)}")
-    if w.ndim != 2:
-        raise ValueError(f"w must be a 2-D (K, N) weight, got shape {w.shape}")
+    check_matrix(w.shape, "w")
     if block_size not in MATMULNBITS_BLOCK_SIZES:
         raise ValueError(f"block_size must be one of {MATMULNBITS_BLOCK_SIZES}, got {block_size!r}")
     if not isinstance(symmetric, (bool, np.bool_)):

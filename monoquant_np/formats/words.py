@@ -2,7 +2,7 @@
 
 Nibble ``j`` of a word holds bits ``4j..4j+3``; the word is stored as the
 int32 with that uint32 bit pattern. Which code goes to which nibble is each
-dialect's own order (:mod:`.gptq`: consecutive rows; :mod:`.awq`: its column
+dialect's own order (:mod:`.autogptq`: consecutive rows; :mod:`.autoawq`: its column
 order ``AWQ_ORDER``).
 """
 

@@ -2,8 +2,8 @@
 
 The peers' own packing and unpacking loops (AutoGPTQ ``qlinear_cuda_old.py``
 ``pack``/``forward``, AutoAWQ ``WQLinear_GEMM.from_linear`` and ``unpack_awq``)
-in NumPy: the independent checks of :mod:`monoquant_np.formats.gptq` and
-:mod:`monoquant_np.formats.awq`, kept here so that a second implementation of
+in NumPy: the independent checks of :mod:`monoquant_np.formats.autogptq` and
+:mod:`monoquant_np.formats.autoawq`, kept here so that a second implementation of
 those dialects can be checked against the same loops.
 """
 

@@ -1,4 +1,4 @@
-"""Tests of monoquant_np.formats.gptq and .awq (spec 12.4, 12.5).
+"""Tests of monoquant_np.formats.autogptq and .autoawq (spec 12.4, 12.5).
 
 The dialects are checked against the peers' own packing loops, transcribed in
 :mod:`monoquant_np.testing.peers`.

@@ -19,12 +19,11 @@ orientation), each reader is served in one of three ways:
   shares the same quantized initializers.
 
 # Note: onnxruntime's ``matmul_nbits_quantizer`` always emits
-# ``GatherBlockQuantized`` for ``Gather``. Measured by ``tools/bench_gather_ops.py``
-# on MiniLM's (30522, 384) table, 8x64 token ids, group 128:
-# ``DequantizeLinear -> Gather`` 21.6 ms per run (the whole table is dequantized
-# every run) against 1.44 ms, and 56.3 ms against 36.5 ms for the whole model,
-# identical outputs. Hence the default; ``gather_op="DequantizeLinear"`` keeps
-# the model standard ONNX.
+# ``GatherBlockQuantized`` for ``Gather``. It is the default here too, because
+# ``DequantizeLinear -> Gather`` dequantizes the whole table on every run while
+# ``GatherBlockQuantized`` dequantizes only the gathered rows (same outputs;
+# ``tools/bench_gather_ops.py`` measures both). ``gather_op="DequantizeLinear"``
+# keeps the model standard ONNX.
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ...tensor import QuantizedTensor
 from ..export import qdq as export
+from ..protobuf import attr, iter_graphs
 from .sites import WeightSite
 
 __all__ = ["apply_quantized", "gather_block_quantized_ok", "matmulnbits_ok", "unique_names", "fresh_name"]
@@ -54,13 +54,6 @@ def _set_attr(node: onnx.NodeProto, name: str, value: int) -> None:
             a.i = value
             return
     node.attribute.append(helper.make_attribute(name, value))
-
-
-def _attr(node: onnx.NodeProto, name: str, default):
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
 
 
 def _pow2(n: int) -> bool:
@@ -133,8 +126,8 @@ def apply_quantized(
         node = c.graph.node[_index(c.graph, c.node)]
         if fmt == "matmulnbits" and c.role in ("matmul", "gemm") and matmulnbits_ok(qt, site.dtype or ""):
             if c.role == "matmul" or (
-                _attr(node, "alpha", 1.0) == 1.0 and _attr(node, "beta", 1.0) == 1.0 and not _attr(node, "transA", 0)
-                and (_attr(node, "transB", 0) == 0 or site.transpose)
+                attr(node, "alpha", 1.0) == 1.0 and attr(node, "beta", 1.0) == 1.0 and not attr(node, "transA", 0)
+                and (attr(node, "transB", 0) == 0 or site.transpose)
             ):
                 _replace_with_nbits(c.graph, node, qt, qname, accuracy_level, seen, g)
                 served.append("MatMulNBits")
@@ -172,7 +165,7 @@ def _permute_reader(c, node, qt: QuantizedTensor, qname: str, stored: str, name:
     A MatMul/Gemm whose K axis is the permuted axis reads ``x[..., perm] @ W_stored``
     (spec 14); any other reader gets ``Gather(W_stored, argsort(perm), axis)``.
     """
-    k_axis = 0 if c.role == "matmul" or (c.role == "gemm" and not _attr(node, "transB", 0)) else 1
+    k_axis = 0 if c.role == "matmul" or (c.role == "gemm" and not attr(node, "transB", 0)) else 1
     if c.role in ("matmul", "gemm") and qt.axis == k_axis:
         x, xp = node.input[0], f"{qname}_{node.name or node.output[0]}_x"
         if qt.axis == 0:
@@ -271,8 +264,6 @@ def _remove_float(site: WeightSite) -> None:
 
 def unique_names(model: onnx.ModelProto) -> set[str]:
     """Every initializer, graph input and node output name, in all graphs (the names new tensors avoid)."""
-    from ..model_io import iter_graphs
-
     names: set[str] = set()
     for g in iter_graphs(model.graph):
         names.update(t.name for t in g.initializer)

@@ -19,6 +19,7 @@ from monoquant_np import dequantize
 from monoquant_np.formats import bnb_nf4_pack, bnb_nf4_unpack, transpose
 from monoquant_np.nf4 import NF4_MIDPOINTS, quantize_nf4
 
+pytestmark = pytest.mark.e2e
 HINT = "the real bitsandbytes is not installed (pip install torch==2.13.0 bitsandbytes==0.50.2, CPU builds)"
 torch = pytest.importorskip("torch", reason=HINT)
 F = pytest.importorskip("bitsandbytes.functional", reason=HINT)

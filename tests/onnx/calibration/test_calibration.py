@@ -434,6 +434,7 @@ def _minilm_data(src):
     return src, ev, cal, _embed(src, ev)
 
 
+@pytest.mark.e2e
 def test_minilm_mse_floor(minilm):
     src, ev, _, ref = minilm
     assert _openblas_threads(None) in (1, None)  # the fixture's setting holds (None: no bundled OpenBLAS)
@@ -441,6 +442,7 @@ def test_minilm_mse_floor(minilm):
     assert mse >= 0.980, mse  # round-to-nearest: 0.970
 
 
+@pytest.mark.e2e
 def test_minilm_gptq_floor_and_report(minilm):
     src, ev, cal, ref = minilm
     q, rep = quantize_model_with_report(src, algorithm="gptq", calibration=cal)
@@ -451,6 +453,7 @@ def test_minilm_gptq_floor_and_report(minilm):
     assert all(r.extra["out_rel_err"] < r.extra["out_rel_err_rtn"] for r in rows)
 
 
+@pytest.mark.e2e
 def test_minilm_matmul_gather_gptq_under_10mb(minilm, tmp_path):
     from monoquant_np.onnx.model_io import save_model
 

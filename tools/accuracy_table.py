@@ -1,4 +1,4 @@
-"""Accuracy beyond round-to-nearest on MiniLM-L3: the README table of spec section 14.
+"""Accuracy beyond round-to-nearest on MiniLM-L3 (spec section 14; docs/accuracy.md).
 
 Quantizes the real MiniLM-L3 model (``monoquant_np.assets.minilm_model_path()``)
 at group 128, symmetric int4, with ``--algorithm`` ``rtn``, ``mse``, ``gptq`` and
@@ -17,10 +17,13 @@ padding rows are masked by ``attention_mask``). Evaluation: sentences 0..255, wh
 calibration never sees. onnxruntime runs at accuracy level 1 (float32
 activations), as the spec does.
 
-BLAS runs on one thread (``OPENBLAS_NUM_THREADS=1`` unless set): on this
-shared 2-core machine more threads only contend.
+BLAS runs on one thread (``OPENBLAS_NUM_THREADS=1`` unless set): on a small
+shared machine more threads only contend.
 
-    python tools/accuracy_table.py [--repeat 1] [--sequential]
+The run prints the machine, the library versions and the date first;
+``--markdown PATH`` writes them, the table and how to read it to a page.
+
+    python tools/accuracy_table.py [--repeat 1] [--sequential] [--markdown docs/accuracy.md]
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402
+from _report import environment, markdown_table, print_environment, write_page  # noqa: E402
 
 from monoquant_np.assets import MINILM_INSTALL_HINT, minilm_model_path, minilm_tokenizer_path  # noqa: E402
 from monoquant_np.onnx.calibration.corpus import minilm_feeds, stdlib_sentences  # noqa: E402
@@ -73,6 +77,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=1, help="timing repeats (median), default 1")
     ap.add_argument("--sequential", action="store_true",
                     help="also run gptq/awq with sequential calibration through the quantized layers")
+    ap.add_argument("--markdown", metavar="PATH", help="write the page (machine, versions, date, table) to PATH")
     args = ap.parse_args()
     if args.repeat < 1:
         ap.error(f"--repeat must be >= 1, got {args.repeat}")
@@ -81,6 +86,8 @@ def main() -> int:
         print(f"MiniLM not installed: {MINILM_INSTALL_HINT}", file=sys.stderr)
         return 2
     src = str(model_path)
+    env = environment()
+    print_environment(env)
     from monoquant_np.onnx.calibration import adapters as calibrated
     from monoquant_np.onnx.quantizer.algorithm import Algorithm
 
@@ -124,14 +131,34 @@ def main() -> int:
             rows.append((ops, "onnxruntime matmul_nbits_quantizer", os.path.getsize(path) / 1e6,
                          statistics.median(times), _cos(ref, _embed(path, evaluation))))
             print(f"  {rows[-1]}", file=sys.stderr, flush=True)
-    print(f"MiniLM-L3 ({float_mb:.1f} MB float), int4 group 128 symmetric; mean embedding cosine (output 461) "
-          f"on {len(evaluation)} stdlib-docstring sentences; gptq/awq calibrated on {len(calibration)} other "
-          f"sentences; time = quantize in process incl. calibration, median of {args.repeat}\n")
-    print("| ops | quantizer | file MB | quantize s | mean cosine | cosine - ORT's |")
-    print("| --- | --- | ---: | ---: | ---: | ---: |")
-    for ops, name, mb, secs, cos in rows:
-        peer = next(r for r in rows if r[0] == ops and r[1].startswith("onnxruntime"))
-        print(f"| {ops} | {name} | {mb:.2f} | {secs:.1f} | {cos:.4f} | {cos - peer[4]:+.4f} |")
+    intro = (f"MiniLM-L3 ({float_mb:.1f} MB float), int4 group 128 symmetric; mean embedding cosine (output 461) "
+             f"on {len(evaluation)} stdlib-docstring sentences; gptq/awq calibrated on {len(calibration)} other "
+             f"sentences; time = quantize in process incl. calibration, median of {args.repeat}.")
+    table = markdown_table(["ops", "quantizer", "file MB", "quantize s", "mean cosine", "cosine - ORT's"],
+                           [_cells(r, rows) for r in rows], "llrrrr")
+    print(f"{intro}\n\n{table}")
+    if args.markdown:
+        write_page(args.markdown, "Accuracy of rtn, mse, gptq and awq on MiniLM-L3", env, [intro, table, READING])
+    return 0
+
+
+READING = """\
+How to read it: `mean cosine` is the mean cosine similarity between the quantized
+and the float model's sentence embeddings on sentences the calibration never saw
+(1 is identical); `cosine - ORT's` is the difference from onnxruntime's own
+`matmul_nbits_quantizer` on the same settings, measured in the same run (positive:
+closer to the float model than onnxruntime's). `--ops MatMul` quantizes the
+matmul weights only; `MatMul,Gather` the embedding table as well. `rtn` and `mse`
+need no data; `gptq` and `awq` are calibrated, and their times include the
+calibration. File sizes are of the saved model; times are wall-clock on the
+machine above and vary by run."""
+
+
+def _cells(r: tuple[str, str, float, float, float], rows: list[tuple[str, str, float, float, float]]) -> list[str]:
+    """One table row: ops, quantizer, MB, seconds, cosine and its difference from onnxruntime's row."""
+    ops, name, mb, secs, cos = r
+    peer = next(p for p in rows if p[0] == ops and p[1].startswith("onnxruntime"))
+    return [ops, name, f"{mb:.2f}", f"{secs:.1f}", f"{cos:.4f}", f"{cos - peer[4]:+.4f}"]
     return 0
 
 

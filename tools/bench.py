@@ -1,9 +1,9 @@
-"""Benchmarks of monoquant_np's NumPy kernels against their peers (issue 8; README "Performance").
+"""Benchmarks of monoquant_np's NumPy kernels against their peers (docs/performance.md).
 
 Usage::
 
-    python tools/bench.py [--quick] [--reps 5] [--json bench.json] [--only quant,unpack,matmul,memory,model,nf4]
-                          [--threads N] [--pair-reps 21]
+    python tools/bench.py [--quick] [--reps 5] [--markdown docs/performance.md] [--json bench.json]
+                          [--only quant,unpack,matmul,memory,model,nf4] [--threads N] [--pair-reps 21]
 
 One run, every row a ratio ``ours / peer`` of medians measured side by side
 in the same run: the candidates of a row group are timed round-robin
@@ -13,8 +13,8 @@ next candidate), so a load spike from another process hits all of them alike. Se
 * ``quant``: quantize + pack a 4096x4096 float32 weight, group 128, symmetric
   and asymmetric, against onnxruntime's C++ kernel
   (``onnxruntime.capi._pybind_state.quantize_matmul_4bits``), gguf-py's NumPy
-  ``Q4_0`` (``Q4_1`` for asymmetric) and a plain NumPy implementation written
-  below (whose bytes must equal ours: checked); and the same with groups along
+  ``Q4_0`` (``Q4_1`` for asymmetric) and the textbook NumPy form of
+  :mod:`monoquant_np.testing.reference` (whose bytes must equal ours: checked); and the same with groups along
   axis 1 (the ``(N, K)`` layout, gguf-py's blocks' axis; no target);
 * ``unpack``: 16M int4 codes against a memcpy of the same 16 MB of output;
 * ``matmul``: ``dequant_matmul`` at batch 1, 32 and 256 against plain NumPy
@@ -55,23 +55,26 @@ smaller than the noise of a short median here, is timed a third time on its
 own: ours and the float32 matmul strictly alternating, ``--pair-reps`` rounds
 (21, about 2 s), so that every call of each comes right after one of the
 other. (A rotation of two would run each after itself at every other round
-boundary, where ``dequant_matmul`` finds its packed weight in the cache and
-took 0.96x the time in an ad-hoc sequence.) On this shared machine medians of
-7 rounds spread over 1.10-1.56 within one 210-round sequence of the same code,
-medians of 21 over 1.32-1.44 (ad hoc, 2026-11-23).
+boundary, where ``dequant_matmul`` finds its packed weight still in the cache.)
+On a shared machine a median of a few rounds of this pair spreads widely; 21
+rounds keep the spread well inside the target's margin.
 
-``--quick`` shrinks the sizes (1024x1024, 1M codes, 1024x2752) for a smoke
-run; only the full run's figures go in the README. Rows that cannot run (a
-missing module or model) print the reason instead of figures.
+The "plain NumPy" peers are the textbook implementations of
+:mod:`monoquant_np.testing.reference`, the same functions the fast-path tests
+pin the kernels to.
+
+The run prints the machine, the library versions and the date first;
+``--markdown PATH`` writes them, the tables and how to read them to a page
+(``docs/performance.md``). ``--quick`` shrinks the sizes (1024x1024, 1M codes,
+1024x2752) for a smoke run; only a full run's figures belong on the page. Rows
+that cannot run (a missing module or model) print the reason instead of figures.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -100,7 +103,10 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from _report import environment, markdown_table, print_environment, write_page  # noqa: E402
+
 from monoquant_np import dequant_matmul, dequantize, quantize, unpack_int4  # noqa: E402
+from monoquant_np.testing import reference  # noqa: E402
 
 ROWS: list[dict[str, Any]] = []
 
@@ -160,36 +166,8 @@ HEADER = ("| section | case | ours | peer | peer | ours/peer | target | met | no
 
 # ------------------------------------------------------- plain NumPy peers
 def plain_quantize(w: np.ndarray, group: int, symmetric: bool, axis: int = 0) -> np.ndarray:
-    """The textbook form of spec 3 + 5: one full-size temporary per step. Returns packed bytes."""
-    k, n = w.shape
-    # (G, group, N) along axis 0, (K, G, group) along axis 1; r: the group axis
-    g, r = (w.reshape(k // group, group, n), 1) if axis == 0 else (w.reshape(k, n // group, group), 2)
-    if symmetric:
-        s = (np.abs(g).max(axis=r, keepdims=True) / np.float32(7)).astype(np.float32)
-        q = np.clip(np.rint(g / np.where(s == 0, np.float32(1), s)), -8, 7).astype(np.int8)
-    else:
-        lo = np.minimum(g.min(axis=r, keepdims=True), np.float32(0))
-        hi = np.maximum(g.max(axis=r, keepdims=True), np.float32(0))
-        s = ((hi - lo) / np.float32(15)).astype(np.float32)
-        ss = np.where(s == 0, np.float32(1), s)
-        z = np.clip(np.rint(-lo / ss), 0, 15)
-        q = np.clip(np.rint(g / ss) + z, 0, 15).astype(np.uint8)
-    flat = q.reshape(-1).view(np.uint8)
-    return (flat[0::2] & 0xF) | (flat[1::2] << 4)
-
-
-def plain_unpack(packed: np.ndarray) -> np.ndarray:
-    out = np.empty((packed.size, 2), np.uint8)  # (bytes, 2)
-    np.bitwise_and(packed, 0xF, out=out[:, 0])
-    np.right_shift(packed, 4, out=out[:, 1])
-    return ((out.reshape(-1) ^ 8).astype(np.int8) - 8).astype(np.int8)
-
-
-def plain_dequant_matmul(x: np.ndarray, qt: Any) -> np.ndarray:
-    k, n = qt.shape
-    codes = plain_unpack(qt.data)[: k * n].reshape(k // qt.block_size, qt.block_size, n)  # (G, group, N)
-    w = (codes.astype(np.float32) * qt.scale.astype(np.float32)[:, None, :]).reshape(k, n)
-    return x @ w
+    """The textbook quantize + pack (spec 3-5): packed bytes."""
+    return reference.quantize(w, group, axis, symmetric).data
 
 
 # ---------------------------------------------------------------- sections
@@ -258,9 +236,9 @@ def bench_unpack(count: int, reps: int) -> None:
     rng = np.random.default_rng(1)
     packed = rng.integers(0, 256, count // 2, dtype=np.uint8)
     src = rng.integers(0, 256, count, dtype=np.uint8)  # the output's bytes, for the memcpy
-    same = np.array_equal(unpack_int4(packed, count), plain_unpack(packed))
+    same = np.array_equal(unpack_int4(packed, count), reference.unpack(packed, count, True))
     t = timeit({"ours": lambda: unpack_int4(packed, count), "memcpy": src.copy,
-                "plain": lambda: plain_unpack(packed)}, reps)
+                "plain": lambda: reference.unpack(packed, count, True)}, reps)
     case = f"unpack {count // 2**20}M int4 codes"
     add_row("unpack", case, t["ours"] * 1e3, f"memcpy of the {count // 2**20} MB output", t["memcpy"] * 1e3, 4.0)
     add_row("unpack", case, t["ours"] * 1e3, "plain NumPy (strided nibbles)", t["plain"] * 1e3,
@@ -326,7 +304,7 @@ def bench_matmul(k: int, n: int, batches: list[int], reps: int, pair_reps: int) 
         # candidate after the last session would always be the same one (here: ours).
         np_cands: dict[str, Callable[[], Any]] = {
             "ours": lambda x=x: dequant_matmul(x, qt),
-            "plain": lambda x=x: plain_dequant_matmul(x, qt),
+            "plain": lambda x=x: reference.dequant_matmul(x, qt),
             "f32": lambda x=x: x @ w,
         }
         ms = {kk: v * 1e3 for kk, v in timeit(np_cands, reps).items()}
@@ -377,7 +355,7 @@ def bench_memory(k: int, n: int, batches: list[int]) -> None:
     for m in batches:
         x = rng.standard_normal((m, k), dtype=np.float32)
         ours = _peak(lambda x=x: dequant_matmul(x, qt)) / wbytes
-        plain = _peak(lambda x=x: plain_dequant_matmul(x, qt)) / wbytes
+        plain = _peak(lambda x=x: reference.dequant_matmul(x, qt)) / wbytes
         add_row("memory", f"dequant_matmul peak temporaries {k}x{n}, batch {m}", ours,
                 "plain NumPy dequantize-then-matmul", plain, target=None, unit="x weight",
                 note=f"target ours <= 0.25 of float32 weight: {'yes' if ours <= 0.25 else 'NO'}")
@@ -481,18 +459,6 @@ def bench_model(reps: int, quick: bool) -> None:
             "onnxruntime on the float model", tt["float"] * 1e3)
 
 
-def plain_nf4(w: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
-    """The textbook NF4 rounding (|w| copy, repeated reciprocals, searchsorted on the whole
-    weight): ``(codes, absmax)`` along axis 0; its codes must equal ours (checked)."""
-    from monoquant_np.nf4 import NF4_MIDPOINTS
-
-    k, n = w.shape
-    absmax = np.abs(w).reshape(k // block, block, n).max(axis=1)  # (G, N)
-    r = np.where(absmax == 0, np.float32(0), np.float32(1) / np.where(absmax == 0, 1, absmax)).astype(np.float32)
-    x = (w * np.repeat(r, block, axis=0)).astype(np.float32)
-    return np.searchsorted(NF4_MIDPOINTS, x, side="left").astype(np.uint8), absmax
-
-
 def bench_nf4(k: int, n: int, batches: list[int], reps: int) -> None:
     """NF4 (block 64) on a ``(K, N)`` weight: quantizing (time and tracemalloc peak) against the
     textbook form, ``dequantize`` against the textbook lookup and against int4 g64, and
@@ -502,31 +468,26 @@ def bench_nf4(k: int, n: int, batches: list[int], reps: int) -> None:
     rng = np.random.default_rng(5)
     w = rng.standard_normal((k, n), dtype=np.float32)
     nf = quantize_nf4(w, block_size=64)
-    same = np.array_equal(nf.codes(), plain_nf4(w, 64)[0])
-    t = timeit({"ours": lambda: quantize_nf4(w, block_size=64), "plain": lambda: plain_nf4(w, 64)}, reps)
+    same = np.array_equal(nf.codes(), reference.nf4_quantize(w, 64)[0])
+    t = timeit({"ours": lambda: quantize_nf4(w, block_size=64), "plain": lambda: reference.nf4_quantize(w, 64)},
+               reps)
     case = f"quantize_nf4 {k}x{n} block 64"
     add_row("nf4", case, t["ours"] * 1e3, "plain NumPy NF4 rounding", t["plain"] * 1e3,
             note="codes identical" if same else "CODES DIFFER")
-    peaks = [_peak(lambda: quantize_nf4(w, block_size=64)) / w.nbytes, _peak(lambda: plain_nf4(w, 64)) / w.nbytes]
+    peaks = [_peak(lambda: quantize_nf4(w, block_size=64)) / w.nbytes,
+             _peak(lambda: reference.nf4_quantize(w, 64)) / w.nbytes]
     add_row("nf4", case + ", peak temporaries", peaks[0], "plain NumPy NF4 rounding", peaks[1], unit="x weight")
     q4 = quantize(w, group_size=64)
-    book = nf.codebook
-
-    def plain_nf4_dequantize() -> np.ndarray:
-        return book[nf.codes()] * np.repeat(nf.scale, 64, axis=0)
-
-    def plain_nf4_matmul(x: np.ndarray) -> np.ndarray:
-        return x @ plain_nf4_dequantize()
-
-    same = np.array_equal(dequantize(nf), plain_nf4_dequantize())
-    t = timeit({"ours": lambda: dequantize(nf), "plain": plain_nf4_dequantize, "int4": lambda: dequantize(q4)}, reps)
+    same = np.array_equal(dequantize(nf), reference.dequantize(nf))
+    t = timeit({"ours": lambda: dequantize(nf), "plain": lambda: reference.dequantize(nf),
+                "int4": lambda: dequantize(q4)}, reps)
     case = f"dequantize {k}x{n} nf4 b64"
     add_row("nf4", case, t["ours"] * 1e3, "plain NumPy codebook[codes] * scales", t["plain"] * 1e3,
             note="values identical" if same else "VALUES DIFFER")
     add_row("nf4", case, t["ours"] * 1e3, "our dequantize, int4 g64", t["int4"] * 1e3)
     for m in batches:
         x = rng.standard_normal((m, k), dtype=np.float32)
-        t = timeit({"ours": lambda x=x: dequant_matmul(x, nf), "plain": lambda x=x: plain_nf4_matmul(x),
+        t = timeit({"ours": lambda x=x: dequant_matmul(x, nf), "plain": lambda x=x: reference.dequant_matmul(x, nf),
                     "int4": lambda x=x: dequant_matmul(x, q4)}, reps)
         case = f"dequant_matmul {k}x{n} nf4 b64, batch {m}"
         add_row("nf4", case, t["ours"] * 1e3, "plain NumPy dequantize-then-matmul", t["plain"] * 1e3)
@@ -576,6 +537,37 @@ def bench_nf4_bnb(k: int, n: int, reps: int) -> None:
 
 # ---------------------------------------------------------------- main
 SECTIONS = ("quant", "unpack", "matmul", "memory", "model", "nf4")
+TITLES = {"quant": "Quantize + pack", "unpack": "Unpack", "matmul": "Dequantizing matmul",
+          "memory": "Temporary memory of dequant_matmul", "model": "MiniLM-L3 end to end", "nf4": "NF4"}
+READING = """\
+How to read it: every row is one case timed against one peer in the same run, in
+round-robin rounds so that a load spike from another process hits all candidates
+alike; `ours` and `theirs` are medians in ms (memory rows: peak temporaries in
+multiples of the float32 weight), `ours / peer` their ratio, below 1 when ours is
+faster. Where a row has a target, `met` says whether the ratio is within it. The
+"plain NumPy" peers are the textbook implementations of
+`monoquant_np.testing.reference` (the fast-path tests pin the kernels to them bit
+for bit); the notes say what the run checked (identical bytes, codes or values,
+the operators onnxruntime ran). On a shared machine single ratios move by 10-20 %
+from run to run; compare ratios, not absolute times, across machines."""
+
+
+def page_sections(args: argparse.Namespace) -> list[str]:
+    """The Markdown of a docs/ page: the run's settings, one table per section, how to read it."""
+    missed = sum(r["met"] is False for r in ROWS)
+    out = [f"Settings: threads {THREADS or 'library defaults'}; medians of {args.reps} round-robin rounds "
+           f"({args.pair_reps} for batch 256 against the float32 matmul){'; --quick sizes' if args.quick else ''}. "
+           f"Targets: {sum(r['met'] is True for r in ROWS)} met, {missed} missed.", READING]
+    head = ["case", "peer", "ours", "theirs", "ours / peer", "target", "met", "note"]
+    for section in SECTIONS:
+        rows = [r for r in ROWS if r["section"] == section]
+        if rows:
+            cells = [[r["case"], r["peer"], _num(r["ours"], r["unit"]), _num(r["theirs"], r["unit"]),
+                      "-" if r["ratio"] is None else f"{r['ratio']:.3f}",
+                      "" if r["target"] is None else f"<= {r['target']:g}",
+                      {None: "", True: "yes", False: "NO"}[r["met"]], r["note"]] for r in rows]
+            out.append(f"## {TITLES[section]}\n\n" + markdown_table(head, cells, "llrrrlll"))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -584,6 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=5, help="timed rounds per row group (median)")
     ap.add_argument("--pair-reps", type=int, default=21,
                     help="rounds of ours and the float32 matmul alternating at batch 256 (median)")
+    ap.add_argument("--markdown", metavar="PATH", help="write the page (machine, versions, date, tables) to PATH")
     ap.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     ap.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     ap.add_argument("--threads", type=int, default=None,
@@ -595,19 +588,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench.py: --only takes {','.join(SECTIONS)}, --reps and --pair-reps >= 1, got {args.only!r} "
               f"{args.reps} {args.pair_reps}", file=sys.stderr)
         return 2
-    import onnxruntime
-
-    meta = dict(
-        command="python tools/bench.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        cpus=os.cpu_count(), machine=platform.processor() or platform.machine(),
-        python=platform.python_version(), numpy=np.__version__, onnxruntime=onnxruntime.__version__,
-        load_before=os.getloadavg()[0], threads=THREADS or "library defaults",
-    )
-    print(f"# {meta['command']}  ({meta['date']}; {meta['cpus']} cpus; numpy {meta['numpy']}, "
-          f"onnxruntime {meta['onnxruntime']}; threads: {meta['threads']}; load {meta['load_before']:.2f})")
-    print("# times in ms (memory: multiples of the float32 weight); ratio = ours / peer, medians of "
-          f"{args.reps} round-robin rounds ({args.pair_reps} for batch 256 against the float32 matmul)")
+    env = environment(peers=("gguf", "torch", "bitsandbytes"))
+    print_environment(env)
+    print(f"# threads: {THREADS or 'library defaults'}; times in ms (memory: multiples of the float32 weight); "
+          f"ratio = ours / peer, medians of {args.reps} round-robin rounds ({args.pair_reps} for batch 256 "
+          "against the float32 matmul)")
     print(HEADER)
     q = args.quick
     if "quant" in only:
@@ -623,14 +608,16 @@ def main(argv: list[str] | None = None) -> int:
     if "nf4" in only:
         bench_nf4(1024 if q else 4096, 1024 if q else 4096, [1, 256], args.reps)
         bench_nf4_bnb(1024 if q else 4096, 1024 if q else 4096, args.reps)
-    meta["load_after"] = os.getloadavg()[0]
+    load_after = os.getloadavg()[0]
     missed = [r for r in ROWS if r["met"] is False]
     print(f"# targets: {sum(r['met'] is True for r in ROWS)} met, {len(missed)} missed; "
-          f"load {meta['load_before']:.2f} -> {meta['load_after']:.2f}")
+          f"load {env['load']:.2f} -> {load_after:.2f}")
+    if args.markdown:
+        write_page(args.markdown, "Performance of the NumPy kernels", env, page_sections(args))
     if args.json:
         tmp = args.json + ".tmp"
         with open(tmp, "w") as f:
-            json.dump(dict(meta=meta, rows=ROWS), f, indent=1)
+            json.dump(dict(meta=dict(env, threads=THREADS, load_after=load_after), rows=ROWS), f, indent=1)
         os.replace(tmp, args.json)
     return 0
 

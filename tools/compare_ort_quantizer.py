@@ -1,4 +1,4 @@
-"""Compare ``monoquant-np quantize`` with onnxruntime's ``matmul_nbits_quantizer`` on MiniLM-L3.
+"""Compare ``monoquant-np quantize`` with onnxruntime's ``matmul_nbits_quantizer`` on MiniLM-L3 (docs/).
 
 Same settings for both: 4-bit, block/group 128, symmetric, the ops listed
 (``MatMul``; ``MatMul`` + ``Gather``). Measured in the same run:
@@ -14,7 +14,10 @@ Same settings for both: 4-bit, block/group 128, symmetric, the ops listed
 Ratios are ours / onnxruntime's. Needs ``onnx-ir`` (imported by
 onnxruntime's quantizer) and the MiniLM wheels (``monoquant_np.assets``).
 
-    python tools/compare_ort_quantizer.py [--repeat 3] [--sentences 256]
+The run prints the machine, the library versions and the date first;
+``--markdown PATH`` writes them, the table and how to read it to a page.
+
+    python tools/compare_ort_quantizer.py [--repeat 3] [--sentences 256] [--markdown docs/ort-quantizer.md]
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import tempfile
 import time
 
 import numpy as np
+from _report import environment, markdown_table, print_environment, write_page
 
 from monoquant_np.assets import MINILM_INSTALL_HINT, minilm_model_path
 from monoquant_np.onnx.calibration.corpus import minilm_feeds, stdlib_sentences
@@ -114,16 +118,46 @@ def _embed(path: str, sentences: list[str]) -> np.ndarray:
                            for i in range(0, len(sentences), 64)])
 
 
+READING = """\
+How to read it: both quantizers run with the same settings (4-bit, group/block
+128, symmetric) on the same model, in the same run; the ratios are ours /
+onnxruntime's. `mean cosine` compares the sentence embeddings with the float
+model's (onnxruntime at accuracy level 1, float32 arithmetic; 1 is identical).
+onnxruntime's symmetric scale is the signed extreme over -8, which uses all 16
+codes, where the spec's `absmax / 7` leaves code -8 unused (spec chapter 3),
+which accounts for the difference in accuracy on the MatMuls alone.
+`quantize s` is file to file (load, quantize, save) and includes the per-weight
+error report that onnxruntime's quantizer does not compute; `peak RSS` is of a
+fresh process doing the same. Peak memory with `--external-data` stays near the
+output plus the largest tensor, as weights are streamed one at a time."""
+
+
+Row = tuple[str, str, int, float, int, float]  # ops, kind, file bytes, seconds, peak KB, mean cosine
+
+
+def _cells(r: Row, rows: list[Row]) -> list[str]:
+    """One table row, with size and time relative to onnxruntime's row of the same ops."""
+    ops, kind, size, secs, peak, cos = r
+    peer = next(p for p in rows if p[0] == ops and p[1] == "ort")
+    name = {"ours-qdq": "monoquant-np (qdq)", "ours-matmulnbits": "monoquant-np (matmulnbits)",
+            "ort": "onnxruntime matmul_nbits_quantizer"}[kind]
+    return [ops, name, f"{size / 1e6:.2f}", f"{secs:.2f}", f"{peak / 1024:.0f}", f"{cos:.4f}",
+            f"{size / peer[2]:.3f}", f"{secs / peer[3]:.2f}"]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--sentences", type=int, default=256)
+    ap.add_argument("--markdown", metavar="PATH", help="write the page (machine, versions, date, table) to PATH")
     args = ap.parse_args()
     found = minilm_model_path()
     if found is None:
         print(f"MiniLM not installed: {MINILM_INSTALL_HINT}", file=sys.stderr)
         return 2
     src = str(found)
+    env = environment(peers=("onnx-ir",))
+    print_environment(env)
     sentences = sorted(stdlib_sentences(args.sentences), key=len)
     ref = _embed(src, sentences)
     rows = []
@@ -147,21 +181,19 @@ def main() -> int:
         _, base = _run(BASELINE, [])
         _, inline_peak = _run(OURS_EXT, [src, os.path.join(d, "m1.onnx")])
         _, ext_peak = _run(OURS_EXT, [ext, os.path.join(d, "m2.onnx")])
-    print(f"MiniLM-L3 ({os.path.getsize(src) / 1e6:.1f} MB float), group 128, symmetric; "
-          f"{len(sentences)} sentences; time = median of {args.repeat}, file to file\n")
-    print("| ops | quantizer | file MB | quantize s | peak RSS MB | mean cosine | size / ORT | time / ORT |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for ops, kind, size, secs, peak, cos in rows:
-        peer = next(r for r in rows if r[0] == ops and r[1] == "ort")
-        name = {"ours-qdq": "monoquant-np (qdq)", "ours-matmulnbits": "monoquant-np (matmulnbits)",
-                "ort": "onnxruntime matmul_nbits_quantizer"}[kind]
-        print(f"| {ops} | {name} | {size / 1e6:.2f} | {secs:.2f} | {peak / 1024:.0f} | {cos:.4f} | "
-              f"{size / peer[2]:.3f} | {secs / peer[3]:.2f} |")
-    print("\nPeak RSS of `quantize --ops MatMul,Gather --external-data` (MB): "
-          f"interpreter + imports {base / 1024:.0f}; "
-          f"inline 69 MB input {inline_peak / 1024:.0f} (+{(inline_peak - base) / 1024:.0f}); "
-          f"external-data input {ext_peak / 1024:.0f} (+{(ext_peak - base) / 1024:.0f}); "
-          f"largest tensor 46.9 MB, output 9.3 MB")
+    intro = (f"MiniLM-L3 ({os.path.getsize(src) / 1e6:.1f} MB float), group 128, symmetric; "
+             f"{len(sentences)} sentences; time = median of {args.repeat}, file to file.")
+    head = ["ops", "quantizer", "file MB", "quantize s", "peak RSS MB", "mean cosine", "size / ORT", "time / ORT"]
+    table = markdown_table(head, [_cells(r, rows) for r in rows], "llrrrrrr")
+    memory = ("Peak RSS of `quantize --ops MatMul,Gather --external-data` (MB): "
+              f"interpreter + imports {base / 1024:.0f}; "
+              f"inline {os.path.getsize(src) / 1e6:.0f} MB input {inline_peak / 1024:.0f} "
+              f"(+{(inline_peak - base) / 1024:.0f}); "
+              f"external-data input {ext_peak / 1024:.0f} (+{(ext_peak - base) / 1024:.0f}).")
+    print(f"{intro}\n\n{table}\n\n{memory}")
+    if args.markdown:
+        write_page(args.markdown, "monoquant-np against onnxruntime's weight quantizer on MiniLM-L3", env,
+                   [intro, table, memory, READING])
     return 0
 
 

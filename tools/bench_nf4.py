@@ -1,8 +1,9 @@
-"""What NF4 and double quantization cost in onnxruntime (spec 10.6, 11.4; README table).
+"""What NF4 and double quantization cost in onnxruntime (spec 10.6, 11.4; docs/nf4-onnxruntime.md).
 
 Usage::
 
     python tools/bench_nf4.py [--k 2048] [--n 2048] [--batch 1 32] [--runs 30] [--threads 1]
+                              [--markdown docs/nf4-onnxruntime.md]
 
 One linear layer ``y = x @ W`` (``W`` standard normal ``(K, N)``) exported in
 each form, run on onnxruntime's CPU provider; for each form and batch size it
@@ -20,6 +21,9 @@ memory, the lookup runs on every call); NF4 b64 with double quantization; NF4
 b64 as ``com.microsoft.MatMulBnb4``; INT4 g64 with double quantization, its
 scales rebuilt by ``DequantizeLinear`` (a computed scale: not fused) or by
 ``scale_rebuild="arithmetic"`` (constant-folded, then fused into MatMulNBits).
+
+The run prints the machine, the library versions and the date first;
+``--markdown PATH`` writes them, the table and how to read it to a page.
 """
 
 from __future__ import annotations
@@ -32,12 +36,13 @@ import tempfile
 import numpy as np
 import onnx
 import onnxruntime as ort
-from _report import median_ms
+from _report import environment, markdown_table, median_ms, print_environment, write_page
 from onnx import TensorProto, helper, numpy_helper
 
 from monoquant_np import dequant_matmul, double_quantize, quantize, quantize_nf4
 from monoquant_np.onnx import linear_model
-from monoquant_np.onnx.export.nf4_subgraph import IR_VERSION, OPSET, nf4_linear_model
+from monoquant_np.onnx.export.constants import IR_VERSION, OPSET
+from monoquant_np.onnx.export.models import nf4_linear_model
 from monoquant_np.onnx.runtime import ACCURACY_OPTION, max_relative_error
 
 
@@ -87,7 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--markdown", metavar="PATH", help="write the page (machine, versions, date, table) to PATH")
     args = p.parse_args(argv)
+    env = environment()
+    print_environment(env)
     rng = np.random.default_rng(args.seed)
     w = rng.standard_normal((args.k, args.n)).astype(np.float32)
     int4 = quantize(w, group_size=64)
@@ -104,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         ("INT4 g64 +DQ, DQL rebuild (unfused)", nf4_linear_model(int4dq), int4dq, False),
         ("INT4 g64 +DQ, arithmetic rebuild", nf4_linear_model(int4dq, scale_rebuild="arithmetic"), int4dq, False),
     ]
-    print(f"W {args.k}x{args.n}, {args.threads} thread(s), median of {args.runs} runs, onnxruntime {ort.__version__}")
+    intro = f"W {args.k}x{args.n}, {args.threads} thread(s), median latency of {args.runs} runs."
+    print(intro)
     head = ["form", "file MB", "resident MB", "ops after optimization", "max rel err"]
     head += [f"ms b{b}" for b in args.batch] + [f"vs float b{b}" for b in args.batch]
     rows = []
@@ -125,12 +134,25 @@ def main(argv: list[str] | None = None) -> int:
         row += [f"{ms[b]:.3f}" for b in args.batch] + [f"x{ms[b] / peer[b]:.2f}" for b in args.batch]
         rows.append(row)
         print(" | ".join(row), flush=True)
-    print()
-    print("| " + " | ".join(head) + " |")
-    print("|" + "---|" * len(head))
-    for r in rows:
-        print("| " + " | ".join(r) + " |")
+    table = markdown_table(head, rows, "lrrlr" + "r" * 2 * len(args.batch))
+    print(f"\n{table}")
+    if args.markdown:
+        write_page(args.markdown, "What NF4 and double quantization cost in onnxruntime", env, [intro, table, READING])
     return 0
+
+
+READING = """\
+How to read it: one linear layer `y = x @ W` exported in each form and run on
+onnxruntime's CPU provider; `ms bB` is the median latency at batch B and `vs float
+bB` its ratio to the float32 `MatMul` measured in the same run. `resident MB` is
+what the session keeps after its graph optimizations and `ops after optimization`
+the operators it runs: a constant-folded NF4 graph is small on disk but holds and
+multiplies a float32 weight; with folding disabled the weight stays 4-bit and the
+element-wise `Gather` runs on every call. onnxruntime's `MatMulNBits` takes linear
+codes only, so NF4 cannot use it; double-quantized int4 whose scales are rebuilt
+by `Cast`/`Mul`/`Add` (`scale_rebuild="arithmetic"`) is folded at load time and
+then fuses into `MatMulNBits`. `max rel err` is the largest relative difference
+from the NumPy spec (`dequant_matmul`)."""
 
 
 if __name__ == "__main__":

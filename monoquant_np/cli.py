@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from . import __version__
 
@@ -53,14 +53,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(f"\nONNX part skipped: {e.name or e} is not installed")
     else:
         demo_onnx(args, totals)
-    for hook in DEMO_EXTENSIONS:
-        hook(args, rows, totals)
     return 0
-
-
-#: Functions called after the NumPy demo with (args, rows, totals); the ONNX
-#: part of the demo registers itself here.
-DEMO_EXTENSIONS: list[Callable[[argparse.Namespace, list, dict], None]] = []
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,7 +23,9 @@ from .export.qdq import (
 )
 from .inspect import inspect_model
 from .model_io import load_model, save, save_model
-from .quantizer.pipeline import Algorithm, WeightContext, quantize_model, quantize_model_with_report, register_algorithm
+from .quantizer.algorithm import Algorithm, WeightContext
+from .quantizer.pipeline import quantize_model, quantize_model_with_report
+from .quantizer.registry import register_algorithm
 from .runtime import (
     fused_op_types,
     int8_activation_reference,

@@ -10,9 +10,41 @@ temporary name and renamed; the input is never written.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+from .feeds import load_feeds
+from .inspect import format_inspection, inspect_model
+from .model_io import (
+    check_output_path,
+    copy_atomic,
+    external_files,
+    load_model,
+    same_file,
+    save_model,
+    write_text_atomic,
+)
+from .options import (
+    ACCURACY_LEVELS,
+    ALGORITHMS,
+    DEFAULT_ALGORITHM,
+    DEFAULT_FORMAT,
+    DEFAULT_GATHER_OP,
+    DEFAULT_GROUP_SIZE,
+    DEFAULT_MIN_ELEMENTS,
+    DEFAULT_OPS,
+    DEFAULT_SCALE_DTYPE,
+    DEFAULT_SCHEME,
+    FORMATS,
+    GATHER_OPS,
+    SCALE_DTYPES,
+    SCHEMES,
+)
+from .quantizer.pipeline import quantize_model_with_report
+from .verify import format_diffs, verify_models
 
 __all__ = ["add_model_commands"]
 
@@ -39,26 +71,21 @@ def _progress_printer(enabled: bool):
 
 
 def _check_paths(inp: Path, out: Path, report: str | None) -> None:
-    from .model_io import _check_output_path, _same_file, external_files, load_model
-
     if not inp.exists():
         raise OSError(f"input {str(inp)!r} does not exist")
-    _check_output_path(out, (inp,))
+    check_output_path(out, (inp,))
     existing = [p for p in (out, out.with_name(out.name + ".data")) if p.exists()]
     if existing:  # could OUTPUT or OUTPUT.data be one of the input's side files? (cheap: they stay on disk)
         side = external_files(load_model(inp, load_external_data=False), inp.parent)
         for p in existing:
-            _check_output_path(p, tuple(side))
+            check_output_path(p, tuple(side))
     if report:
-        if _same_file(Path(report), out):
+        if same_file(Path(report), out):
             raise ValueError(f"--report {report!r} is the output model's file; choose another name")
-        _check_output_path(Path(report), (inp,), "--report")
+        check_output_path(Path(report), (inp,), "--report")
 
 
 def _cmd_quantize(args: argparse.Namespace) -> int:
-    from .model_io import copy_atomic, external_files, save_model, write_text_atomic
-    from .quantizer.pipeline import quantize_model_with_report
-
     inp, out = Path(args.input), Path(args.output)
     _check_paths(inp, out, args.report)
     if args.accuracy_level is not None and args.format != "matmulnbits":
@@ -70,7 +97,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
             raise ValueError(f"--asymmetric means --scheme uint4, got --scheme {scheme}")
         scheme = "uint4"
     model, report = quantize_model_with_report(
-        inp, group_size=args.group_size, scheme=scheme or "int4", scale_dtype=args.scale_dtype,
+        inp, group_size=args.group_size, scheme=scheme or DEFAULT_SCHEME, scale_dtype=args.scale_dtype,
         format=args.format, ops=args.ops, exclude=args.exclude, min_elements=args.min_elements,
         double_quant=args.double_quant, algorithm=args.algorithm, calibration=args.calibration,
         gather_op=args.gather_op, accuracy_level=args.accuracy_level,
@@ -97,9 +124,6 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from .quantizer.pipeline import load_feeds
-    from .verify import format_diffs, verify_models
-
     feeds = load_feeds(args.inputs) if args.inputs else None
     diffs = verify_models(args.reference, args.candidate, feeds, samples=args.samples, seq_len=args.seq_len,
                           accuracy_level=args.accuracy_level)
@@ -114,13 +138,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from .inspect import format_inspection, inspect_model
-
     rows, totals = inspect_model(args.model)
     if args.json:
-        import dataclasses
-        import json
-
         print(json.dumps({"tensors": [dataclasses.asdict(r) for r in rows], "totals": totals}, indent=2))
     else:
         print(format_inspection(rows, totals))
@@ -156,6 +175,13 @@ def _cosine(text: str) -> float:
 
 def add_model_commands(sub) -> None:
     """Add ``quantize``, ``verify`` and ``inspect`` to an argparse subparsers object."""
+    _add_quantize(sub)
+    _add_verify(sub)
+    _add_inspect(sub)
+
+
+def _add_quantize(sub) -> None:
+    """The ``quantize`` subcommand; its choices and defaults come from :mod:`monoquant_np.onnx.options`."""
     q = sub.add_parser(
         "quantize", help="quantize a float ONNX model's weights to 4 bits",
         description="Quantize the MatMul/Gemm (and, with --ops, Gather) weights of a float32/float16 ONNX model "
@@ -164,35 +190,39 @@ def add_model_commands(sub) -> None:
         epilog="example: monoquant-np quantize model.onnx model-int4.onnx --ops MatMul,Gather --report r.json")
     q.add_argument("input", help="the float32/float16 .onnx model (never modified)")
     q.add_argument("output", help="the .onnx file to write (its folder must exist)")
-    q.add_argument("--group-size", type=_positive_int, default=128, metavar="N",
-                   help="elements per group along K (or the embedding axis) (default 128)")
+    q.add_argument("--group-size", type=_positive_int, default=DEFAULT_GROUP_SIZE, metavar="N",
+                   help=f"elements per group along K (or the embedding axis) (default {DEFAULT_GROUP_SIZE})")
     q.add_argument("--asymmetric", action="store_true", help="uint4 codes with zero points (= --scheme uint4)")
-    q.add_argument("--scheme", choices=("int4", "uint4", "nf4"), default=None, help="code scheme (default int4)")
-    q.add_argument("--scale-dtype", choices=("float32", "float16"), default="float32",
-                   help="dtype of the stored group scales (default float32)")
-    q.add_argument("--format", choices=("qdq", "matmulnbits"), default="qdq",
+    q.add_argument("--scheme", choices=SCHEMES, default=None, help=f"code scheme (default {DEFAULT_SCHEME})")
+    q.add_argument("--scale-dtype", choices=SCALE_DTYPES, default=DEFAULT_SCALE_DTYPE,
+                   help=f"dtype of the stored group scales (default {DEFAULT_SCALE_DTYPE})")
+    q.add_argument("--format", choices=FORMATS, default=DEFAULT_FORMAT,
                    help="DequantizeLinear->MatMul (standard ONNX, default) or com.microsoft.MatMulNBits")
-    q.add_argument("--ops", default="MatMul,Gemm", metavar="OPS",
-                   help="comma list of MatMul, Gemm, Gather (default MatMul,Gemm; Gather = embedding tables)")
+    ops = ",".join(DEFAULT_OPS)
+    q.add_argument("--ops", default=ops, metavar="OPS",
+                   help=f"comma list of MatMul, Gemm, Gather (default {ops}; Gather = embedding tables)")
     q.add_argument("--exclude", metavar="REGEX", help="leave weights (or reader nodes) matching REGEX float")
-    q.add_argument("--min-elements", type=_count, default=4096, metavar="N",
-                   help="leave weights with fewer elements float (default 4096; 0 = none)")
+    q.add_argument("--min-elements", type=_count, default=DEFAULT_MIN_ELEMENTS, metavar="N",
+                   help=f"leave weights with fewer elements float (default {DEFAULT_MIN_ELEMENTS}; 0 = none)")
     q.add_argument("--double-quant", action="store_true", help="store group scales in 8 bits")
-    q.add_argument("--algorithm", choices=("rtn", "mse", "gptq", "awq"), default="rtn",
+    q.add_argument("--algorithm", choices=tuple(ALGORITHMS), default=DEFAULT_ALGORITHM,
                    help="rtn: round to nearest with absmax scales (default); mse: searched scales; "
                         "gptq, awq: need --calibration")
     q.add_argument("--calibration", metavar="FEEDS.npz",
                    help="calibration inputs (required by gptq/awq; with mse, adds output-error columns to the report): "
                         "arrays named after the model inputs, batch on axis 0 (numpy.savez)")
-    q.add_argument("--gather-op", choices=("GatherBlockQuantized", "DequantizeLinear"),
-                   default="GatherBlockQuantized", help="how Gather tables are read (default GatherBlockQuantized)")
-    q.add_argument("--accuracy-level", type=int, choices=(0, 1, 2, 3, 4), default=None,
+    q.add_argument("--gather-op", choices=GATHER_OPS, default=DEFAULT_GATHER_OP,
+                   help=f"how Gather tables are read (default {DEFAULT_GATHER_OP})")
+    q.add_argument("--accuracy-level", type=int, choices=tuple(ACCURACY_LEVELS), default=None,
                    help="MatMulNBits accuracy_level with --format matmulnbits")
     q.add_argument("--external-data", action="store_true", help="write weights to OUTPUT.data")
     q.add_argument("--report", metavar="REPORT.json", help="write the per-layer report as JSON")
     q.add_argument("--progress", action="store_true", help="show progress on stderr even when not a terminal")
     q.set_defaults(func=_cmd_quantize)
 
+
+def _add_verify(sub) -> None:
+    """The ``verify`` subcommand."""
     v = sub.add_parser(
         "verify", help="compare a quantized model with its reference in onnxruntime",
         description="Run both models in onnxruntime on the same inputs and print, per output, the max abs "
@@ -209,10 +239,13 @@ def add_model_commands(sub) -> None:
                    help="other symbolic dims of generated inputs (default 16)")
     v.add_argument("--min-cosine", type=_cosine, default=None, metavar="X",
                    help="exit 1 if an output's cosine is lower")
-    v.add_argument("--accuracy-level", type=int, choices=(0, 1, 2, 3, 4), default=1,
+    v.add_argument("--accuracy-level", type=int, choices=tuple(ACCURACY_LEVELS), default=1,
                    help="session.qdq_matmulnbits_accuracy_level (1 = float32, the spec; default 1)")
     v.set_defaults(func=_cmd_verify)
 
+
+def _add_inspect(sub) -> None:
+    """The ``inspect`` subcommand."""
     i = sub.add_parser("inspect", help="list what a model stores quantized, and how",
                        description="List every MatMul/Gemm/Gather weight of a model: shape, scheme (or float "
                                    "dtype), group size, bytes, and the operator that reads it; then the totals.")

@@ -25,9 +25,11 @@ import dataclasses
 import os
 
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto
 
-from .model_io import iter_graphs, load_model, tensor_nbytes
+from .model_io import load_model
+from .protobuf import attrs, graph_constants, iter_graphs
+from .tensors import tensor_nbytes
 
 __all__ = ["TensorInfo", "inspect_model", "format_inspection"]
 
@@ -53,8 +55,31 @@ class TensorInfo:
     used_by: tuple[str, ...] = ()
 
 
-def _attrs(node: onnx.NodeProto) -> dict:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+class _Listing:
+    """The rows of one model: its constants (all graphs), who reads each value, and the rows added so far."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        self.consts: dict[str, TensorProto] = {}
+        self.readers: dict[str, list[str]] = {}
+        for g in iter_graphs(model.graph):
+            self.consts.update(graph_constants(g))
+            for n in g.node:
+                for i in n.input:
+                    self.readers.setdefault(i, []).append(n.op_type)
+        self.rows: list[TensorInfo] = []
+        self.seen: set[str] = set()
+
+    def add(self, name: str, shape, scheme: str, group: int | None, axis: int | None, used: str, stored_as: str,
+            *extra: str) -> None:
+        """A row for ``name`` (and its companions ``extra``, counted in its bytes), unless already listed."""
+        if name in self.seen:
+            return
+        self.seen.add(name)
+        self.seen.update(x for x in extra if x)
+        nbytes = sum(tensor_nbytes(self.consts[x]) for x in (name, *extra) if x and x in self.consts)
+        used_by = tuple(sorted(set(self.readers.get(used, [])))) if used else ()
+        dims = tuple(int(d) for d in shape)
+        self.rows.append(TensorInfo(name, dims, scheme, group, axis, nbytes, stored_as, used_by))
 
 
 def inspect_model(model_or_path: onnx.ModelProto | str | os.PathLike) -> tuple[list[TensorInfo], dict]:
@@ -67,93 +92,90 @@ def inspect_model(model_or_path: onnx.ModelProto | str | os.PathLike) -> tuple[l
         data = [t for g in iter_graphs(model.graph) for t in g.initializer if t.external_data]
         if data:
             file_bytes += sum(tensor_nbytes(t) for t in data)
-    consts: dict[str, TensorProto] = {}
-    readers: dict[str, list[str]] = {}
-    for g in iter_graphs(model.graph):
-        for t in g.initializer:
-            consts[t.name] = t
-        for n in g.node:
-            if n.op_type == "Constant" and n.output:
-                for a in n.attribute:
-                    if a.name == "value" and a.type == onnx.AttributeProto.TENSOR:
-                        consts[n.output[0]] = a.t
-            for i in n.input:
-                readers.setdefault(i, []).append(n.op_type)
-    rows: list[TensorInfo] = []
-    seen: set[str] = set()
-
-    def nb(*names: str) -> int:
-        return sum(tensor_nbytes(consts[x]) for x in names if x and x in consts)
-
-    def add(name, shape, scheme, group, axis, used, stored_as, *extra):
-        if name in seen:
-            return
-        seen.add(name)
-        seen.update(x for x in extra if x)
-        rows.append(TensorInfo(name, tuple(int(d) for d in shape), scheme, group, axis, nb(name, *extra),
-                               stored_as, tuple(sorted(set(readers.get(used, [])))) if used else ()))
-
+    listing = _Listing(model)
     for g in iter_graphs(model.graph):
         for n in g.node:
-            a = _attrs(n)
-            ins = list(n.input) + [""] * 6
-            if n.op_type == "DequantizeLinear" and ins[0] in consts and consts[ins[0]].data_type in _QTYPES:
-                t = consts[ins[0]]
-                scale_dims = tuple(consts[ins[1]].dims) if ins[1] in consts else None
-                group = a.get("block_size") or None
-                axis = a.get("axis", 1)
-                if group is None and scale_dims is not None and len(scale_dims) <= 1 and len(t.dims) > 1:
-                    group = None  # per-channel or per-tensor
-                scheme = _QTYPES[t.data_type] if group else f"{_QTYPES[t.data_type]} per-channel"
-                base = ins[0] + "_scale"
-                dq = [base + x for x in ("_codes", "_scale", "_offset")] if base + "_codes" in consts else []
-                if ins[1] not in consts and dq:  # scales made by this package's double-quant graph (spec 11)
-                    scheme += " dq8"
-                else:
-                    dq = []
-                add(ins[0], t.dims, scheme, group, axis, n.output[0], "DequantizeLinear", ins[1], ins[2], *dq)
-            elif n.op_type == "MatMulNBits" and ins[1] in consts:
-                bits = a.get("bits", 4)
-                scheme = f"{'uint' if ins[3] else 'int'}{bits}"
-                add(ins[1], (a.get("K", 0), a.get("N", 0)), scheme, a.get("block_size"), 0, "",
-                    "MatMulNBits", ins[2], ins[3])
-            elif n.op_type == "GatherBlockQuantized" and ins[0] in consts:
-                t = consts[ins[0]]
-                scheme = _QTYPES.get(t.data_type, "uint4")
-                if ins[3] and t.data_type not in (TensorProto.INT4, TensorProto.UINT4):
-                    scheme = "uint4"
-                add(ins[0], t.dims, scheme, a.get("block_size"), a.get("quantize_axis"), "",
-                    "GatherBlockQuantized", ins[2], ins[3])
-            elif n.op_type == "MatMulBnb4" and ins[1] in consts:
-                add(ins[1], (a.get("K", 0), a.get("N", 0)), "nf4" if a.get("quant_type", 1) == 1 else "fp4",
+            _list_quantized(listing, n)
+    _list_nf4_graphs(listing)
+    for g in iter_graphs(model.graph):
+        for n in g.node:
+            _list_float(listing, n)
+    return listing.rows, _totals(listing, model, file_bytes)
+
+
+def _list_quantized(listing: _Listing, n: onnx.NodeProto) -> None:
+    """The weight ``n`` reads quantized, when it is a DequantizeLinear, MatMulNBits, GatherBlockQuantized or
+    MatMulBnb4 node on a constant."""
+    consts, a = listing.consts, attrs(n)
+    ins = list(n.input) + [""] * 6
+    if n.op_type == "DequantizeLinear" and ins[0] in consts and consts[ins[0]].data_type in _QTYPES:
+        t = consts[ins[0]]
+        group = a.get("block_size") or None
+        scheme = _QTYPES[t.data_type] if group else f"{_QTYPES[t.data_type]} per-channel"
+        base = ins[0] + "_scale"
+        dq = [base + x for x in ("_codes", "_scale", "_offset")] if base + "_codes" in consts else []
+        if ins[1] not in consts and dq:  # scales made by this package's double-quant graph (spec 11)
+            scheme += " dq8"
+        else:
+            dq = []
+        listing.add(ins[0], t.dims, scheme, group, a.get("axis", 1), n.output[0], "DequantizeLinear", ins[1], ins[2],
+                    *dq)
+    elif n.op_type == "MatMulNBits" and ins[1] in consts:
+        scheme = f"{'uint' if ins[3] else 'int'}{a.get('bits', 4)}"
+        listing.add(ins[1], (a.get("K", 0), a.get("N", 0)), scheme, a.get("block_size"), 0, "", "MatMulNBits",
+                    ins[2], ins[3])
+    elif n.op_type == "GatherBlockQuantized" and ins[0] in consts:
+        t = consts[ins[0]]
+        scheme = _QTYPES.get(t.data_type, "uint4")
+        if ins[3] and t.data_type not in (TensorProto.INT4, TensorProto.UINT4):
+            scheme = "uint4"
+        listing.add(ins[0], t.dims, scheme, a.get("block_size"), a.get("quantize_axis"), "", "GatherBlockQuantized",
+                    ins[2], ins[3])
+    elif n.op_type == "MatMulBnb4" and ins[1] in consts:
+        listing.add(ins[1], (a.get("K", 0), a.get("N", 0)), "nf4" if a.get("quant_type", 1) == 1 else "fp4",
                     a.get("block_size"), None, "", "MatMulBnb4", ins[2])
-    for name, t in consts.items():
-        if name in seen or t.data_type != TensorProto.UINT4 or name + "_codebook" not in consts:
+
+
+def _list_nf4_graphs(listing: _Listing) -> None:
+    """This package's NF4 graphs (spec 10.6): a UINT4 constant with a ``_codebook`` sibling."""
+    for name, t in listing.consts.items():
+        if name in listing.seen or t.data_type != TensorProto.UINT4 or name + "_codebook" not in listing.consts:
             continue
         meta = {p.key: p.value for p in t.metadata_props}
         extra = [name + s for s in ("_scale", "_scale_codes", "_scale_scale", "_scale_offset", "_codebook")]
-        add(name, t.dims, "nf4", int(meta.get("monoquant.block_size", 0)) or None,
-            int(meta.get("monoquant.axis", 0)), "", "Gather(codebook)", *extra)
-    for g in iter_graphs(model.graph):
-        for n in g.node:
-            roles = {"MatMul": 1, "Gemm": 1, "Gather": 0}
-            if n.op_type in roles and len(n.input) > roles[n.op_type]:
-                w = n.input[roles[n.op_type]]
-                t = consts.get(w)
-                if t is not None and t.data_type in _FTYPES and len(t.dims) >= 2 and w not in seen:
-                    add(w, t.dims, _FTYPES[t.data_type], None, None, w, "float")
+        listing.add(name, t.dims, "nf4", int(meta.get("monoquant.block_size", 0)) or None,
+                    int(meta.get("monoquant.axis", 0)), "", "Gather(codebook)", *extra)
+
+
+#: The input index of the weight of each float reader that :func:`inspect_model` lists.
+_FLOAT_READERS = {"MatMul": 1, "Gemm": 1, "Gather": 0}
+
+
+def _list_float(listing: _Listing, n: onnx.NodeProto) -> None:
+    """The float weight ``n`` reads, when it is a MatMul (B), Gemm (B) or Gather (data) on a 2-D+ constant."""
+    k = _FLOAT_READERS.get(n.op_type)
+    if k is None or len(n.input) <= k:
+        return
+    w = n.input[k]
+    t = listing.consts.get(w)
+    if t is not None and t.data_type in _FTYPES and len(t.dims) >= 2 and w not in listing.seen:
+        listing.add(w, t.dims, _FTYPES[t.data_type], None, None, w, "float")
+
+
+def _totals(listing: _Listing, model: onnx.ModelProto, file_bytes: int | None) -> dict:
+    """Counts and bytes of the quantized and float rows, the model's tensor bytes, file size, opset and IR."""
+    rows = listing.rows
     quant = [r for r in rows if r.stored_as != "float"]
-    totals = {
+    return {
         "quantized_weights": len(quant),
         "float_weights": len(rows) - len(quant),
         "quantized_bytes": sum(r.nbytes for r in quant),
         "float_bytes": sum(r.nbytes for r in rows if r.stored_as == "float"),
-        "all_tensor_bytes": sum(tensor_nbytes(t) for t in consts.values()),
+        "all_tensor_bytes": sum(tensor_nbytes(t) for t in listing.consts.values()),
         "file_bytes": file_bytes,
         "opset": next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None),
         "ir_version": model.ir_version,
     }
-    return rows, totals
 
 
 def format_inspection(rows: list[TensorInfo], totals: dict) -> str:

@@ -18,27 +18,20 @@ with external data automatically.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import onnx
 
-from .tensors import (
-    externalize,
-    inline_copy,
-    is_external,
-    iter_graphs,
-    iter_tensors,
-    tensor_array,
-    tensor_nbytes,
-)
+from .tensors import externalize, inline_copy, is_external, iter_tensors, tensor_nbytes
 
 __all__ = [
     "load_model", "save_model", "save", "write_text_atomic", "copy_atomic", "external_files",
-    "PROTOBUF_LIMIT",
-    # re-exported from .tensors
-    "iter_graphs", "iter_tensors", "tensor_nbytes", "tensor_array",
+    "check_output_path", "same_file", "PROTOBUF_LIMIT",
 ]
 
 #: protobuf refuses to serialize a message of 2 GiB or more.
@@ -92,22 +85,39 @@ def load_model(path: str | os.PathLike, *, load_external_data: bool = True, what
     return model
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     """True when ``a`` and ``b`` name one file (any spelling, symlinks, hard links)."""
+    a, b = Path(a), Path(b)
     if a.exists() and b.exists() and os.path.samefile(a, b):
         return True
     return a.resolve() == b.resolve()
 
 
-def _check_output_path(path: Path, inputs: tuple[str | os.PathLike, ...], what: str = "output") -> None:
+def check_output_path(path: str | os.PathLike, inputs: tuple[str | os.PathLike, ...] = (),
+                      what: str = "output") -> None:
+    """Raise unless ``path`` can be written: ``OSError`` when it is a folder or its folder is missing,
+    ``ValueError`` when it is one of ``inputs`` (which are never overwritten). ``what`` names it in messages."""
+    path = Path(path)
     if path.exists() and path.is_dir():
         raise OSError(f"{what} {str(path)!r} is a folder, expected a file name")
     if not path.parent.exists():
         raise OSError(f"{what} folder {str(path.parent)!r} does not exist")
     for src in inputs:
-        if _same_file(Path(src), path):
+        if same_file(src, path):
             raise ValueError(f"{what} {str(path)!r} is the input file {str(src)!r}; choose another name "
                              "(the input is never overwritten)")
+
+
+@contextlib.contextmanager
+def _temporary(out: Path, prefix: str) -> Iterator[str]:
+    """A fresh temporary file ``.{prefix}.*.tmp`` next to ``out``, removed on exit unless renamed away."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{prefix}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        yield tmp
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def _publish(tmp: str | os.PathLike, dst: Path) -> None:
@@ -156,72 +166,53 @@ def save_model(
         ValueError: ``path`` is one of ``inputs``.
     """
     out = Path(path)
-    _check_output_path(out, inputs)
+    check_output_path(out, inputs)
     has_external_refs = any(is_external(t) for t in iter_tensors(model))
-    if not external_data and not has_external_refs and model.ByteSize() > PROTOBUF_LIMIT:
-        external_data = True
-    if not external_data and has_external_refs:
-        if base_dir is None:
-            raise ValueError("model refers to external data; pass base_dir (the input model's folder)")
-        if sum(tensor_nbytes(t) for t in iter_tensors(model)) > PROTOBUF_LIMIT:
-            external_data = True
-    folder = out.parent
-    tmp_model = tmp_data = None
+    external_data = external_data or _too_large(model, has_external_refs, base_dir)
     data_path = out.with_name(out.name + ".data") if external_data else None
     if data_path is not None:
-        _check_output_path(data_path, inputs, "data file")
-    try:
-        fd, tmp_model = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=folder)
-        os.close(fd)
-        if external_data:
-            fd, tmp_data = tempfile.mkstemp(prefix=f".{out.name}.data.", suffix=".tmp", dir=folder)
-            os.close(fd)
-            location = out.name + ".data"
-            to_write = externalize(model, Path(tmp_data), location, size_threshold, base_dir, consume)
+        check_output_path(data_path, inputs, "data file")
+    data_tmp = _temporary(out, data_path.name) if data_path is not None else contextlib.nullcontext("")
+    with _temporary(out, out.name) as tmp_model, data_tmp as tmp_data:
+        if data_path is not None:
+            to_write = externalize(model, Path(tmp_data), data_path.name, size_threshold, base_dir, consume)
         else:
             to_write = inline_copy(model, base_dir) if has_external_refs else model
         with open(tmp_model, "wb") as f:
             f.write(to_write.SerializeToString())
-        if tmp_data is not None and data_path is not None:
+        if data_path is not None:
             _publish(tmp_data, data_path)
-            tmp_data = None
         _publish(tmp_model, out)
-        tmp_model = None
-    finally:
-        for t in (tmp_model, tmp_data):
-            if t is not None and os.path.exists(t):
-                os.unlink(t)
     return data_path
+
+
+def _too_large(model: onnx.ModelProto, has_external_refs: bool, base_dir: str | os.PathLike | None) -> bool:
+    """True when ``model`` written as one file would exceed :data:`PROTOBUF_LIMIT` (its external
+    tensors counted at their size); a model with external references needs ``base_dir``."""
+    if not has_external_refs:
+        return model.ByteSize() > PROTOBUF_LIMIT
+    if base_dir is None:
+        raise ValueError("model refers to external data; pass base_dir (the input model's folder)")
+    return sum(tensor_nbytes(t) for t in iter_tensors(model)) > PROTOBUF_LIMIT
 
 
 def write_text_atomic(path: str | os.PathLike, text: str, *, inputs: tuple[str | os.PathLike, ...] = ()) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename (never a partial file)."""
     out = Path(path)
-    _check_output_path(out, inputs)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+    check_output_path(out, inputs)
+    with _temporary(out, out.name) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
         _publish(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def copy_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     """Copy ``src`` byte for byte to ``dst`` through a temporary file and a rename."""
-    import shutil
-
     out = Path(dst)
-    _check_output_path(out, (src,))
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
+    check_output_path(out, (src,))
+    with _temporary(out, out.name) as tmp:
         shutil.copyfile(src, tmp)
         _publish(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 #: The public name of :func:`save_model` (``monoquant_np.onnx.save``).

@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_ALGORITHM",
     "ACCURACY_LEVELS",
     "DEFAULT_GROUP_SIZE",
+    "DEFAULT_MIN_ELEMENTS",
     "check_accuracy_level",
 ]
 
@@ -56,6 +57,8 @@ ALGORITHMS = {"rtn": False, "mse": False, "gptq": True, "awq": True}
 DEFAULT_ALGORITHM = "rtn"
 #: Elements per group along the reduction axis.
 DEFAULT_GROUP_SIZE = 128
+#: Weights with fewer elements stay float (spec 13.1).
+DEFAULT_MIN_ELEMENTS = 4096
 #: ``MatMulNBits``' ``accuracy_level`` and onnxruntime's session option of the
 #: same name: the precision its fused kernel computes in (spec 9.6).
 ACCURACY_LEVELS = {0: "unset (float32 on CPU)", 1: "float32", 2: "float16", 3: "bfloat16", 4: "int8"}

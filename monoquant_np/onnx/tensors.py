@@ -17,23 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto
+from onnx import TensorProto, numpy_helper
+
+from .protobuf import constant_tensor, iter_graphs
 
 __all__ = [
-    "iter_graphs", "iter_tensors", "is_external", "tensor_nbytes", "tensor_array", "inline_copy", "externalize",
+    "iter_tensors", "is_external", "tensor_nbytes", "tensor_array", "inline_copy", "externalize",
 ]
-
-
-def iter_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
-    """``graph`` and every subgraph (If/Loop/Scan bodies, any depth), outermost first."""
-    yield graph
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from iter_graphs(attr.g)
-            elif attr.type == onnx.AttributeProto.GRAPHS:
-                for g in attr.graphs:
-                    yield from iter_graphs(g)
 
 
 def iter_tensors(model: onnx.ModelProto) -> Iterator[TensorProto]:
@@ -41,13 +31,13 @@ def iter_tensors(model: onnx.ModelProto) -> Iterator[TensorProto]:
     for g in iter_graphs(model.graph):
         yield from g.initializer
         for node in g.node:
-            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-                for attr in node.attribute:
-                    if attr.name == "value" and attr.type == onnx.AttributeProto.TENSOR:
-                        yield attr.t
+            t = constant_tensor(node)
+            if t is not None:
+                yield t
 
 
 def is_external(t: TensorProto) -> bool:
+    """True when ``t``'s bytes stay in an external data file (``data_location == EXTERNAL``)."""
     return t.HasField("data_location") and t.data_location == TensorProto.EXTERNAL
 
 
@@ -98,8 +88,6 @@ def tensor_array(t: TensorProto, base_dir: str | os.PathLike | None = None) -> n
     if simple and t.HasField("raw_data"):
         dt = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).newbyteorder("<")
         return np.frombuffer(t.raw_data, dtype=dt).reshape(tuple(t.dims)).astype(dt.newbyteorder("="), copy=False)
-    from onnx import numpy_helper
-
     return numpy_helper.to_array(t, str(base_dir) if base_dir is not None else "")
 
 
@@ -165,7 +153,7 @@ def externalize(
             else:
                 if tensor_nbytes(t) < threshold or t.data_type in (TensorProto.STRING, TensorProto.UNDEFINED):
                     continue
-                raw = onnx.numpy_helper.to_array(t).tobytes()
+                raw = numpy_helper.to_array(t).tobytes()
                 for field in ("float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
                     t.ClearField(field)
             pad = (-offset) % 64

@@ -40,9 +40,13 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from .feeds import check_feeds, model_input_names
 from .model_io import load_model
+from .options import check_accuracy_level
+from .protobuf import attr, graph_constants
+from .runtime import make_session
 
-__all__ = ["OutputDiff", "make_inputs", "check_inputs", "verify_models", "cosine_per_sample", "format_diffs"]
+__all__ = ["OutputDiff", "make_inputs", "verify_models", "cosine_per_sample", "format_diffs"]
 
 
 @dataclasses.dataclass
@@ -77,20 +81,12 @@ def cosine_per_sample(a: np.ndarray, b: np.ndarray) -> float:
 
 def _gather_table_rows(model: onnx.ModelProto) -> dict[str, int]:
     """input name -> rows of the constant ``Gather`` table it indexes (main graph)."""
-    consts = {t.name: tuple(t.dims) for t in model.graph.initializer}
-    for n in model.graph.node:
-        if n.op_type == "Constant" and n.output:
-            for a in n.attribute:
-                if a.name == "value":
-                    consts[n.output[0]] = tuple(a.t.dims)
+    consts = graph_constants(model.graph)
     rows: dict[str, int] = {}
     for n in model.graph.node:
         if n.op_type in ("Gather", "GatherBlockQuantized") and len(n.input) > 1 and n.input[0] in consts:
-            shape = consts[n.input[0]]
-            axis = 0
-            for a in n.attribute:
-                if a.name in ("axis", "gather_axis"):
-                    axis = helper.get_attribute_value(a)
+            shape = tuple(consts[n.input[0]].dims)
+            axis = attr(n, "gather_axis", attr(n, "axis", 0))
             if shape:
                 r = shape[axis]
                 rows[n.input[1]] = min(rows.get(n.input[1], r), r)
@@ -103,11 +99,11 @@ def make_inputs(model: onnx.ModelProto, *, samples: int = 2, seq_len: int = 16, 
     if samples <= 0 or seq_len <= 0:
         raise ValueError(f"samples and seq_len must be positive ints, got {samples}, {seq_len}")
     rng = np.random.default_rng(seed)
-    inits = {t.name for t in model.graph.initializer}
+    wanted = set(model_input_names(model))
     table_rows = _gather_table_rows(model)
     feeds: dict[str, np.ndarray] = {}
     for vi in model.graph.input:
-        if vi.name in inits:
+        if vi.name not in wanted:
             continue
         tt = vi.type.tensor_type
         if not vi.type.HasField("tensor_type"):
@@ -142,38 +138,8 @@ def make_inputs(model: onnx.ModelProto, *, samples: int = 2, seq_len: int = 16, 
     return feeds
 
 
-def check_inputs(model: onnx.ModelProto, feeds: dict[str, np.ndarray], what: str = "inputs") -> None:
-    """Raise ``ValueError`` unless ``feeds`` has every graph input of ``model``, of the right kind and shape.
-
-    Names in ``feeds`` the model does not take are ignored; a float array for
-    an integer input (or the reverse) is an error, other dtype differences are
-    left to the caller; the rank must match, and every dimension that has a
-    fixed size in the model.
-    """
-    inits = {t.name for t in model.graph.initializer}
-    declared = [vi for vi in model.graph.input if vi.name not in inits]
-    missing = [vi.name for vi in declared if vi.name not in feeds]
-    if missing:
-        raise ValueError(f"{what} lack the model input(s) {missing}: the model takes "
-                         f"{[vi.name for vi in declared]}, {what} hold {sorted(feeds)}")
-    for vi in declared:
-        if not vi.type.HasField("tensor_type"):
-            continue
-        tt, x = vi.type.tensor_type, np.asarray(feeds[vi.name])
-        want = helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else None
-        if want is not None and (x.dtype.kind == "f") != (want.kind == "f"):
-            raise ValueError(f"{what}: input {vi.name!r} is {x.dtype}, the model takes {want}")
-        if tt.HasField("shape"):
-            dims = [d.dim_value if d.HasField("dim_value") else d.dim_param or "?" for d in tt.shape.dim]
-            fixed = [(d, n) for d, n in zip(dims, x.shape, strict=False) if isinstance(d, int) and d > 0]
-            if x.ndim != len(dims) or any(d != n for d, n in fixed):
-                raise ValueError(f"{what}: input {vi.name!r} has shape {x.shape}, the model takes "
-                                 f"({', '.join(map(str, dims))})")
-
-
 def _session(model: Any, accuracy_level: int):
-    from .runtime import make_session
-
+    """A session for ``model``, onnxruntime's load errors turned into one ``ValueError`` line."""
     try:
         return make_session(model, accuracy_level)
     except Exception as e:  # onnxruntime's own exceptions are not ValueError
@@ -195,6 +161,7 @@ def verify_models(
     ``accuracy_level`` is the session option for fused ``MatMulNBits`` (1:
     float32, the spec; 4: onnxruntime's default int8 activations).
     """
+    accuracy_level = check_accuracy_level(accuracy_level)
     if isinstance(reference, onnx.ModelProto):
         ref_model = reference
     else:
@@ -204,7 +171,7 @@ def verify_models(
     if feeds is None:
         feeds = make_inputs(ref_model, samples=samples, seq_len=seq_len, seed=seed)
     else:
-        check_inputs(ref_model, feeds, "the given inputs")
+        check_feeds(feeds, ref_model, "the given inputs")
     s_ref = _session(reference, accuracy_level)
     s_cand = _session(candidate, accuracy_level)
     names = [o.name for o in s_ref.get_outputs()]

@@ -19,8 +19,7 @@ from onnx import TensorProto
 
 from monoquant_np import quantize
 from monoquant_np.onnx import make_session, mlp_model, save_model
-from monoquant_np.onnx.model_io import iter_tensors
-from monoquant_np.onnx.tensors import tensor_nbytes
+from monoquant_np.onnx.tensors import iter_tensors, tensor_nbytes
 
 ALIGN = 64
 

@@ -1,7 +1,8 @@
 """The ``mse``, ``gptq`` and ``awq`` algorithms of ``quantize_model`` (spec sections 14.4 and 13.3).
 
 Adapters between :mod:`monoquant_np.algorithms` (NumPy, ``(K, N)`` weights)
-and the model quantizer's extension point (:class:`~monoquant_np.onnx.quantizer.pipeline.Algorithm`):
+and the model quantizer's extension point (:class:`~monoquant_np.onnx.quantizer.algorithm.Algorithm`);
+:mod:`monoquant_np.onnx.quantizer.registry` lists them by name:
 
 * ``mse``: per weight, :func:`~monoquant_np.algorithms.quantize_mse` along the
   weight's group axis (MatMul/Gemm and Gather tables alike); calibration inputs
@@ -16,7 +17,7 @@ and the model quantizer's extension point (:class:`~monoquant_np.onnx.quantizer.
   MatMul reading it: query, key and value are searched jointly) is folded into
   the producing ``LayerNormalization`` (``gamma *= m``, ``beta *= m``) when the
   MatMuls are its only readers, and otherwise becomes an explicit ``Mul(x, m)``
-  inserted in the working graph in front of them (:mod:`.awq_graph`); each
+  inserted in the working graph in front of them (:mod:`.awq_multipliers`); each
   weight is quantized as ``diag(1 / m) W``.
 
 Each layer's report row carries, in ``extra``, the calibration output error
@@ -26,8 +27,8 @@ Each layer's report row carries, in ``extra``, the calibration output error
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from typing import Any, cast
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import onnx
@@ -37,11 +38,16 @@ from ...algorithms.gptq import output_error
 from ...dequantize import dequantize
 from ...formats import transpose
 from ...quantize import quantize
+from ...requantize import double_quantize
 from ...tensor import QuantizedTensor
-from ..quantizer.pipeline import Algorithm, WeightContext, register_algorithm
+from ..options import ALGORITHMS
+from ..protobuf import attr, subgraph_inputs
+from ..quantizer.algorithm import Algorithm, QuantOptions, WeightContext
+from ..quantizer.sites import WeightSite
 from ..tensors import tensor_array
 from .awq_multipliers import insert_multipliers
-from .stages import ActivationStats, CalibrationTarget, calibrate_sequential, collect_stats
+from .capture import ActivationStats, collect_stats
+from .stages import CalibrationTarget, calibrate_sequential
 
 __all__ = ["mse_algorithm", "gptq_algorithm", "awq_algorithm", "transpose_qt"]
 
@@ -61,8 +67,6 @@ def _mse_tensor(w: np.ndarray, axis: int, o: Any) -> QuantizedTensor:
     qt = quantize_mse(w, group_size=o.group_size, axis=axis, symmetric=o.symmetric,
                       scale_dtype=o.scale_dtype, negative_scales=not o.double_quant)
     if o.double_quant and qt.bits == 4:
-        from ...requantize import double_quantize
-
         qt = double_quantize(qt, w=w)
     return qt
 
@@ -102,7 +106,7 @@ def mse_algorithm() -> Algorithm:
     model and add each MatMul/Gemm weight's output error, and round-to-nearest's,
     to the report.
     """
-    return Algorithm("mse", _as_quantizer(_mse_reported), prepare=_mse_prepare)
+    return Algorithm("mse", _as_quantizer(_mse_reported), needs_calibration=ALGORITHMS["mse"], prepare=_mse_prepare)
 
 
 @dataclasses.dataclass
@@ -113,17 +117,6 @@ class _Layer:
     w: np.ndarray  # float32 (K, N)
     stored_t: bool  # the stored tensor is (N, K)
     acts: list[str]
-
-
-def _subgraph_inputs(graph: onnx.GraphProto) -> set[str]:
-    """Every value name read by a node inside a subgraph (If/Loop/Scan bodies) of ``graph``."""
-    names: set[str] = set()
-    for n in graph.node:
-        for a in n.attribute:
-            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
-                names.update(i for m in sub.node for i in m.input)
-                names |= _subgraph_inputs(sub)
-    return names
 
 
 def _layers(model: onnx.ModelProto, sites: list,
@@ -145,14 +138,14 @@ def _layers(model: onnx.ModelProto, sites: list,
         for c in s.consumers:
             if c.role == "transpose_matmul":
                 if sub_reads is None:
-                    sub_reads = _subgraph_inputs(model.graph)
+                    sub_reads = subgraph_inputs(model.graph)
                 t_out = c.node.output[0]
                 if t_out in sub_reads:
                     readers = []
                     break  # a subgraph MatMul reads the Transpose too: no statistics for it
                 readers += [(n, False) for n in model.graph.node if n.op_type == "MatMul" and n.input[1:2] == [t_out]]
             else:
-                ta = c.role == "gemm" and any(a.name == "transA" and a.i for a in c.node.attribute)
+                ta = c.role == "gemm" and bool(attr(c.node, "transA", 0))
                 readers.append((c.node, ta))
         if not readers:
             continue
@@ -184,86 +177,68 @@ def _row_info(w: np.ndarray, w_hat: np.ndarray, h: np.ndarray, rtn_hat: np.ndarr
     }
 
 
+@dataclasses.dataclass
+class _Run:
+    """The state of one ``prepare`` call: the layers, and what their quantization produced."""
+
+    by_name: dict[str, _Layer]
+    opts: QuantOptions
+    trans_act: set[str]  # weights read through Gemm transA=1
+    out: dict[str, Any] = dataclasses.field(default_factory=dict)  # name -> {"qt", "w_hat", "info"}
+    muls: dict[str, tuple[np.ndarray, set[str]]] = dataclasses.field(default_factory=dict)  # AWQ: x -> (m, weights)
+
+
 @dataclasses.dataclass(frozen=True)
 class _Calibrated:
-    kind: str  # "gptq" or "awq"
-    act_order: bool = True
+    """A calibrated algorithm: ``prepare`` quantizes every layer from its activations' statistics.
+
+    Subclasses say how one group of weights sharing their activations is
+    quantized (:meth:`quantize_group`).
+    """
+
+    name: ClassVar[str]
     scale_search: str = "mse"
     sequential: bool = False
-    damp: float = 0.01
     batch_size: int = 16
 
-    def prepare(self, model, sites, feeds, opts) -> dict[str, Any]:
-        _check_scheme(opts, self.kind)
+    def prepare(self, model: onnx.ModelProto, sites: list[WeightSite], feeds: Any, opts: QuantOptions
+                ) -> dict[str, Any]:
+        _check_scheme(opts, self.name)
         if opts.double_quant:
-            raise ValueError(f"algorithm {self.kind!r} does not support double_quant: re-rounding the 4-bit codes "
+            raise ValueError(f"algorithm {self.name!r} does not support double_quant: re-rounding the 4-bit codes "
                              "to 8-bit scales would undo its choices; use algorithm='mse' or 'rtn'")
         layers, targets = _layers(model, sites, opts.base_dir)
-        by_name = {ly.name: ly for ly in layers}
-        out: dict[str, Any] = {}
-        muls: dict[str, tuple[np.ndarray, set[str]]] = {}
-        trans_act = {t.weight for t in targets if t.trans_act}
-
-        def quantize_stage(stage: list[CalibrationTarget], stats: dict[str, ActivationStats]):
-            w_hats = {}
-            names = list(dict.fromkeys(t.weight for t in stage))
-            groups: dict[tuple[str, ...], list[str]] = {}
-            for n in names:
-                groups.setdefault(tuple(dict.fromkeys(by_name[n].acts)), []).append(n)
-            for acts, members in groups.items():
-                st = _merged(stats, list(acts))
-                h = st.xtx
-                if self.kind == "awq":
-                    w_cat = np.concatenate([by_name[n].w for n in members], axis=1)  # (K, sum N)
-                    res = awq_from_stats(w_cat, st.mean_abs, h, group_size=opts.group_size,
-                                         symmetric=opts.symmetric, scale_search="absmax",
-                                         scale_dtype=opts.scale_dtype)
-                    m = res.act_scale
-                    if len(acts) == 1 and res.alpha > 0 and not trans_act & set(members):
-                        muls[acts[0]] = (m, set(members))
-                    elif res.alpha > 0:  # several activations share the weights, or Gemm transA: no Mul fits
-                        m = np.ones_like(m)
-                for n in members:
-                    ly = by_name[n]
-                    rtn_hat = dequantize(quantize(ly.w, group_size=opts.group_size, symmetric=opts.symmetric,
-                                                  scale_dtype=opts.scale_dtype))
-                    if self.kind == "gptq":
-                        qt = gptq_from_hessian(ly.w, h, group_size=opts.group_size, symmetric=opts.symmetric,
-                                               damp=self.damp, act_order=self.act_order,
-                                               scale_search=self.scale_search, scale_dtype=opts.scale_dtype)
-                        w_hat = dequantize(qt)
-                    else:
-                        w_s = (ly.w / m[:, None]).astype(np.float32)
-                        if self.scale_search == "mse":
-                            imp = (np.maximum(np.diag(h), 0) * m.astype(np.float64) ** 2).astype(np.float32)
-                            qt = quantize_mse(w_s, group_size=opts.group_size, symmetric=opts.symmetric,
-                                              scale_dtype=opts.scale_dtype, importance=imp)
-                        else:
-                            qt = quantize(w_s, group_size=opts.group_size, symmetric=opts.symmetric,
-                                          scale_dtype=opts.scale_dtype)
-                        w_hat = dequantize(qt) * m[:, None]
-                    info = _row_info(ly.w, w_hat, h, rtn_hat)
-                    out[n] = {"qt": qt, "w_hat": w_hat, "info": info}
-                    w_hats[n] = w_hat.T if ly.stored_t else w_hat
-            return w_hats
-
-        # Weights without statistics (Gather tables, ...) are quantized first, with mse, and the
-        # calibration runs on their quantized values, so the layers after them compensate.
-        fixed = {}
-        for s in sites:
-            if s.name in by_name or s.graph is not model.graph or s.const_node:
-                continue
-            w = np.asarray(tensor_array(s.tensor, opts.base_dir), dtype=np.float32)
-            w = np.ascontiguousarray(w.T) if s.transpose else w
-            qt = _mse_tensor(w, s.axis, opts)
-            w_hat = dequantize(qt)
-            out[s.name] = {"qt": qt, "w_hat": w_hat, "info": {}}
-            fixed[s.name] = w_hat.T if s.transpose else w_hat
+        run = _Run({ly.name: ly for ly in layers}, opts, {t.weight for t in targets if t.trans_act})
+        fixed = _quantize_without_stats(model, sites, run)
         if targets:
-            calibrate_sequential(model, feeds, targets, quantize_stage, sequential=self.sequential,
-                                 batch_size=self.batch_size, fixed=fixed, base_dir=opts.base_dir)
-        insert_multipliers(model, muls, opts.base_dir)
-        return out
+            calibrate_sequential(model, feeds, targets, lambda stage, stats: self._quantize_stage(run, stage, stats),
+                                 sequential=self.sequential, batch_size=self.batch_size, fixed=fixed,
+                                 base_dir=opts.base_dir)
+        insert_multipliers(model, run.muls, opts.base_dir)
+        return run.out
+
+    def _quantize_stage(self, run: _Run, stage: list[CalibrationTarget], stats: dict[str, ActivationStats]
+                        ) -> dict[str, np.ndarray]:
+        """Quantize the stage's weights, grouped by the activations they read; return their ``w_hat``s, stored."""
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for n in dict.fromkeys(t.weight for t in stage):
+            groups.setdefault(tuple(dict.fromkeys(run.by_name[n].acts)), []).append(n)
+        w_hats = {}
+        o = run.opts
+        for acts, members in groups.items():
+            st = _merged(stats, list(acts))
+            for n, qt, w_hat in self.quantize_group(run, acts, members, st):
+                ly = run.by_name[n]
+                rtn_hat = dequantize(quantize(ly.w, group_size=o.group_size, symmetric=o.symmetric,
+                                              scale_dtype=o.scale_dtype))
+                run.out[n] = {"qt": qt, "w_hat": w_hat, "info": _row_info(ly.w, w_hat, st.xtx, rtn_hat)}
+                w_hats[n] = w_hat.T if ly.stored_t else w_hat
+        return w_hats
+
+    def quantize_group(self, run: _Run, acts: tuple[str, ...], members: list[str], st: ActivationStats
+                       ) -> Iterator[tuple[str, QuantizedTensor, np.ndarray]]:
+        """``(name, qt, w_hat)`` for each weight of ``members`` (``(K, N)``; all read ``acts``)."""
+        raise NotImplementedError
 
     def quantize_weight(self, ctx: WeightContext) -> tuple[QuantizedTensor, dict[str, Any]]:
         st = ctx.stats
@@ -275,6 +250,69 @@ class _Calibrated:
         return qt, {"w_hat": w_hat, **st["info"]}
 
 
+@dataclasses.dataclass(frozen=True)
+class _GPTQ(_Calibrated):
+    """GPTQ (spec 14.2) on each weight with its activations' ``X^T X``."""
+
+    name: ClassVar[str] = "gptq"
+    act_order: bool = True
+    damp: float = 0.01
+
+    def quantize_group(self, run, acts, members, st):
+        o = run.opts
+        for n in members:
+            qt = gptq_from_hessian(run.by_name[n].w, st.xtx, group_size=o.group_size, symmetric=o.symmetric,
+                                   damp=self.damp, act_order=self.act_order, scale_search=self.scale_search,
+                                   scale_dtype=o.scale_dtype)
+            yield n, qt, dequantize(qt)
+
+
+@dataclasses.dataclass(frozen=True)
+class _AWQ(_Calibrated):
+    """AWQ (spec 14.3): one multiplier ``m`` per activation, searched jointly over the weights reading it."""
+
+    name: ClassVar[str] = "awq"
+
+    def quantize_group(self, run, acts, members, st):
+        o = run.opts
+        w_cat = np.concatenate([run.by_name[n].w for n in members], axis=1)  # (K, sum N)
+        res = awq_from_stats(w_cat, st.mean_abs, st.xtx, group_size=o.group_size, symmetric=o.symmetric,
+                             scale_search="absmax", scale_dtype=o.scale_dtype)
+        m = res.act_scale
+        if len(acts) == 1 and res.alpha > 0 and not run.trans_act & set(members):
+            run.muls[acts[0]] = (m, set(members))
+        elif res.alpha > 0:  # several activations share the weights, or Gemm transA: no Mul fits
+            m = np.ones_like(m)
+        for n in members:
+            w_s = (run.by_name[n].w / m[:, None]).astype(np.float32)
+            if self.scale_search == "mse":
+                imp = (np.maximum(np.diag(st.xtx), 0) * m.astype(np.float64) ** 2).astype(np.float32)
+                qt = quantize_mse(w_s, group_size=o.group_size, symmetric=o.symmetric, scale_dtype=o.scale_dtype,
+                                  importance=imp)
+            else:
+                qt = quantize(w_s, group_size=o.group_size, symmetric=o.symmetric, scale_dtype=o.scale_dtype)
+            yield n, qt, dequantize(qt) * m[:, None]
+
+
+def _quantize_without_stats(model: onnx.ModelProto, sites: list[WeightSite], run: _Run) -> dict[str, np.ndarray]:
+    """Quantize the main-graph initializers that get no statistics (Gather tables, ...) with ``mse`` first.
+
+    The calibration then runs on their quantized values (returned, stored
+    orientation), so the layers after them compensate.
+    """
+    fixed = {}
+    for s in sites:
+        if s.name in run.by_name or s.graph is not model.graph or s.const_node:
+            continue
+        w = np.asarray(tensor_array(s.tensor, run.opts.base_dir), dtype=np.float32)
+        w = np.ascontiguousarray(w.T) if s.transpose else w
+        qt = _mse_tensor(w, s.axis, run.opts)
+        w_hat = dequantize(qt)
+        run.out[s.name] = {"qt": qt, "w_hat": w_hat, "info": {}}
+        fixed[s.name] = w_hat.T if s.transpose else w_hat
+    return fixed
+
+
 def _as_quantizer(f: Callable[[WeightContext], Any]) -> Callable[[WeightContext], QuantizedTensor]:
     """``f`` returns ``(qt, extra)``, which ``quantize_model`` accepts (spec 13.3); typed as its hook."""
     return cast(Callable[[WeightContext], QuantizedTensor], f)
@@ -283,17 +321,13 @@ def _as_quantizer(f: Callable[[WeightContext], Any]) -> Callable[[WeightContext]
 def gptq_algorithm(*, act_order: bool = True, scale_search: str = "mse", sequential: bool = False,
                    damp: float = 0.01, batch_size: int = 16) -> Algorithm:
     """``algorithm="gptq"`` (spec 14.2) with calibration; the registered default is ``gptq_algorithm()``."""
-    c = _Calibrated("gptq", act_order=act_order, scale_search=scale_search, sequential=sequential, damp=damp,
-                    batch_size=batch_size)
-    return Algorithm("gptq", _as_quantizer(c.quantize_weight), needs_calibration=True, prepare=c.prepare)
+    c = _GPTQ(scale_search=scale_search, sequential=sequential, batch_size=batch_size, act_order=act_order,
+              damp=damp)
+    return Algorithm("gptq", _as_quantizer(c.quantize_weight), needs_calibration=ALGORITHMS["gptq"],
+                     prepare=c.prepare)
 
 
 def awq_algorithm(*, scale_search: str = "mse", sequential: bool = False, batch_size: int = 16) -> Algorithm:
     """``algorithm="awq"`` (spec 14.3) with calibration; the registered default is ``awq_algorithm()``."""
-    c = _Calibrated("awq", scale_search=scale_search, sequential=sequential, batch_size=batch_size)
-    return Algorithm("awq", _as_quantizer(c.quantize_weight), needs_calibration=True, prepare=c.prepare)
-
-
-register_algorithm(mse_algorithm())
-register_algorithm(gptq_algorithm())
-register_algorithm(awq_algorithm())
+    c = _AWQ(scale_search=scale_search, sequential=sequential, batch_size=batch_size)
+    return Algorithm("awq", _as_quantizer(c.quantize_weight), needs_calibration=ALGORITHMS["awq"], prepare=c.prepare)

@@ -15,9 +15,10 @@ Rows can be masked: with ``mask_input`` (e.g. ``"attention_mask"``), an
 activation whose leading shape equals that input's shape keeps only the rows
 where the mask is non-zero, so padding tokens do not count.
 
-Feeds: a ``FEEDS.npz`` (or a mapping) of arrays named after the model inputs,
-batch along axis 0, all with the same batch length; or an iterable of feed
-dicts, each run as it is (useful for unpadded sentences).
+Feeds: a mapping of arrays named after the model inputs, batch along axis 0,
+all with the same batch length (read from ``FEEDS.npz`` by
+:func:`monoquant_np.onnx.feeds.load_feeds`); or an iterable of feed dicts,
+each run as it is (useful for unpadded sentences).
 
 What is calibrated, and in which order, is :mod:`monoquant_np.onnx.calibration.stages`.
 
@@ -31,23 +32,17 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+from ..feeds import batch_length
 from ..tensors import is_external, iter_tensors, tensor_array, tensor_nbytes
 
-__all__ = [
-    "ActivationStats",
-    "CaptureSession",
-    "collect_stats",
-    "load_feeds",
-    "check_feeds",
-    "iter_feeds",
-]
+__all__ = ["ActivationStats", "CaptureSession", "collect_stats", "iter_feeds"]
 
 
 @dataclasses.dataclass
@@ -61,6 +56,7 @@ class ActivationStats:
 
     @property
     def k(self) -> int:
+        """The activation's width ``K``."""
         return int(self.abs_sum.shape[0])
 
     @property
@@ -81,46 +77,11 @@ class ActivationStats:
                                self.rows + other.rows)
 
 
-def load_feeds(path: str | os.PathLike, model: onnx.ModelProto | None = None) -> dict[str, np.ndarray]:
-    """Read ``FEEDS.npz`` (:func:`monoquant_np.onnx.quantizer.algorithm.load_feeds`) and :func:`check_feeds` it.
-
-    Raises ``OSError`` for a missing file, ``ValueError`` for a file that is
-    not an ``.npz``, for names that are not model inputs, missing inputs or
-    unequal batch lengths.
-    """
-    from ..quantizer.algorithm import load_feeds as _read
-
-    feeds = _read(path, "calibration file")
-    check_feeds(feeds, model, what=f"calibration file {os.fspath(path)!r}")
-    return feeds
-
-
-def check_feeds(feeds: Mapping[str, np.ndarray], model: onnx.ModelProto | None, what: str = "feeds") -> int:
-    """Validate batched feeds (named after ``model``'s inputs when given); return the batch length, >= 1."""
-    if not feeds:
-        raise ValueError(f"{what} holds no arrays; expected one per model input, batch on axis 0")
-    if model is not None:
-        inits = {t.name for t in model.graph.initializer}
-        names = [i.name for i in model.graph.input if i.name not in inits]
-        extra = sorted(set(feeds) - set(names))
-        missing = [n for n in names if n not in feeds]
-        if extra or missing:
-            raise ValueError(f"{what} must hold arrays named after the model inputs {names}; "
-                             f"unknown {extra}, missing {missing}")
-    lengths = {k: (int(np.shape(v)[0]) if np.ndim(v) else -1) for k, v in feeds.items()}
-    if -1 in lengths.values() or len(set(lengths.values())) != 1:
-        raise ValueError(f"{what}: every array needs the same batch length on axis 0, got {lengths}")
-    n = next(iter(lengths.values()))
-    if n == 0:
-        raise ValueError(f"{what} must hold at least one sample (batch length on axis 0), got 0")
-    return n
-
-
 def iter_feeds(feeds: Mapping[str, np.ndarray] | Iterable[Mapping[str, np.ndarray]],
                batch_size: int) -> Iterator[dict[str, np.ndarray]]:
     """Batches of ``batch_size`` samples from batched feeds, or the given feed dicts one by one."""
     if isinstance(feeds, Mapping):
-        n = check_feeds(feeds, None, "calibration feeds")
+        n = batch_length(feeds, "calibration feeds")
         for i in range(0, n, batch_size):
             yield {k: np.asarray(v[i : i + batch_size]) for k, v in feeds.items()}
     else:
@@ -148,8 +109,6 @@ class CaptureSession:
 
     def __init__(self, model: onnx.ModelProto, names: Iterable[str], *, overridable: Iterable[str] = (),
                  threads: int = 1, base_dir: str | None = None) -> None:
-        import onnxruntime as ort
-
         m = copy.deepcopy(model)  # the user's model is never modified
         if base_dir is not None:
             _inline_small_external(m, base_dir)
@@ -210,11 +169,11 @@ def _rows(x: np.ndarray, mask: np.ndarray | None, trans: bool) -> np.ndarray:
     return x.reshape(-1, x.shape[-1])  # (M, K)
 
 
-def _mask_name(mask_input: str | None, model: onnx.ModelProto) -> str | None:
+def _mask_name(mask_input: str | None, input_names: Iterable[str]) -> str | None:
+    """``mask_input``, or for ``"auto"`` ``"attention_mask"`` when it is one of ``input_names`` (else None)."""
     if mask_input != "auto":
         return mask_input
-    names = {i.name for i in model.graph.input}
-    return "attention_mask" if "attention_mask" in names else None
+    return "attention_mask" if "attention_mask" in set(input_names) else None
 
 
 def collect_stats(
@@ -242,12 +201,10 @@ def collect_stats(
     if not names:
         return stats
     if isinstance(model, CaptureSession):
-        sess, mask_name = model, (None if mask_input == "auto" else mask_input)
-        if mask_input == "auto" and "attention_mask" in sess.model_inputs:
-            mask_name = "attention_mask"
+        sess, mask_name = model, _mask_name(mask_input, model.model_inputs)
     else:
         sess = CaptureSession(model, names, threads=threads, base_dir=base_dir)
-        mask_name = _mask_name(mask_input, model)
+        mask_name = _mask_name(mask_input, (i.name for i in model.graph.input))
     for batch in iter_feeds(feeds, batch_size):
         outs = sess.run(batch, overrides, names)
         mask = np.asarray(batch[mask_name]) if mask_name and mask_name in batch else None

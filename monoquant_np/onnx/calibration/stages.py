@@ -2,9 +2,10 @@
 
 The statistics themselves (``X^T X``, ``sum |x|`` and the row count per
 activation, captured on a *copy* of the model, batch by batch) are
-:mod:`monoquant_np.onnx.calibration.capture`, whose names this module re-exports.
-Here: the (weight, activation) pairs of the MatMul/Gemm readers
-(:func:`find_targets`) and the order in which layers are calibrated.
+:mod:`monoquant_np.onnx.calibration.capture`. Here: the (weight, activation)
+pairs of the MatMul/Gemm readers (:class:`CalibrationTarget`, found by
+:mod:`monoquant_np.onnx.calibration.adapters`) and the order in which layers
+are calibrated.
 
 Sequential calibration (:func:`calibrate_sequential`) quantizes the layers in
 stages: a stage is every remaining layer whose activation does not depend on
@@ -21,34 +22,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
 
-from .capture import (
-    ActivationStats,
-    CaptureSession,
-    _mask_name,
-    check_feeds,
-    collect_stats,
-    iter_feeds,
-    load_feeds,
-)
+from ..protobuf import graph_constants
+from .capture import ActivationStats, CaptureSession, collect_stats
 
-__all__ = [
-    "ActivationStats",
-    "CalibrationTarget",
-    "find_targets",
-    "load_feeds",
-    "iter_feeds",
-    "collect_stats",
-    "layer_stages",
-    "calibrate_sequential",
-    "CaptureSession",
-    "check_feeds",
-]
+__all__ = ["CalibrationTarget", "layer_stages", "calibrate_sequential"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,56 +48,9 @@ class CalibrationTarget:
     trans_act: bool = False
 
 
-def _attr(node: onnx.NodeProto, name: str, default: Any) -> Any:
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
-
-
-def _constants(graph: onnx.GraphProto) -> dict[str, TensorProto]:
-    consts = {t.name: t for t in graph.initializer}
-    for n in graph.node:
-        if n.op_type == "Constant" and n.output:
-            for a in n.attribute:
-                if a.name == "value" and a.type == onnx.AttributeProto.TENSOR:
-                    consts[n.output[0]] = a.t
-    return consts
-
-
-def find_targets(model: onnx.ModelProto, weights: Iterable[str] | None = None) -> list[CalibrationTarget]:
-    """The (weight, activation) pairs of the main graph's MatMul/Gemm readers of 2-D constants.
-
-    ``weights`` restricts the result to those names. Order: graph order.
-    """
-    g = model.graph
-    consts = _constants(g)
-    wanted = set(weights) if weights is not None else None
-    transposed = {}  # Transpose(perm=[1,0]) output -> constant name
-    for n in g.node:
-        if n.op_type == "Transpose" and n.input and n.input[0] in consts and list(_attr(n, "perm", [1, 0])) == [1, 0]:
-            transposed[n.output[0]] = n.input[0]
-    out: list[CalibrationTarget] = []
-    for n in g.node:
-        if n.op_type not in ("MatMul", "Gemm") or len(n.input) < 2:
-            continue
-        b = n.input[1]
-        tw = False
-        if b in transposed:
-            b, tw = transposed[b], True
-        if b not in consts or len(consts[b].dims) != 2 or (wanted is not None and b not in wanted):
-            continue
-        ta = False
-        if n.op_type == "Gemm":
-            tw = tw != bool(_attr(n, "transB", 0))
-            ta = bool(_attr(n, "transA", 0))
-        out.append(CalibrationTarget(b, n.input[0], tw, ta))
-    return out
-
-
 def _ancestors_of(graph: onnx.GraphProto) -> dict[str, set[str]]:
     """For each value name, the set of constant names it (transitively) depends on."""
-    consts = set(_constants(graph))
+    consts = set(graph_constants(graph))
     dep: dict[str, set[str]] = {c: {c} for c in consts}
     for n in graph.node:  # ONNX graphs are topologically sorted
         d: set[str] = set()
@@ -181,19 +115,14 @@ def calibrate_sequential(
     over = [t.weight for t in targets if t.weight in consts] if sequential else []
     sess = CaptureSession(model, [t.activation for t in targets], overridable=over + list(fixed), threads=threads,
                           base_dir=base_dir)
-    mask_name = _mask_name(mask_input, model)
     overrides: dict[str, np.ndarray] = {k: np.asarray(v) for k, v in fixed.items()}
     for si, stage in enumerate(stages):
         acts = list(dict.fromkeys(t.activation for t in stage))
         if progress:
             progress(f"calibration stage {si + 1}/{len(stages)}: {len(acts)} activation(s)")
         stats = collect_stats(sess, feeds, acts, trans_act=[t.activation for t in stage if t.trans_act],
-                              batch_size=batch_size, mask_input=mask_name, overrides=overrides)
+                              batch_size=batch_size, mask_input=mask_input, overrides=overrides)
         w_hats = quantize_stage(stage, stats)
         if sequential:
             overrides.update({k: np.asarray(v) for k, v in w_hats.items() if k in sess.overridable})
 
-
-# Importing this module registers the mse, gptq and awq algorithms with
-# monoquant_np.onnx.quantizer.pipeline (its ALGORITHM_MODULE); the adapters live in .calibrated.
-from . import adapters as _calibrated  # noqa: E402,F401

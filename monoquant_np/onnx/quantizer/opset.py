@@ -7,11 +7,16 @@ loads IR versions up to 10..13, and IR 10 goes with opset 21.
 from __future__ import annotations
 
 import onnx
+from onnx import version_converter
+
+from ..protobuf import iter_graphs
+from ..tensors import tensor_nbytes
 
 __all__ = ["to_opset21", "opset_of", "ensure_ms_opset", "drop_unused_ms_opset"]
 
 
 def opset_of(model: onnx.ModelProto) -> int:
+    """The model's ``ai.onnx`` opset version (0 when it imports none)."""
     for o in model.opset_import:
         if o.domain in ("", "ai.onnx"):
             return int(o.version)
@@ -37,8 +42,6 @@ def to_opset21(model: onnx.ModelProto) -> onnx.ModelProto:
     if v < 21:
         skeleton, big = _skeleton(model)
         try:
-            from onnx import version_converter
-
             converted = version_converter.convert_version(skeleton, 21)
         except Exception as e:
             raise ValueError(f"cannot convert the model from opset {v} to 21: {str(e).splitlines()[0]}") from None
@@ -65,8 +68,6 @@ def _checker_error(model: onnx.ModelProto) -> str | None:
 
 def _skeleton(model: onnx.ModelProto, threshold: int = 1024) -> tuple[onnx.ModelProto, set[str]]:
     """A copy of ``model`` whose main-graph initializers of ``threshold`` bytes or more are placeholders."""
-    from ..model_io import tensor_nbytes
-
     sk = onnx.ModelProto()
     for field in ("ir_version", "producer_name", "producer_version", "domain", "model_version", "doc_string"):
         setattr(sk, field, getattr(model, field))
@@ -137,8 +138,6 @@ def ensure_ms_opset(model: onnx.ModelProto) -> None:
 
 def drop_unused_ms_opset(model: onnx.ModelProto) -> None:
     """Remove the ``com.microsoft`` import when no node of any graph uses the domain."""
-    from ..model_io import iter_graphs
-
     if any(n.domain == "com.microsoft" for g in iter_graphs(model.graph) for n in g.node):
         return
     for i, o in enumerate(model.opset_import):

@@ -17,30 +17,36 @@ returns a :class:`~monoquant_np.onnx.quantizer.report.QuantReport`. The steps:
 5. rewrite the graph around it (:func:`~monoquant_np.onnx.quantizer.rewrite.apply_quantized`,
    spec 13.2).
 
-Extension points (spec 13.3), for calibrated algorithms (issue 7) and dialects (issue 6):
+Extension points (spec 13.3):
 
-* ``algorithm`` is ``"rtn"`` (built in), an :class:`Algorithm`, a plain
-  callable ``f(ctx: WeightContext) -> QuantizedTensor``, or another name
-  looked up in the registry (:func:`register_algorithm`); names not yet
-  registered are resolved by importing ``monoquant_np.onnx.calibration.stages``
-  (:data:`ALGORITHM_MODULE`), which is to call :func:`register_algorithm`
-  for ``mse``, ``gptq`` and ``awq``.
-* An :class:`Algorithm` may have ``prepare(model, sites, feeds, options) ->
+* ``algorithm`` is a name of :mod:`monoquant_np.onnx.quantizer.registry`
+  (``"rtn"``, ``"mse"``, ``"gptq"``, ``"awq"``, or one added with
+  :func:`~monoquant_np.onnx.quantizer.registry.register_algorithm`), an
+  :class:`~monoquant_np.onnx.quantizer.algorithm.Algorithm`, or a plain
+  callable ``f(ctx: WeightContext) -> QuantizedTensor``.
+* An ``Algorithm`` may have ``prepare(model, sites, feeds, options) ->
   {weight name: stats}``, run once on the float (opset-21) model before any
   weight is quantized; ``WeightContext.stats`` then carries the weight's
   entry (e.g. ``X^T X`` of its activations). ``prepare`` must not modify
   ``model`` (copy it to add outputs), except to insert nodes its weights need
-  (AWQ's ``Mul`` on the activations, issue 7). ``needs_calibration=True`` makes a
+  (AWQ's ``Mul`` on the activations). ``needs_calibration=True`` makes a
   missing ``calibration`` a clear error. ``quantize_weight`` may return
   ``(qt, extra)``: ``extra`` goes to the report row (``extra["w_hat"]``, the
   weight the graph computes, replaces ``dequantize(qt)`` in the weight error).
 * ``prequantized={name: QuantizedTensor}`` exports given tensors losslessly
   (GPTQ/AWQ/Q4_0 decoded by ``monoquant_np.formats``) instead of quantizing.
+
+The work is split in three: :func:`_plan` checks every option before the
+model is read, :func:`_find_sites` finds the weights (once; again only after
+an opset conversion, which rebuilds the nodes), and the weights are quantized
+one by one (:func:`_quantize_site`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -49,43 +55,35 @@ from typing import Any
 import numpy as np
 import onnx
 
+from ...dequantize import bits_per_weight
 from ...errors import check_choice, check_positive_int
 from ...tensor import QuantizedTensor, check_qt
-from ..model_io import iter_tensors, load_model, tensor_array, tensor_nbytes
-from ..tensors import is_external
-from .algorithm import (
-    KNOWN_ALGORITHMS,
-    Algorithm,
-    QuantOptions,
-    WeightContext,
-    get_algorithm,
-    load_feeds,
-    quantize_chunked,
-    register_algorithm,
+from ..feeds import check_feeds, load_feeds
+from ..model_io import load_model
+from ..options import (
+    DEFAULT_ALGORITHM,
+    DEFAULT_FORMAT,
+    DEFAULT_GATHER_OP,
+    DEFAULT_GROUP_SIZE,
+    DEFAULT_MIN_ELEMENTS,
+    DEFAULT_OPS,
+    DEFAULT_SCALE_DTYPE,
+    FORMATS,
+    GATHER_OPS,
+    OPS,
+    SCALE_DTYPES,
+    SCHEMES,
+    check_accuracy_level,
 )
-from .opset import drop_unused_ms_opset, ensure_ms_opset, to_opset21
+from ..tensors import is_external, iter_tensors, tensor_array, tensor_nbytes
+from .algorithm import Algorithm, QuantOptions, WeightContext
+from .opset import drop_unused_ms_opset, ensure_ms_opset, opset_of, to_opset21
+from .registry import get_algorithm
 from .report import LayerRow, QuantReport, relative_error, tensor_error
 from .rewrite import apply_quantized, fresh_name, unique_names
 from .sites import WeightSite, find_weight_sites
 
-__all__ = [
-    "quantize_model",
-    "quantize_model_with_report",
-    # re-exported from .weights and .opset
-    "QuantOptions",
-    "WeightContext",
-    "Algorithm",
-    "register_algorithm",
-    "get_algorithm",
-    "to_opset21",
-    "quantize_chunked",
-    "load_feeds",
-]
-
-SCHEMES = ("int4", "uint4", "nf4")
-FORMATS = ("qdq", "matmulnbits")
-OPS = ("MatMul", "Gemm", "Gather")
-GATHER_OPS = ("GatherBlockQuantized", "DequantizeLinear")
+__all__ = ["quantize_model", "quantize_model_with_report"]
 
 
 def quantize_model(model_or_path: onnx.ModelProto | str | os.PathLike, **options: Any) -> onnx.ModelProto:
@@ -96,19 +94,19 @@ def quantize_model(model_or_path: onnx.ModelProto | str | os.PathLike, **options
 def quantize_model_with_report(
     model_or_path: onnx.ModelProto | str | os.PathLike,
     *,
-    group_size: int = 128,
+    group_size: int = DEFAULT_GROUP_SIZE,
     symmetric: bool = True,
-    scale_dtype: str = "float32",
-    format: str = "qdq",  # noqa: A002 - the issue's name for it
-    ops: tuple[str, ...] | str = ("MatMul", "Gemm"),
+    scale_dtype: str = DEFAULT_SCALE_DTYPE,
+    format: str = DEFAULT_FORMAT,  # noqa: A002 - the option's name in the command line and the report
+    ops: tuple[str, ...] | str = DEFAULT_OPS,
     exclude: str | None = None,
-    min_elements: int = 4096,
+    min_elements: int = DEFAULT_MIN_ELEMENTS,
     scheme: str | None = None,
     double_quant: bool = False,
-    algorithm: str | Algorithm | Callable = "rtn",
+    algorithm: str | Algorithm | Callable = DEFAULT_ALGORITHM,
     calibration: str | os.PathLike | Mapping[str, np.ndarray] | None = None,
     prequantized: Mapping[str, QuantizedTensor] | None = None,
-    gather_op: str = "GatherBlockQuantized",
+    gather_op: str = DEFAULT_GATHER_OP,
     accuracy_level: int | None = None,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> tuple[onnx.ModelProto, QuantReport]:
@@ -144,18 +142,92 @@ def quantize_model_with_report(
             eligible weight, an unconvertible model; TypeError for bad types.
     """
     t0 = time.perf_counter()
+    plan = _plan(group_size=group_size, symmetric=symmetric, scale_dtype=scale_dtype, format=format, ops=ops,
+                 exclude=exclude, min_elements=min_elements, scheme=scheme, double_quant=double_quant,
+                 algorithm=algorithm, calibration=calibration, prequantized=prequantized, gather_op=gather_op,
+                 accuracy_level=accuracy_level)
+    model, base_dir, file_bytes = _working_copy(model_or_path)
+    plan.opts = dataclasses.replace(plan.opts, base_dir=base_dir)
+    report = QuantReport(options=plan.report_options(), file_bytes_before=file_bytes)
+    if plan.feeds is not None and plan.alg.prepare is None:
+        report.notes.append(f"calibration inputs are not used by algorithm {plan.alg.name!r} "
+                            "(mse, gptq and awq use them)")
+    sites, notes = _find_sites(model, plan)
+    report.notes.extend(notes)
+    report.skipped.extend((s.name, s.skip) for s in sites if s.skip is not None)
+    todo = [s for s in sites if s.skip is None]
+    if not todo:
+        report.notes.append("nothing eligible to quantize: the model is returned unchanged")
+        report.seconds = time.perf_counter() - t0
+        return model, report
+    if opset_of(model) < 21:  # the conversion rebuilds the nodes: find the sites again in the new graph
+        model = to_opset21(model)
+        todo = [s for s in _find_sites(model, plan)[0] if s.skip is None]
+    else:
+        model = to_opset21(model)  # the IR version only
+    stats = _prepare(model, todo, plan)
+    _quantize_all(model, todo, plan, stats, report, progress)
+    report.seconds = time.perf_counter() - t0
+    return model, report
+
+
+@dataclasses.dataclass
+class _Plan:
+    """The checked options of one :func:`quantize_model_with_report` call."""
+
+    opts: QuantOptions
+    format: str
+    ops: tuple[str, ...]
+    exclude: str | None
+    min_elements: int
+    gather_op: str
+    accuracy_level: int | None
+    alg: Algorithm
+    feeds: dict[str, np.ndarray] | None
+    prequantized: dict[str, QuantizedTensor]
+
+    def report_options(self) -> dict[str, Any]:
+        """The options as the report's ``options`` record them."""
+        o = self.opts
+        return {"group_size": o.group_size, "scheme": o.scheme, "scale_dtype": o.scale_dtype, "format": self.format,
+                "ops": list(self.ops), "exclude": self.exclude, "min_elements": self.min_elements,
+                "double_quant": o.double_quant, "algorithm": self.alg.name, "gather_op": self.gather_op}
+
+
+def _plan(*, group_size, symmetric, scale_dtype, format, ops, exclude, min_elements, scheme,  # noqa: A002
+          double_quant, algorithm, calibration, prequantized, gather_op, accuracy_level) -> _Plan:
+    """Check every option against :mod:`monoquant_np.onnx.options`, resolve the algorithm, read the feeds."""
     group_size = check_positive_int(group_size, "group_size")
     min_elements = check_positive_int(min_elements, "min_elements") if min_elements else 0
     check_choice(format, FORMATS, "format")
     check_choice(gather_op, GATHER_OPS, "gather_op")
-    check_choice(scale_dtype, ("float32", "float16"), "scale_dtype")
+    check_choice(scale_dtype, SCALE_DTYPES, "scale_dtype")
+    if accuracy_level is not None:
+        accuracy_level = check_accuracy_level(accuracy_level)
     if isinstance(ops, str):
         ops = tuple(x.strip() for x in ops.split(",") if x.strip())
     ops = tuple(ops)
     for op in ops:
         check_choice(op, OPS, "ops entry")
     if not ops:
-        raise ValueError(f"ops must name at least one of MatMul, Gemm, Gather, got {ops!r}")
+        raise ValueError(f"ops must name at least one of {', '.join(OPS)}, got {ops!r}")
+    scheme = _check_scheme(scheme, symmetric, scale_dtype)
+    if exclude:
+        try:
+            re.compile(exclude)
+        except re.error as e:
+            raise ValueError(f"exclude must be a valid regular expression, got {exclude!r}: {e}") from None
+    alg = get_algorithm(algorithm)
+    if alg.needs_calibration and calibration is None:
+        raise ValueError(f"algorithm {alg.name!r} needs calibration inputs (--calibration FEEDS.npz)")
+    feeds = load_feeds(calibration, what="calibration file") if calibration is not None else None
+    opts = QuantOptions(group_size=group_size, scheme=scheme, scale_dtype=scale_dtype, double_quant=bool(double_quant))
+    return _Plan(opts, format, ops, exclude, min_elements, gather_op, accuracy_level, alg, feeds,
+                 dict(prequantized or {}))
+
+
+def _check_scheme(scheme: str | None, symmetric: bool, scale_dtype: str) -> str:
+    """The code scheme: ``scheme``, or from ``symmetric`` when None; checked against the other options."""
     if scheme is None:
         scheme = "int4" if symmetric else "uint4"
     check_choice(scheme, SCHEMES, "scheme")
@@ -163,21 +235,13 @@ def quantize_model_with_report(
         raise ValueError("scheme='int4' is symmetric; use scheme='uint4' (or symmetric=True)")
     if scheme == "nf4" and scale_dtype != "float32":
         raise ValueError(f"scheme='nf4' stores float32 absmax scales (spec 10), got scale_dtype={scale_dtype!r}")
-    if exclude:
-        import re
+    return scheme
 
-        try:
-            re.compile(exclude)
-        except re.error as e:
-            raise ValueError(f"exclude must be a valid regular expression, got {exclude!r}: {e}") from None
-    if isinstance(algorithm, str) and KNOWN_ALGORITHMS.get(algorithm) and calibration is None:
-        raise ValueError(f"algorithm {algorithm!r} needs calibration inputs (--calibration FEEDS.npz)")
-    alg = get_algorithm(algorithm)
-    feeds = load_feeds(calibration, "calibration file") if calibration is not None else None
-    if alg.needs_calibration and feeds is None:
-        raise ValueError(f"algorithm {alg.name!r} needs calibration inputs (--calibration FEEDS.npz)")
-    base_dir = None
-    file_bytes = None
+
+def _working_copy(model_or_path: onnx.ModelProto | str | os.PathLike
+                  ) -> tuple[onnx.ModelProto, str | None, int | None]:
+    """``(model, base_dir, file_bytes)``: a copy of a ``ModelProto``, or the model at a path with its tensors
+    left in their side files (``base_dir`` their folder, ``file_bytes`` the model's bytes on disk)."""
     if isinstance(model_or_path, onnx.ModelProto):
         external = next((t.name for t in iter_tensors(model_or_path) if is_external(t)), None)
         if external is not None:
@@ -186,74 +250,53 @@ def quantize_model_with_report(
                              "folder) or load it with onnx.load(path), external data included")
         model = onnx.ModelProto()
         model.CopyFrom(model_or_path)
-    elif isinstance(model_or_path, (str, os.PathLike)):
+        return model, None, None
+    if isinstance(model_or_path, (str, os.PathLike)):
         model = load_model(model_or_path, load_external_data=False)
-        base_dir = str(Path(model_or_path).parent)
         file_bytes = os.path.getsize(model_or_path) + sum(
             tensor_nbytes(t) for t in iter_tensors(model) if t.external_data)  # the side files' share
-    else:
-        raise TypeError(f"model_or_path must be an onnx.ModelProto or a path, got {type(model_or_path).__name__}")
-    opts = QuantOptions(group_size=group_size, scheme=scheme, scale_dtype=scale_dtype, double_quant=bool(double_quant),
-                        base_dir=base_dir)
+        return model, str(Path(model_or_path).parent), file_bytes
+    raise TypeError(f"model_or_path must be an onnx.ModelProto or a path, got {type(model_or_path).__name__}")
 
-    report = QuantReport(options={
-        "group_size": group_size, "scheme": scheme, "scale_dtype": scale_dtype, "format": format, "ops": list(ops),
-        "exclude": exclude, "min_elements": min_elements, "double_quant": bool(double_quant),
-        "algorithm": alg.name, "gather_op": gather_op,
-    }, file_bytes_before=file_bytes)
-    if feeds is not None and alg.prepare is None:
-        report.notes.append(f"calibration inputs are not used by algorithm {alg.name!r} (mse, gptq and awq use them)")
-    pre = dict(prequantized or {})
-    sites, notes = find_weight_sites(model, ops=ops, exclude=exclude, min_elements=min_elements)
-    report.notes.extend(notes)
-    if "Gather" not in ops:  # the largest tensor of a language model is often its embedding table
-        tables = [t for t in find_weight_sites(model, ops=("Gather",), exclude=exclude, min_elements=min_elements)[0]
-                  if t.skip is None]
-        if tables:
-            nbytes = sum(t.size * (2 if t.dtype == "float16" else 4) for t in tables)
-            report.notes.append(f"{len(tables)} Gather table(s) ({nbytes:,} bytes) left float; "
-                                f"--ops {','.join(ops)},Gather quantizes them too")
+
+def _find_sites(model: onnx.ModelProto, plan: _Plan) -> tuple[list[WeightSite], list[str]]:
+    """The weight sites and notes of ``model`` (spec 13.1), the prequantized weights marked eligible."""
+    sites, notes = find_weight_sites(model, ops=plan.ops, exclude=plan.exclude, min_elements=plan.min_elements)
     for s in sites:
-        if s.name in pre:
-            _use_prequantized(s, pre[s.name])
-    missing = sorted(set(pre) - {s.name for s in sites if s.skip is None})
+        if s.name in plan.prequantized:
+            _use_prequantized(s, plan.prequantized[s.name])
+    missing = sorted(set(plan.prequantized) - {s.name for s in sites if s.skip is None})
     if missing:
         raise ValueError(f"prequantized names are not eligible weights of the model: {', '.join(missing)}")
-    todo = [s for s in sites if s.skip is None]
-    report.skipped.extend((s.name, s.skip) for s in sites if s.skip is not None)
-    if not todo:
-        report.notes.append("nothing eligible to quantize: the model is returned unchanged")
-        report.seconds = time.perf_counter() - t0
-        return model, report
+    return sites, notes
 
-    model = to_opset21(model)
-    sites, _ = find_weight_sites(model, ops=ops, exclude=exclude, min_elements=min_elements)
-    for s in sites:
-        if s.name in pre:
-            _use_prequantized(s, pre[s.name])
-    todo = [s for s in sites if s.skip is None]
-    stats: Mapping[str, Any] = {}
-    if alg.prepare is not None and feeds is not None:
-        from ..verify import check_inputs
 
-        check_inputs(model, feeds, "calibration inputs")
-        try:
-            stats = alg.prepare(model, todo, feeds, opts) or {}
-        except Exception as e:  # onnxruntime's errors are not ValueError: one clear line instead of a traceback
-            if not type(e).__module__.startswith("onnxruntime"):
-                raise
-            raise ValueError(f"calibration failed in onnxruntime: {str(e).splitlines()[0]}") from None
+def _prepare(model: onnx.ModelProto, todo: list[WeightSite], plan: _Plan) -> Mapping[str, Any]:
+    """The algorithm's calibration pre-pass (spec 13.3): ``{weight name: stats}``, empty without one."""
+    if plan.alg.prepare is None or plan.feeds is None:
+        return {}
+    check_feeds(plan.feeds, model, "calibration inputs")
+    try:
+        return plan.alg.prepare(model, todo, plan.feeds, plan.opts) or {}
+    except Exception as e:  # onnxruntime's errors are not ValueError: one clear line instead of a traceback
+        if not type(e).__module__.startswith("onnxruntime"):
+            raise
+        raise ValueError(f"calibration failed in onnxruntime: {str(e).splitlines()[0]}") from None
+
+
+def _quantize_all(model: onnx.ModelProto, todo: list[WeightSite], plan: _Plan, stats: Mapping[str, Any],
+                  report: QuantReport, progress: Callable[[int, int, str], None] | None) -> None:
+    """Quantize and rewrite every site of ``todo`` in turn (spec 13.2, 13.3), one report row each."""
     names = unique_names(model)
-    if format == "matmulnbits" or ("Gather" in ops and gather_op == "GatherBlockQuantized"):
+    if plan.format == "matmulnbits" or ("Gather" in plan.ops and plan.gather_op == "GatherBlockQuantized"):
         ensure_ms_opset(model)
     for i, site in enumerate(todo):
         if progress is not None:
             progress(i, len(todo), site.name)
-        report.rows.append(_quantize_site(site, alg, opts, stats, pre, names, base_dir, format, gather_op,
-                                          accuracy_level))
+        report.rows.append(_quantize_site(site, plan, stats, names))
     if progress is not None:
         progress(len(todo), len(todo), "")
-    if format == "matmulnbits":
+    if plan.format == "matmulnbits":
         kept = [r.name for r, s in zip(report.rows, todo, strict=True)
                 if "qdq" in r.served_as.split("+") and any(c.role in ("matmul", "gemm") for c in s.consumers)]
         if kept:
@@ -262,8 +305,6 @@ def quantize_model_with_report(
                 f"grouped along K with float32 scales in a float32 model (not nf4, double-quant, float16 models, "
                 f"or a Gemm with alpha/beta/transA): {', '.join(kept[:3])}{', ...' if len(kept) > 3 else ''}")
     drop_unused_ms_opset(model)
-    report.seconds = time.perf_counter() - t0
-    return model, report
 
 
 def _use_prequantized(site: WeightSite, qt: Any) -> None:
@@ -275,34 +316,26 @@ def _use_prequantized(site: WeightSite, qt: Any) -> None:
     site.skip, site.transpose, site.axis = None, False, qt.axis
 
 
-def _quantize_site(site, alg, opts, stats, pre, names, base_dir, fmt, gather_op, accuracy_level) -> LayerRow:
-    w_store = tensor_array(site.tensor, base_dir)
+def _quantize_site(site: WeightSite, plan: _Plan, stats: Mapping[str, Any], names: set[str]) -> LayerRow:
+    """Quantize one weight (freeing its float copy before the rewrite) and describe it in a report row."""
+    w_store = tensor_array(site.tensor, plan.opts.base_dir)
     itemsize = w_store.dtype.itemsize
     w = np.asarray(w_store, dtype=np.float32)
     del w_store
     if site.transpose:
         w = np.ascontiguousarray(w.T)  # (K, N) from Gemm's (N, K)
     extra: dict[str, Any] = {}
-    if site.name in pre:
-        qt = pre[site.name]
+    if site.name in plan.prequantized:
+        qt = plan.prequantized[site.name]
     else:
-        ctx = WeightContext(site.name, w, site.axis, tuple(site.consumers), opts, stats.get(site.name))
-        try:
-            qt = alg.quantize_weight(ctx)
-        except (ValueError, TypeError) as e:  # e.g. "w must be finite": say which weight
-            raise type(e)(f"weight {site.name!r} {tuple(w.shape)}: {e}") from None
-        if isinstance(qt, tuple):  # (qt, extra): report extras; extra["w_hat"] = the weight the graph computes
-            qt, extra = qt[0], dict(qt[1])
-        if not isinstance(qt, QuantizedTensor) or qt.shape != w.shape:
-            raise ValueError(f"algorithm {alg.name!r} returned {qt!r} for {site.name!r} of shape {w.shape}")
+        qt, extra = _run_algorithm(plan.alg, WeightContext(site.name, w, site.axis, tuple(site.consumers), plan.opts,
+                                                           stats.get(site.name)))
     w_hat = extra.pop("w_hat", None)
     rel, mx = tensor_error(w, qt) if w_hat is None else relative_error(w, w_hat)
     size = w.size
     del w
-    qname = fresh_name(site.name, names)
-    served = apply_quantized(site, qt, qname, fmt=fmt, gather_op=gather_op, accuracy_level=accuracy_level)
-    from ...dequantize import bits_per_weight
-
+    served = apply_quantized(site, qt, fresh_name(site.name, names), fmt=plan.format, gather_op=plan.gather_op,
+                             accuracy_level=plan.accuracy_level)
     bpw = bits_per_weight(qt)
     return LayerRow(
         name=site.name, shape=qt.shape, scheme=qt.scheme, group_size=qt.block_size,
@@ -310,3 +343,17 @@ def _quantize_site(site, alg, opts, stats, pre, names, base_dir, fmt, gather_op,
         bits_per_weight=bpw, rel_err=rel, max_abs_err=mx, served_as=served,
         consumers=tuple(c.node.name or c.node.output[0] for c in site.consumers), extra=extra,
     )
+
+
+def _run_algorithm(alg: Algorithm, ctx: WeightContext) -> tuple[QuantizedTensor, dict[str, Any]]:
+    """``alg.quantize_weight(ctx)`` as ``(qt, extra)``, its result checked and its errors naming the weight."""
+    try:
+        qt = alg.quantize_weight(ctx)
+    except (ValueError, TypeError) as e:  # e.g. "w must be finite": say which weight
+        raise type(e)(f"weight {ctx.name!r} {tuple(ctx.w.shape)}: {e}") from None
+    extra: dict[str, Any] = {}
+    if isinstance(qt, tuple):  # (qt, extra): report extras; extra["w_hat"] = the weight the graph computes
+        qt, extra = qt[0], dict(qt[1])
+    if not isinstance(qt, QuantizedTensor) or qt.shape != ctx.w.shape:
+        raise ValueError(f"algorithm {alg.name!r} returned {qt!r} for {ctx.name!r} of shape {ctx.w.shape}")
+    return qt, extra

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from ...dequantize import dequantize, dequantize_slice
+
 __all__ = ["LayerRow", "QuantReport", "relative_error", "tensor_error", "format_rows"]
 
 
@@ -55,8 +57,6 @@ def tensor_error(w: np.ndarray, qt, rows_per_chunk: int | None = None) -> tuple[
     Memory stays at a few chunks (about 2**18 elements each) instead of
     several float64 copies of the weight.
     """
-    from ...dequantize import dequantize, dequantize_slice
-
     if qt.perm is not None or w.ndim < 1 or w.shape[0] == 0:
         return relative_error(w, dequantize(qt))
     inner = max(1, int(np.prod(w.shape[1:])))
@@ -177,7 +177,7 @@ def _opt4(v: Any) -> str:
 
 def format_rows(rows: list[LayerRow]) -> str:
     """A fixed-width text table of ``rows``."""
-    # Calibrated algorithms (issue 7) add the output error ||XW - XW'|| / ||XW|| and round-to-nearest's.
+    # Calibrated algorithms add the output error ||XW - XW'|| / ||XW|| and round-to-nearest's.
     calib = any("out_rel_err" in r.extra for r in rows)
     out_cols = ("out err", "rtn out err") if calib else ()
     head = ("name", "shape", "scheme", "group", "bytes before", "bytes after", "rel err", *out_cols, "as")

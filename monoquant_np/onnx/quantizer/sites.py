@@ -33,7 +33,10 @@ import re
 from collections.abc import Iterable
 
 import onnx
-from onnx import AttributeProto, TensorProto
+from onnx import TensorProto
+
+from ..options import DEFAULT_MIN_ELEMENTS, DEFAULT_OPS
+from ..protobuf import attr, constant_tensor, iter_graphs, subgraphs
 
 __all__ = ["Consumer", "WeightSite", "find_weight_sites", "QUANTIZED_OPS", "FLOAT_TYPES"]
 
@@ -95,34 +98,11 @@ class WeightSite:
 
     @property
     def size(self) -> int:
+        """The number of elements, ``prod(shape)``."""
         n = 1
         for d in self.shape:
             n *= d
         return n
-
-
-def _attr(node: onnx.NodeProto, name: str, default):
-    for a in node.attribute:
-        if a.name == name:
-            return onnx.helper.get_attribute_value(a)
-    return default
-
-
-def _subgraphs(node: onnx.NodeProto) -> Iterable[onnx.GraphProto]:
-    for a in node.attribute:
-        if a.type == AttributeProto.GRAPH:
-            yield a.g
-        elif a.type == AttributeProto.GRAPHS:
-            yield from a.graphs
-
-
-def _constant_tensor(node: onnx.NodeProto) -> TensorProto | None:
-    if node.op_type != "Constant" or node.domain not in ("", "ai.onnx"):
-        return None
-    for a in node.attribute:
-        if a.name == "value" and a.type == AttributeProto.TENSOR:
-            return a.t
-    return None
 
 
 def _role(node: onnx.NodeProto, index: int, ndim: int, uses: dict[str, list]) -> tuple[str, int | None]:
@@ -133,10 +113,10 @@ def _role(node: onnx.NodeProto, index: int, ndim: int, uses: dict[str, list]) ->
     if op == "MatMul" and index == 1:
         return "matmul", 0
     if op == "Gemm" and index == 1:
-        return "gemm", 1 if _attr(node, "transB", 0) else 0
-    if op == "Gather" and index == 0 and _attr(node, "axis", 0) == 0:
+        return "gemm", 1 if attr(node, "transB", 0) else 0
+    if op == "Gather" and index == 0 and attr(node, "axis", 0) == 0:
         return "gather", 1
-    if op == "Transpose" and index == 0 and list(_attr(node, "perm", [1, 0])) == [1, 0]:
+    if op == "Transpose" and index == 0 and list(attr(node, "perm", [1, 0])) == [1, 0]:
         readers = uses.get(node.output[0], [])
         if readers and all(n.op_type == "MatMul" and i == 1 for n, _, i in readers):
             return "transpose_matmul", 1
@@ -149,7 +129,7 @@ def _collect_uses(graph: onnx.GraphProto, uses: dict[str, list]) -> None:
         for i, name in enumerate(node.input):
             if name:
                 uses.setdefault(name, []).append((node, graph, i))
-        for g in _subgraphs(node):
+        for g in subgraphs(node):
             _collect_uses(g, uses)
 
 
@@ -164,7 +144,7 @@ def _walk(graph: onnx.GraphProto, scope: dict[str, WeightSite], uses: dict, site
     for node in graph.node:
         for out in node.output:
             scope.pop(out, None)
-        t = _constant_tensor(node)
+        t = constant_tensor(node)
         if t is not None and node.output:
             site = WeightSite(node.output[0], graph, t, node, tuple(t.dims), FLOAT_TYPES.get(t.data_type))
             scope[node.output[0]] = site
@@ -176,23 +156,24 @@ def _walk(graph: onnx.GraphProto, scope: dict[str, WeightSite], uses: dict, site
                 role, axis = _role(node, i, len(found.shape), uses)
                 op = "MatMul" if role == "transpose_matmul" else node.op_type
                 found.consumers.append(Consumer(node, graph, role, op, axis))
-        for g in _subgraphs(node):
+        for g in subgraphs(node):
             _walk(g, scope, uses, sites)
 
 
 def find_weight_sites(
     model: onnx.ModelProto,
     *,
-    ops: Iterable[str] = ("MatMul", "Gemm"),
+    ops: Iterable[str] = DEFAULT_OPS,
     exclude: str | None = None,
-    min_elements: int = 4096,
+    min_elements: int = DEFAULT_MIN_ELEMENTS,
 ) -> tuple[list[WeightSite], list[str]]:
     """Every float constant that feeds an op in ``ops``, and notes on the model.
 
     Returns ``(sites, notes)``: the sites (eligible ones have ``skip is None``
     and ``axis`` set; the others say why in ``skip``) and free-text notes
-    (already-quantized operators found, axis disagreements, counts of
-    skipped tensors).
+    (already-quantized operators found, axis disagreements, and, when
+    ``"Gather"`` is not in ``ops``, the eligible ``Gather`` tables left float:
+    the largest tensor of a language model is often its embedding table).
     """
     ops = tuple(ops)
     pattern = re.compile(exclude) if exclude else None
@@ -201,41 +182,53 @@ def find_weight_sites(
     sites: list[WeightSite] = []
     _walk(model.graph, {}, uses, sites)
     notes: list[str] = []
-    found_q = sorted({n.op_type for g in _graphs(model.graph) for n in g.node if n.op_type in QUANTIZED_OPS})
+    found_q = sorted({n.op_type for g in iter_graphs(model.graph) for n in g.node if n.op_type in QUANTIZED_OPS})
     if found_q:
         notes.append(
             f"the model already contains quantized operators ({', '.join(found_q)}); "
             "they and their weights are left as they are"
         )
-    relevant = []
-    for s in sites:
-        if not s.consumers or not any(c.op in ops and c.role != "other" for c in s.consumers):
-            continue  # not a weight of a quantizable op: silently left alone
-        relevant.append(s)
-        others = sorted({c.op for c in s.consumers if c.role == "other" or c.op not in ops})
-        if s.dtype is None:
-            s.skip = f"dtype {TensorProto.DataType.Name(s.tensor.data_type)} is not float32/float16"
-        elif others:
-            s.skip = f"also read by {', '.join(others)} (not quantizable there with ops={','.join(ops)})"
-        elif s.size < min_elements:
-            s.skip = f"{s.size} elements < min_elements {min_elements}"
-        elif pattern and (pattern.search(s.name) or any(pattern.search(c.node.name) for c in s.consumers)):
-            s.skip = f"matches exclude {exclude!r}"
-        else:
-            axes = [int(c.axis) for c in s.consumers if c.axis is not None]
-            s.axis = axes[0]
-            if len(set(axes)) > 1:
-                notes.append(
-                    f"{s.name}: readers want different group axes {sorted(set(axes))}; grouped along axis {s.axis}"
-                )
-            c0 = s.consumers[0]
-            if len(s.consumers) == 1 and c0.role == "gemm" and c0.axis == 1:
-                s.transpose, s.axis = True, 0
+    relevant = [s for s in sites if _reads(s, ops)]  # other constants are silently left alone
+    for s in relevant:
+        s.skip = _skip_reason(s, ops, pattern, min_elements)
+        if s.skip is None:
+            notes.extend(_choose_axis(s))
+    if "Gather" not in ops:
+        tables = [s for s in sites if _reads(s, ("Gather",)) and _skip_reason(s, ("Gather",), pattern, min_elements)
+                  is None]
+        if tables:
+            nbytes = sum(t.size * (2 if t.dtype == "float16" else 4) for t in tables)
+            notes.append(f"{len(tables)} Gather table(s) ({nbytes:,} bytes) left float; "
+                         f"--ops {','.join(ops)},Gather quantizes them too")
     return relevant, notes
 
 
-def _graphs(graph: onnx.GraphProto) -> Iterable[onnx.GraphProto]:
-    yield graph
-    for node in graph.node:
-        for g in _subgraphs(node):
-            yield from _graphs(g)
+def _reads(s: WeightSite, ops: tuple[str, ...]) -> bool:
+    """True when an op of ``ops`` reads ``s`` in a quantizable role."""
+    return any(c.op in ops and c.role != "other" for c in s.consumers)
+
+
+def _skip_reason(s: WeightSite, ops: tuple[str, ...], pattern: re.Pattern | None, min_elements: int) -> str | None:
+    """Why ``s`` is not quantized with these options, or None when it is eligible (spec 13.1)."""
+    others = sorted({c.op for c in s.consumers if c.role == "other" or c.op not in ops})
+    if s.dtype is None:
+        return f"dtype {TensorProto.DataType.Name(s.tensor.data_type)} is not float32/float16"
+    if others:
+        return f"also read by {', '.join(others)} (not quantizable there with ops={','.join(ops)})"
+    if s.size < min_elements:
+        return f"{s.size} elements < min_elements {min_elements}"
+    if pattern and (pattern.search(s.name) or any(pattern.search(c.node.name) for c in s.consumers)):
+        return f"matches exclude {pattern.pattern!r}"
+    return None
+
+
+def _choose_axis(s: WeightSite) -> list[str]:
+    """Set the eligible ``s``'s group axis (the first reader's) and ``transpose``; a note when readers disagree."""
+    axes = [int(c.axis) for c in s.consumers if c.axis is not None]
+    s.axis = axes[0]
+    c0 = s.consumers[0]
+    if len(s.consumers) == 1 and c0.role == "gemm" and c0.axis == 1:
+        s.transpose, s.axis = True, 0
+    if len(set(axes)) > 1:
+        return [f"{s.name}: readers want different group axes {sorted(set(axes))}; grouped along axis {axes[0]}"]
+    return []

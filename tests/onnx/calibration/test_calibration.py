@@ -17,13 +17,11 @@ from monoquant_np import dequantize, quantize
 from monoquant_np.algorithms import gptq_from_hessian, quantize_mse
 from monoquant_np.assets import MINILM_INSTALL_HINT, minilm_model_path, minilm_tokenizer_path
 from monoquant_np.onnx.calibration.adapters import awq_algorithm, gptq_algorithm, transpose_qt
-from monoquant_np.onnx.calibration.stages import (
-    collect_stats,
-    find_targets,
-    layer_stages,
-    load_feeds,
-)
+from monoquant_np.onnx.calibration.capture import collect_stats
+from monoquant_np.onnx.calibration.stages import CalibrationTarget, layer_stages
+from monoquant_np.onnx.feeds import load_feeds
 from monoquant_np.onnx.quantizer.pipeline import quantize_model, quantize_model_with_report
+from monoquant_np.onnx.quantizer.sites import find_weight_sites
 from monoquant_np.onnx.runtime import make_session
 
 K, H, N = 64, 96, 64  # every weight >= min_elements 4096
@@ -63,10 +61,12 @@ def _run(model, feeds):
     return make_session(model, 1).run(["y"], feeds)[0]
 
 
-def test_find_targets_and_stages():
+def test_weight_sites_and_stages():
     m, _, _ = _toy()
-    t = find_targets(m)
-    assert [(x.weight, x.activation, x.transpose_weight) for x in t] == [("w1", "x", False), ("w2", "r2", True)]
+    sites, _ = find_weight_sites(m)
+    assert [(s.name, s.consumers[0].node.input[0], s.transpose) for s in sites] == [("w1", "x", False),
+                                                                                  ("w2", "r2", True)]
+    t = [CalibrationTarget("w1", "x"), CalibrationTarget("w2", "r2", transpose_weight=True)]
     assert [[x.weight for x in s] for s in layer_stages(m, t)] == [["w1"], ["w2"]]
 
 
@@ -349,7 +349,7 @@ def test_errors_and_helpers(tmp_path):
     p = tmp_path / "feeds.npz"
     np.savez(p, x=np.zeros((2, 3, K), np.float32), bogus=np.zeros((2, 3)))
     with pytest.raises(ValueError, match="unknown"):
-        load_feeds(p, m)
+        load_feeds(p, m, batched=True, strict=True)
     with pytest.raises(OSError, match="does not exist"):
         load_feeds(tmp_path / "missing.npz", m)
     qt = gptq_from_hessian(w1, np.eye(K), group_size=32, act_order=True)

@@ -15,8 +15,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from monoquant_np import dequantize, double_quantize, quantize
+from monoquant_np.onnx import Algorithm, WeightContext
 from monoquant_np.onnx.model_io import load_model, save_model
-from monoquant_np.onnx.quantizer.pipeline import Algorithm, WeightContext, quantize_model, quantize_model_with_report
+from monoquant_np.onnx.quantizer.pipeline import quantize_model, quantize_model_with_report
 from monoquant_np.onnx.quantizer.sites import find_weight_sites
 from monoquant_np.onnx.runtime import fused_op_types, make_session
 
@@ -544,19 +545,6 @@ def test_report_json_and_find_sites_notes():
     assert d["totals"]["bits_per_weight"] == pytest.approx(8 * (1536 + 384) / (64 * 48))
     sites, notes = find_weight_sites(m, ops=("MatMul",), min_elements=1)
     assert [(s.name, s.axis, s.skip) for s in sites] == [("W", 0, None)] and notes == []
-
-
-@pytest.mark.parametrize("shape,axis,g,symmetric", [
-    ((1000, 96), 1, 32, True), ((1000, 96), 1, 32, False), ((1000, 33), 1, 16, True),
-    ((700, 24), 0, 128, True), ((700, 24), 0, 128, False), ((300, 7), 0, 64, True), ((40, 8), 0, 64, True),
-])
-def test_chunked_quantize_equals_one_call(shape, axis, g, symmetric):
-    from monoquant_np.onnx.quantizer.pipeline import quantize_chunked
-
-    w = _w(*shape)
-    one = quantize(w, group_size=g, axis=axis, symmetric=symmetric)
-    assert quantize_chunked(w, group_size=g, axis=axis, symmetric=symmetric, scale_dtype="float32",
-                            chunk_elements=1000).equals(one)
 
 
 def test_gemm_trans_a_and_matrix_bias():

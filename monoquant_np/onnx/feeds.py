@@ -1,0 +1,129 @@
+"""Input feeds for onnxruntime: reading them and checking them against a model (spec sections 13.7, 14.4).
+
+A *feed* maps each model input name to an array. Calibration and
+verification inputs come as ``FEEDS.npz`` (``numpy.savez`` of arrays named
+after the model inputs) or as a mapping; *batched* feeds carry the samples
+along axis 0, every array with the same batch length.
+
+:func:`load_feeds` reads them; :func:`check_feeds` is the one validator:
+
+* every input the model declares (graph inputs that are not initializers) is
+  present; a name the model does not take is an error only with ``strict``;
+* a float array for an integer input (or the reverse) is an error, other dtype
+  differences are left to onnxruntime; the rank must match, and every
+  dimension with a fixed size in the model;
+* with ``batched``: at least one array, every array at least 1-D with one
+  batch length, and that length at least 1.
+
+    >>> import numpy as np
+    >>> batch_length({"x": np.zeros((3, 4)), "mask": np.ones((3, 4))})
+    3
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper
+
+__all__ = ["load_feeds", "check_feeds", "batch_length", "model_input_names"]
+
+
+def model_input_names(model: onnx.ModelProto) -> list[str]:
+    """The inputs ``model`` must be fed: its main graph's inputs that are not initializers, in order."""
+    inits = {t.name for t in model.graph.initializer}
+    return [vi.name for vi in model.graph.input if vi.name not in inits]
+
+
+def load_feeds(source: str | os.PathLike | Mapping[str, np.ndarray], model: onnx.ModelProto | None = None, *,
+               what: str = "inputs file", batched: bool = False, strict: bool = False) -> dict[str, np.ndarray]:
+    """Feeds from a ``.npz`` path or a mapping of input name -> array; checked against ``model`` when given.
+
+    ``what`` names the file in messages (``"calibration file"``, ...);
+    ``batched`` and ``strict`` are :func:`check_feeds`'. Raises ``OSError``
+    for a missing file and ``ValueError`` for a file that is not an ``.npz``
+    or feeds that :func:`check_feeds` refuses.
+    """
+    if isinstance(source, Mapping):
+        feeds = {str(k): np.asarray(v) for k, v in source.items()}
+        label = what
+    else:
+        feeds = _read_npz(Path(source), what)
+        label = f"{what} {os.fspath(source)!r}"
+    if model is not None or batched:
+        check_feeds(feeds, model, label, batched=batched, strict=strict)
+    return feeds
+
+
+def _read_npz(p: Path, what: str) -> dict[str, np.ndarray]:
+    if not p.is_file():
+        raise OSError(f"{what} {str(p)!r} does not exist")
+    if not zipfile.is_zipfile(p):
+        raise ValueError(f"{what} {str(p)!r} is not a readable .npz (numpy.savez of arrays named after the "
+                         "model inputs)")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{what} {str(p)!r} is not a readable .npz: {e}") from None
+
+
+def check_feeds(feeds: Mapping[str, np.ndarray], model: onnx.ModelProto | None = None, what: str = "feeds", *,
+                batched: bool = False, strict: bool = False) -> None:
+    """Raise ``ValueError`` unless ``feeds`` suit ``model`` by the rules of the module docstring.
+
+    ``what`` starts every message (``"calibration inputs"``, ``"the given
+    inputs"``).
+    """
+    if batched:
+        batch_length(feeds, what)
+    if model is not None:
+        _check_names(feeds, model, what, strict)
+        _check_kinds_and_shapes(feeds, model, what)
+
+
+def _check_names(feeds: Mapping[str, np.ndarray], model: onnx.ModelProto, what: str, strict: bool) -> None:
+    names = model_input_names(model)
+    missing = [n for n in names if n not in feeds]
+    extra = sorted(set(feeds) - set(names)) if strict else []
+    if extra:
+        raise ValueError(f"{what} must hold arrays named after the model inputs {names}; "
+                         f"unknown {extra}, missing {missing}")
+    if missing:
+        raise ValueError(f"{what} lack the model input(s) {missing}: the model takes {names}, "
+                         f"{what} hold {sorted(feeds)}")
+
+
+def _check_kinds_and_shapes(feeds: Mapping[str, np.ndarray], model: onnx.ModelProto, what: str) -> None:
+    inits = {t.name for t in model.graph.initializer}
+    for vi in model.graph.input:
+        if vi.name in inits or not vi.type.HasField("tensor_type"):
+            continue
+        tt, x = vi.type.tensor_type, np.asarray(feeds[vi.name])
+        want = helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else None
+        if want is not None and (x.dtype.kind == "f") != (want.kind == "f"):
+            raise ValueError(f"{what}: input {vi.name!r} is {x.dtype}, the model takes {want}")
+        if tt.HasField("shape"):
+            dims = [d.dim_value if d.HasField("dim_value") else d.dim_param or "?" for d in tt.shape.dim]
+            fixed = [(d, n) for d, n in zip(dims, x.shape, strict=False) if isinstance(d, int) and d > 0]
+            if x.ndim != len(dims) or any(d != n for d, n in fixed):
+                raise ValueError(f"{what}: input {vi.name!r} has shape {x.shape}, the model takes "
+                                 f"({', '.join(map(str, dims))})")
+
+
+def batch_length(feeds: Mapping[str, np.ndarray], what: str = "feeds") -> int:
+    """The common length of axis 0 of batched ``feeds`` (at least 1), else a ``ValueError`` starting with ``what``."""
+    if not feeds:
+        raise ValueError(f"{what} holds no arrays; expected one per model input, batch on axis 0")
+    lengths = {k: (int(np.shape(v)[0]) if np.ndim(v) else -1) for k, v in feeds.items()}
+    if -1 in lengths.values() or len(set(lengths.values())) != 1:
+        raise ValueError(f"{what}: every array needs the same batch length on axis 0, got {lengths}")
+    n = next(iter(lengths.values()))
+    if n == 0:
+        raise ValueError(f"{what} must hold at least one sample (batch length on axis 0), got 0")
+    return n

@@ -9,8 +9,8 @@ On a 4096x4096 weight at batch 256, times NumPy's float32 matmul and
 
 * an onnxruntime session run (the ``qdq`` graph of the same weight): its pool
   thread keeps spinning for some 20-50 ms after the run;
-* a NumPy float32 matmul: OpenBLAS's idle worker keeps spinning for about
-  0.12 s (``2**28`` cycles), but the next call uses that worker anyway;
+* a NumPy float32 matmul: OpenBLAS's idle worker keeps spinning for
+  ``2**28`` cycles (about 0.12 s at 2 GHz), but the next call uses that worker anyway;
 * a pause of ``PAUSE`` seconds (every helper thread asleep).
 
 ``tools/bench.py`` times its candidates round-robin; in a rotation that mixed
@@ -36,7 +36,7 @@ from _report import batch256_case, median_ms, print_table
 
 from monoquant_np import dequant_matmul
 
-#: Seconds of the pause: longer than OpenBLAS's idle spin (2**28 cycles, about 0.12 s here).
+#: Seconds of the pause: longer than OpenBLAS's idle spin (2**28 cycles, about 0.12 s at 2 GHz).
 PAUSE = 0.15
 
 

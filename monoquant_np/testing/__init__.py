@@ -1,7 +1,9 @@
 """The conformance kit: hypothesis strategies and backend checks (spec section 12.7).
 
 Needs ``hypothesis`` (and ``pytest`` for :func:`conformance_tests`); the
-NumPy core never imports this package.
+NumPy core never imports this package. :mod:`monoquant_np.testing.reference`
+holds the textbook NumPy form of each formula of the spec, which the optimized
+kernels are pinned to and the benchmarks time as their plain NumPy peer.
 
     >>> from monoquant_np.testing import SPEC, check_backend
     >>> check_backend(SPEC, max_examples=3).ok

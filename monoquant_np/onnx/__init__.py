@@ -9,18 +9,13 @@ into ``MatMulNBits``, or ``com.microsoft.MatMulNBits`` directly.
 ``verify_models`` and ``inspect_model`` behind the ``verify``/``inspect`` commands.
 """
 
+from .export.constants import IR_VERSION, MS_DOMAIN, OPSET
+from .export.initializers import tensor_from_onnx, tensor_to_onnx
+from .export.matmulbnb4_node import bnb4_layout
 from .export.matmulnbits_node import matmulnbits_arrays, matmulnbits_block_size, matmulnbits_node
-from .export.models import linear_model, mlp_model
-from .export.nf4_subgraph import bnb4_layout, nf4_linear_model, nf4_weight_subgraph
-from .export.qdq import (
-    IR_VERSION,
-    MS_DOMAIN,
-    OPSET,
-    input_permutation,
-    tensor_from_onnx,
-    tensor_to_onnx,
-    weight_subgraph,
-)
+from .export.models import linear_model, mlp_model, nf4_linear_model
+from .export.nf4_subgraph import nf4_weight_subgraph
+from .export.qdq import input_permutation, weight_subgraph
 from .inspect import inspect_model
 from .model_io import load_model, save, save_model
 from .quantizer.algorithm import Algorithm, WeightContext

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monoquant_np import dequantize, quantize
+from monoquant_np import QuantizedTensor, dequantize, pack_int4, quantize, unpack_int4
 from monoquant_np.formats import matmulnbits_pack, matmulnbits_unpack, ort_default_quantize
-from monoquant_np.formats.matmulnbits import MATMULNBITS_BLOCK_SIZES
+from monoquant_np.formats.matmulnbits import MATMULNBITS_BLOCK_SIZES, is_block_size
 from monoquant_np.testing import cases
 
 ort_pybind = pytest.importorskip("onnxruntime.capi._pybind_state")
@@ -28,23 +28,29 @@ def kernel(w: np.ndarray, block_size: int, symmetric: bool):
     return b, scales, zp
 
 
-def mask_stale_nibble(b: np.ndarray, k: int, block_size: int) -> np.ndarray:
-    """For odd K the kernel leaves the previous row's code in the last byte's padding nibble."""
-    b = b.copy()
-    if k % 2:
-        b[:, (k - 1) // block_size, ((k - 1) % block_size) // 2] &= 0x0F
-    return b
+def rows(b: np.ndarray) -> np.ndarray:
+    """The unsigned codes of ``B`` ``(N, nb, block_size // 2)`` as ``(N, nb * block_size)``, row by row along K."""
+    n, nb, blob = b.shape
+    return unpack_int4(b, n * nb * blob * 2, signed=False).reshape(n, nb * blob * 2)
 
 
 def assert_same_as_kernel(w: np.ndarray, block_size: int, symmetric: bool) -> None:
+    """Our layout of onnxruntime's quantizer equals the kernel's output on every byte the kernel defines.
+
+    The kernel writes the codes of rows < K only (for odd K the high nibble after
+    row K - 1 keeps a stale code) and leaves the padding rows of the caller's buffer
+    as they were; ``matmulnbits_pack`` sets them to the zero point (spec 12.1).
+    """
     b, scales, zp = kernel(w, block_size, symmetric)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         qt = ort_default_quantize(w, block_size=block_size, symmetric=symmetric)
     b2, s2, z2 = matmulnbits_pack(qt)
     k = w.shape[0]
-    diff = np.argwhere(mask_stale_nibble(b, k, block_size) != b2)
-    assert diff.size == 0, f"B differs at (n, block, byte) {diff[:3].tolist()}"
+    diff = np.argwhere(rows(b)[:, :k] != rows(b2)[:, :k])
+    assert diff.size == 0, f"B differs at (n, row) {diff[:3].tolist()}"
+    last_zp = np.full(w.shape[1], 8) if symmetric else qt.zero_point[-1]  # (N,) the last block's zero points
+    assert (rows(b2)[:, k:] == last_zp[:, None]).all(), "padding rows must hold the zero point"
     assert s2.dtype == scales.dtype
     sdiff = np.argwhere(scales.view(np.uint16 if scales.dtype == np.float16 else np.uint32)
                         != s2.view(np.uint16 if s2.dtype == np.float16 else np.uint32))
@@ -131,8 +137,8 @@ def test_pack_unpack_round_trip(case):
     assert back.equals(qt)
 
 
-def test_agrees_with_the_exporters_layout():
-    # monoquant_np.onnx pads with the zero point and widens scales; both decode to the same tensor.
+def test_the_exporter_writes_this_layout():
+    # monoquant_np.onnx builds its MatMulNBits node from these bytes, scales widened to float32.
     onnx_mnb = pytest.importorskip("monoquant_np.onnx.export.matmulnbits_node")
     rng = np.random.default_rng(3)
     for sym in (True, False):
@@ -140,7 +146,64 @@ def test_agrees_with_the_exporters_layout():
         b, s, z = onnx_mnb.matmulnbits_arrays(qt, 32)
         assert matmulnbits_unpack(b, s, z, k=75).equals(qt)
         b2, s2, z2 = matmulnbits_pack(qt)
-        assert np.array_equal(b2[:, :2], b[:, :2])  # full blocks are byte-identical
+        assert np.array_equal(b2, b)  # every block, the partial last one included
+        assert np.array_equal(s2.astype(np.float32), s)
+        assert (z is None and z2 is None) if sym else np.array_equal(z2, z)
+
+
+# ------------------------------------------------------------------ the padding of a partial last block
+def test_golden_partial_last_block_signed_pads_with_8():
+    # spec 9.4: K = 17, blocks of 16, int4 codes -8..7 (rows 0-15) and 5 (row 16).
+    codes = np.array([[c - 8] for c in range(16)] + [[5]], np.int8)
+    qt = QuantizedTensor(pack_int4(codes), (17, 1), 0, 16, np.array([[0.5], [2.0]], np.float32))
+    b, s, z = matmulnbits_pack(qt)
+    assert b.shape == (1, 2, 8) and z is None
+    assert b[0, 0].tolist() == [0x10, 0x32, 0x54, 0x76, 0x98, 0xBA, 0xDC, 0xFE]  # 0..15, low nibble first
+    assert b[0, 1].tolist() == [0x8D] + [0x88] * 7  # 5 + 8 = 0xD, then padding code 8 (= the zero point)
+    assert s.tolist() == [[0.5, 2.0]]
+
+
+def test_golden_partial_last_block_unsigned_pads_with_its_zero_point():
+    # K = 17, uint4 codes 0..15 (block 0, zero point 4) and 3 (block 1, zero point 9): padding code 9.
+    codes = np.array([[c] for c in range(16)] + [[3]], np.uint8)
+    qt = QuantizedTensor(pack_int4(codes), (17, 1), 0, 16, np.array([[0.5], [2.0]], np.float32),
+                         np.array([[4], [9]], np.uint8), signed=False)
+    b, s, z = matmulnbits_pack(qt)
+    assert b[0, 1].tolist() == [0x93] + [0x99] * 7
+    assert z.tolist() == [[0x94]]  # block 0 in the low nibble
+    assert (dequantize(matmulnbits_unpack(b, s, z, k=32))[17:] == 0).all()  # padding dequantizes to 0
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_int8_layout_one_code_per_byte(symmetric):
+    # the int8 per-channel fallback: K = 20 < group 128, one block of 32, padding = the zero point.
+    w = np.random.default_rng(5).standard_normal((20, 3)).astype(np.float32)
+    qt = quantize(w, group_size=128, symmetric=symmetric)
+    assert qt.bits == 8
+    b, s, z = matmulnbits_pack(qt)
+    assert b.shape == (3, 1, 32)
+    u = (qt.codes().astype(np.int16) + (128 if symmetric else 0)).T  # (N, K)
+    assert np.array_equal(b[:, 0, :20], u)
+    pad = np.full(3, 128) if symmetric else qt.zero_point[0]
+    assert (b[:, 0, 20:] == pad[:, None]).all()
+    assert (z is None) if symmetric else z.tolist() == qt.zero_point.T.tolist()
+    back = matmulnbits_unpack(b, s, z, k=20, bits=8)
+    assert np.array_equal(dequantize(back), dequantize(qt))
+
+
+def test_blocks_nest_inside_groups():
+    # group 48 is not a power of two: blocks of 16, each group's scale repeated over its 3 blocks.
+    qt = quantize(np.random.default_rng(6).standard_normal((100, 2)).astype(np.float32), group_size=48)
+    b, s, z = matmulnbits_pack(qt)
+    assert b.shape == (2, 7, 8)
+    assert np.array_equal(s, np.repeat(qt.scale.T, 3, axis=1)[:, :7])
+    assert np.array_equal(dequantize(matmulnbits_unpack(b, s, z, k=100)), dequantize(qt))
+    with pytest.raises(ValueError, match="block_size must divide the group size 48"):
+        matmulnbits_pack(qt, 32)
+
+
+def test_block_sizes_exhaustive():
+    assert [n for n in range(4097) if is_block_size(n)] == [16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
 
 
 # ------------------------------------------------------------------ errors

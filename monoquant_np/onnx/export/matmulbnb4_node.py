@@ -25,11 +25,15 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from onnx import NodeProto, TensorProto, helper
 
+from ...errors import check_matrix, check_name
 from ...formats import bnb_nf4_pack, transpose
 from ...tensor import QuantizedTensor, check_qt
+from .constants import MS_DOMAIN
+from .initializers import raw_tensor
 
-__all__ = ["bnb4_layout", "BNB4_BLOCK_SIZES"]
+__all__ = ["bnb4_layout", "matmulbnb4_node", "BNB4_BLOCK_SIZES"]
 
 #: Block sizes ``com.microsoft.MatMulBnb4`` implements.
 BNB4_BLOCK_SIZES = (16, 32, 64, 128, 256)
@@ -50,7 +54,8 @@ def bnb4_layout(qt: QuantizedTensor) -> tuple[np.ndarray, np.ndarray]:
     check_qt(qt)
     if qt.codebook is None:
         raise ValueError(f"format='bnb4' needs an NF4 tensor, got {qt.scheme}")
-    if len(qt.shape) != 2 or qt.axis != 0:
+    check_matrix(qt.shape, "qt", extra="grouped along axis 0 (format='bnb4')")
+    if qt.axis != 0:
         raise ValueError(f"format='bnb4' needs a 2-D (K, N) weight grouped along axis 0, got shape "
                          f"{qt.shape} axis {qt.axis}")
     k, n = qt.shape
@@ -63,3 +68,26 @@ def bnb4_layout(qt: QuantizedTensor) -> tuple[np.ndarray, np.ndarray]:
     # Its absmax input is float32: a double-quantized tensor gives its rebuilt scales (qt.scale).
     packed, absmax = bnb_nf4_pack(transpose(dataclasses.replace(qt, double_quant=None)))
     return packed.reshape(-1), absmax
+
+
+def matmulbnb4_node(qt: QuantizedTensor, a_name: str, y_name: str, name: str) -> tuple[list[TensorProto], NodeProto]:
+    """A ``com.microsoft.MatMulBnb4`` node computing ``y = a @ dequantize(qt)`` for an NF4 ``(K, N)`` weight.
+
+    Args:
+        qt: as :func:`bnb4_layout` accepts.
+        a_name, y_name: names of the float32 input ``(..., K)`` and output ``(..., N)``.
+        name: prefix of the node (``name_matmulbnb4``) and of its initializers
+            ``name_B`` (uint8, :func:`bnb4_layout`'s ``B``) and ``name_absmax`` (float32).
+
+    Returns:
+        ``(initializers, node)``; the model needs opset ``com.microsoft`` 1.
+    """
+    for v, what in ((a_name, "a_name"), (y_name, "y_name"), (name, "name")):
+        check_name(v, what)
+    b, absmax = bnb4_layout(qt)
+    k, n = qt.shape
+    inits = [raw_tensor(name + "_B", TensorProto.UINT8, b.shape, b),
+             raw_tensor(name + "_absmax", TensorProto.FLOAT, absmax.shape, absmax)]
+    node = helper.make_node("MatMulBnb4", [a_name, name + "_B", name + "_absmax"], [y_name], name=name + "_matmulbnb4",
+                            domain=MS_DOMAIN, K=k, N=n, block_size=qt.block_size, quant_type=1)
+    return inits, node

@@ -1,4 +1,4 @@
-"""Whole models from quantized layers: one linear layer, or an MLP (spec 9.2-9.4).
+"""Whole models from quantized layers: one linear layer, an MLP, an NF4 layer (spec 9.2-9.4, 10.6).
 
 Each layer ``y = x @ dequantize(qt) + bias`` becomes, with ``format="qdq"``::
 
@@ -9,7 +9,9 @@ Each layer ``y = x @ dequantize(qt) + bias`` becomes, with ``format="qdq"``::
 standard ONNX that any opset-21 runtime runs, and that onnxruntime fuses into
 ``MatMulNBits`` when ``g`` is a power of two >= 16 (spec 9.5). With
 ``format="matmulnbits"`` the layer is onnxruntime's ``com.microsoft.MatMulNBits``
-directly (bias inside the node).
+directly (bias inside the node). An NF4 layer (:func:`nf4_linear_model`) is
+the codebook graph of spec 10.6 (``"gather"``) or onnxruntime's
+``com.microsoft.MatMulBnb4`` (``"bnb4"``).
 
 # Note: a weight MatMulNBits cannot hold exactly (a group size such as 24 or
 # 100 with K > group size, NF4 codebooks, double-quantized scales, groups
@@ -31,47 +33,58 @@ import onnx
 from onnx import NodeProto, TensorProto, helper, numpy_helper
 
 from ... import __version__
-from ...errors import check_choice, check_float_array, check_name
+from ...errors import check_choice, check_float_array, check_matrix, check_name
 from ...linear import QuantizedLinear
 from ...tensor import QuantizedTensor, check_qt
-from .matmulnbits_node import _check_level, matmulnbits_block_size, matmulnbits_node
-from .qdq import IR_VERSION, MS_DOMAIN, OPSET, input_permutation, weight_subgraph
+from ..options import FORMATS, check_accuracy_level
+from .constants import IR_VERSION, MS_DOMAIN, OPSET
+from .matmulbnb4_node import matmulbnb4_node
+from .matmulnbits_node import matmulnbits_block_size, matmulnbits_node
+from .qdq import input_permutation, weight_subgraph
 
-__all__ = ["linear_model", "mlp_model", "FORMATS", "ACTIVATIONS"]
+__all__ = ["linear_model", "mlp_model", "nf4_linear_model", "ACTIVATIONS", "NF4_FORMATS"]
 
-FORMATS = ("qdq", "matmulnbits")
 #: activation -> (op_type, attributes). Gelu is the tanh form, as monoquant_np.demo.gelu.
 ACTIVATIONS: dict[str | None, tuple[str, dict[str, Any]] | None] = {
     "gelu": ("Gelu", {"approximate": "tanh"}),
     "relu": ("Relu", {}),
     None: None,
 }
+#: ``nf4_linear_model`` formats: the standard-operator codebook graph, or ``com.microsoft.MatMulBnb4``.
+NF4_FORMATS = ("gather", "bnb4")
+
+
+def _weight_product(qt: QuantizedTensor, a: str, out: str, prefix: str, fmt: str, scale_rebuild: str | None
+                    ) -> tuple[list[TensorProto], list[NodeProto]]:
+    """``out = a @ W_stored``: MatMulBnb4 (``fmt="bnb4"``), else the weight subgraph and a MatMul."""
+    if fmt == "bnb4":
+        inits, node = matmulbnb4_node(qt, a, out, prefix)
+        return inits, [node]
+    inits, nodes = weight_subgraph(qt, prefix + "_w", prefix + "_w_dq", scale_rebuild=scale_rebuild)
+    return inits, nodes + [helper.make_node("MatMul", [a, prefix + "_w_dq"], [out], name=prefix + "_matmul")]
 
 
 def _layer(
     qt: QuantizedTensor, bias: np.ndarray | None, x: str, y: str, prefix: str, fmt: str, level: int,
     scale_rebuild: str | None = None,
 ) -> tuple[list[TensorProto], list[NodeProto], bool]:
-    """Initializers and nodes of ``y = x @ dequantize(qt) + bias``; the flag says MatMulNBits was used."""
+    """Initializers and nodes of ``y = x @ dequantize(qt) + bias``; the flag says a com.microsoft op was used."""
     inits: list[TensorProto] = []
     nodes: list[NodeProto] = []
     a = x
     if qt.perm is not None and qt.axis == 0:  # stored rows are w[perm]: x @ W == x[..., perm] @ W_stored
-        i, n = input_permutation(qt, prefix + "_w", x, prefix + "_x_perm")
-        inits += i
-        nodes += n
+        inits, nodes = input_permutation(qt, prefix + "_w", x, prefix + "_x_perm")
         a = prefix + "_x_perm"
     bias_t = numpy_helper.from_array(bias, prefix + "_bias") if bias is not None else None
     if fmt == "matmulnbits" and matmulnbits_block_size(qt) is not None:
         i, node = matmulnbits_node(qt, a, y, prefix, bias_name=bias_t.name if bias_t else None,
                                    accuracy_level=level)
         return inits + i + ([bias_t] if bias_t else []), nodes + [node], True
-    i, n = weight_subgraph(qt, prefix + "_w", prefix + "_w_dq", scale_rebuild=scale_rebuild)
-    inits += i
-    nodes += n
     unperm = qt.perm is not None and qt.axis == 1
     out = y if bias_t is None and not unperm else prefix + "_matmul"
-    nodes.append(helper.make_node("MatMul", [a, prefix + "_w_dq"], [out], name=prefix + "_matmul"))
+    i, n = _weight_product(qt, a, out, prefix, fmt, scale_rebuild)
+    inits += i
+    nodes += n
     if unperm and qt.perm is not None:  # stored columns are w[:, perm]: undo on the output
         inv = numpy_helper.from_array(np.argsort(qt.perm).astype(np.int64), prefix + "_w_perm_inverse")
         inits.append(inv)
@@ -81,7 +94,7 @@ def _layer(
     if bias_t is not None:
         inits.append(bias_t)
         nodes.append(helper.make_node("Add", [out, bias_t.name], [y], name=prefix + "_bias_add"))
-    return inits, nodes, False
+    return inits, nodes, fmt == "bnb4"
 
 
 def _as_layer(layer: Any, i: int) -> tuple[QuantizedTensor, np.ndarray | None]:
@@ -95,8 +108,7 @@ def _as_layer(layer: Any, i: int) -> tuple[QuantizedTensor, np.ndarray | None]:
         raise TypeError(f"layers[{i}] must be a QuantizedLinear or a (QuantizedTensor, bias) pair, "
                         f"got {type(layer).__name__}")
     check_qt(qt, f"layers[{i}] weight")
-    if len(qt.shape) != 2:
-        raise ValueError(f"layers[{i}] weight must be a 2-D (K, N) MatMul weight, got shape {qt.shape}")
+    check_matrix(qt.shape, f"layers[{i}] weight", "(K, N) MatMul weight")
     if bias is not None:
         bias = check_float_array(bias, f"layers[{i}] bias")
         if bias.shape != (qt.shape[1],):
@@ -183,13 +195,19 @@ def mlp_model(
         raise ValueError(f"layers must be a non-empty list of layers, got {layers!r:.80}")
     check_choice(activation, tuple(ACTIVATIONS), "activation")
     check_choice(format, FORMATS, "format")
-    level = _check_level(accuracy_level)
+    level = check_accuracy_level(accuracy_level)
     x, y = _names(input_name, output_name)
     pairs = [_as_layer(layer, i) for i, layer in enumerate(layers)]
     for i in range(1, len(pairs)):
         if pairs[i][0].shape[0] != pairs[i - 1][0].shape[1]:
             raise ValueError(f"layers[{i}] has K={pairs[i][0].shape[0]} but layers[{i - 1}] has "
                              f"N={pairs[i - 1][0].shape[1]}")
+    return _stack(pairs, activation, format, level, x, y, graph_name, scale_rebuild)
+
+
+def _stack(pairs: list[tuple[QuantizedTensor, np.ndarray | None]], activation: str | None, fmt: str, level: int,
+           x: str, y: str, graph_name: str, scale_rebuild: str | None) -> onnx.ModelProto:
+    """The model of the checked ``(qt, bias)`` layers ``fc0, fc1, ...`` with ``activation`` between them."""
     inits: list[TensorProto] = []
     nodes: list[NodeProto] = []
     uses_ms = False
@@ -198,7 +216,7 @@ def mlp_model(
     for i, (qt, bias) in enumerate(pairs):
         last = i == len(pairs) - 1
         out = y if last else f"fc{i}_out"
-        li, ln, ms = _layer(qt, bias, h, out, f"fc{i}", format, level, scale_rebuild)
+        li, ln, ms = _layer(qt, bias, h, out, f"fc{i}", fmt, level, scale_rebuild)
         inits += li
         nodes += ln
         uses_ms |= ms
@@ -207,3 +225,38 @@ def mlp_model(
             h = f"fc{i}_act"
             nodes.append(helper.make_node(act[0], [out], [h], name=f"fc{i}_{act[0].lower()}", **act[1]))
     return _model(nodes, inits, pairs[0][0].shape[0], pairs[-1][0].shape[1], x, y, uses_ms, graph_name)
+
+
+def nf4_linear_model(
+    qt: QuantizedTensor,
+    bias: np.ndarray | None = None,
+    *,
+    format: str = "gather",
+    input_name: str = "x",
+    output_name: str = "y",
+    scale_rebuild: str = "dequantizelinear",
+) -> onnx.ModelProto:
+    """A one-layer model ``y = x @ W + bias`` for an NF4 (or double-quantized) ``(K, N)`` weight.
+
+    Args:
+        qt: 2-D :class:`QuantizedTensor` ``(K, N)``. ``"gather"`` is
+            :func:`linear_model` (``format="qdq"``), whose weight is built by
+            :func:`~monoquant_np.onnx.export.nf4_subgraph.nf4_weight_subgraph`
+            for NF4 and double-quantized tensors (``perm`` becomes a
+            ``Gather`` of ``x``); for ``"bnb4"`` see
+            :func:`~monoquant_np.onnx.export.matmulbnb4_node.bnb4_layout`.
+        bias: optional float array ``(N,)`` (added in float32).
+        format: ``"gather"`` (standard operators) or ``"bnb4"``
+            (``com.microsoft.MatMulBnb4``, onnxruntime only).
+        input_name, output_name: graph input ``(batch, K)`` and output
+            ``(batch, N)``, float32.
+        scale_rebuild: see ``nf4_weight_subgraph`` (``"gather"`` only).
+
+    Returns:
+        An ``onnx.ModelProto``, opset 21 (plus ``com.microsoft`` 1 for
+        ``"bnb4"``), ``ir_version`` 10; ``onnx.checker`` passes.
+    """
+    check_choice(format, NF4_FORMATS, "format")
+    x, y = _names(input_name, output_name)
+    pair = _as_layer((qt, bias), 0)
+    return _stack([pair], None, "qdq" if format == "gather" else "bnb4", 1, x, y, "monoquant_linear", scale_rebuild)

@@ -30,10 +30,13 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
+from ...formats.matmulnbits import is_block_size
 from ...tensor import QuantizedTensor
 from ..export import qdq as export
+from ..export.dequantize_linear import cast_node, weight_dequantize_node
+from ..export.initializers import weight_initializers
 from ..protobuf import attr, iter_graphs
 from .sites import WeightSite
 
@@ -56,14 +59,10 @@ def _set_attr(node: onnx.NodeProto, name: str, value: int) -> None:
     node.attribute.append(helper.make_attribute(name, value))
 
 
-def _pow2(n: int) -> bool:
-    return n >= 16 and n & (n - 1) == 0
-
-
 def gather_block_quantized_ok(qt: QuantizedTensor) -> bool:
     """True when ``GatherBlockQuantized`` can read ``qt`` (4-bit linear codes grouped along the last axis)."""
     return (qt.bits == 4 and qt.codebook is None and qt.double_quant is None and qt.perm is None
-            and qt.axis == len(qt.shape) - 1 and _pow2(qt.block_size))
+            and qt.axis == len(qt.shape) - 1 and is_block_size(qt.block_size))
 
 
 def matmulnbits_ok(qt: QuantizedTensor, dtype: str) -> bool:
@@ -78,19 +77,10 @@ def matmulnbits_ok(qt: QuantizedTensor, dtype: str) -> bool:
 def _float_weight(qt: QuantizedTensor, qname: str, out: str, dtype: str):
     """Initializers and nodes making ``out`` = the weight in stored order, in the model's float dtype."""
     if dtype == "float16" and qt.scale.dtype == np.float16 and qt.codebook is None and qt.double_quant is None:
-        inits = [t for t in export.tensor_to_onnx(qt, qname) if not t.name.endswith("_perm")]
-        ins = [qname, qname + "_scale"] + ([qname + "_zero_point"] if qt.zero_point is not None else [])
-        attrs: dict[str, int]
-        if qt.bits == 8 and len(qt.shape) == 2 and qt.n_groups == 1:
-            attrs = {"axis": 1 - qt.axis}
-        else:
-            attrs = {"axis": qt.axis, "block_size": qt.block_size}
-        dq = helper.make_node("DequantizeLinear", ins, [out], name=qname + "_dq")
-        dq.attribute.extend(helper.make_attribute(k, v) for k, v in attrs.items())
-        return inits, [dq]
+        return weight_initializers(qt, qname), [weight_dequantize_node(qt, qname, qname + "_scale", out)]
     if dtype == "float16":
         inits, nodes = export.weight_subgraph(qt, qname, out + "_f32")
-        nodes.append(helper.make_node("Cast", [out + "_f32"], [out], name=qname + "_cast", to=TensorProto.FLOAT16))
+        nodes.append(cast_node(out + "_f32", out, "float16", qname + "_cast"))
         return inits, nodes
     return export.weight_subgraph(qt, qname, out)
 
@@ -235,8 +225,7 @@ def _replace_with_gbq(graph, node, qt: QuantizedTensor, qname: str, dtype: str, 
     new = [helper.make_node("GatherBlockQuantized", ins, [out], name=f"{qname}_gbq_{y}", domain=export.MS_DOMAIN,
                             gather_axis=0, quantize_axis=len(qt.shape) - 1, block_size=qt.block_size)]
     if out != y:
-        to = TensorProto.FLOAT16 if dtype == "float16" else TensorProto.FLOAT
-        new.append(helper.make_node("Cast", [out], [y], name=f"{qname}_gbq_cast_{y}", to=to))
+        new.append(cast_node(out, y, dtype, f"{qname}_gbq_cast_{y}"))
     del graph.node[at]
     for k, n in enumerate(new):
         graph.node.insert(at + k, n)

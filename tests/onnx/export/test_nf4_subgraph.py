@@ -13,15 +13,13 @@ from onnx import TensorProto, helper
 
 from monoquant_np import NF4_CODEBOOK, dequant_matmul, double_quantize, quantize, quantize_nf4
 from monoquant_np.dequantize import dequantize_slice
-from monoquant_np.onnx.export.nf4_subgraph import (
-    IR_VERSION,
-    OPSET,
-    SCALE_REBUILDS,
-    bnb4_layout,
-    nf4_linear_model,
-    nf4_weight_subgraph,
-)
-from monoquant_np.onnx.export.qdq import tensor_from_onnx, weight_subgraph
+from monoquant_np.onnx.export.constants import IR_VERSION, OPSET
+from monoquant_np.onnx.export.double_quant_subgraph import SCALE_REBUILDS
+from monoquant_np.onnx.export.initializers import tensor_from_onnx
+from monoquant_np.onnx.export.matmulbnb4_node import bnb4_layout
+from monoquant_np.onnx.export.models import nf4_linear_model
+from monoquant_np.onnx.export.nf4_subgraph import nf4_weight_subgraph
+from monoquant_np.onnx.export.qdq import weight_subgraph
 from monoquant_np.onnx.runtime import fused_op_types, make_session, max_relative_error
 
 

@@ -184,6 +184,36 @@ def test_matmulnbits_arrays_golden():
     assert s.tolist() == [[0.5, 2.0]]
 
 
+@pytest.mark.parametrize("signed", [True, False])
+def test_partial_last_block_pads_with_the_zero_point_and_runs(signed):
+    """spec 9.4, 12.1: rows past K hold the zero point; onnxruntime runs the bytes and equals the spec."""
+    from monoquant_np import dequantize, pack_int4
+    # K = 17, N = 2, blocks of 16: row 16 is alone in block 1. Column 0: codes 0..15 then 3 (unsigned view).
+    u = np.stack([np.r_[np.arange(16), 3], np.r_[np.arange(15, -1, -1), 12]], axis=1)  # (17, 2)
+    scale = np.array([[0.5, 0.25], [2.0, 1.0]], np.float32)
+    if signed:
+        qt = QuantizedTensor(pack_int4((u - 8).astype(np.int8)), (17, 2), 0, 16, scale)
+        pad, zp_bytes = [8, 8], None
+    else:
+        zp = np.array([[4, 7], [9, 1]], np.uint8)
+        qt = QuantizedTensor(pack_int4(u.astype(np.uint8)), (17, 2), 0, 16, scale, zp, signed=False)
+        pad, zp_bytes = [9, 1], [[0x94], [0x17]]
+    b, s, z = matmulnbits_arrays(qt, 16)
+    assert b[0, 0].tolist() == [0x10, 0x32, 0x54, 0x76, 0x98, 0xBA, 0xDC, 0xFE]
+    assert b[1, 0].tolist() == [0xEF, 0xCD, 0xAB, 0x89, 0x67, 0x45, 0x23, 0x01]
+    for col in (0, 1):  # row 16's code in the low nibble of byte 0, then padding nibbles = the zero point
+        assert b[col, 1].tolist() == [u[16, col] | pad[col] << 4] + [pad[col] * 0x11] * 7
+    assert (z is None) if signed else z.tolist() == zp_bytes
+    model = _check(linear_model(qt, format="matmulnbits"))
+    assert [n.op_type for n in model.graph.node] == ["MatMulNBits"]
+    stored = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    assert np.array_equal(stored["fc0_B"], b)
+    eye = np.eye(17, dtype=np.float32)  # y = W exactly: every product is by 1 or 0
+    assert np.array_equal(run_model(model, eye, accuracy_level=1)[0], dequantize(qt))
+    x = _w(np.random.default_rng(17), (3, 17))
+    assert max_relative_error(run_model(model, x, accuracy_level=1)[0], dequant_matmul(x, qt)) < TOL
+
+
 def test_matmulnbits_node_rejects_unrepresentable():
     qt = quantize(_w(np.random.default_rng(4), (100, 3)), group_size=24)
     with pytest.raises(ValueError, match="power of two >= 16"):
@@ -194,7 +224,7 @@ def test_matmulnbits_node_rejects_unrepresentable():
     g48 = quantize(_w(np.random.default_rng(4), (100, 3)), group_size=48)
     with pytest.raises(ValueError, match="block_size must divide the group size 48"):
         matmulnbits_arrays(g48, 32)  # a block of 32 would straddle groups 0 and 1
-    with pytest.raises(ValueError, match="positive even int"):
+    with pytest.raises(ValueError, match="block_size must be a power of two >= 16"):
         matmulnbits_arrays(g48, 0)
     with pytest.raises(ValueError, match="grouped along axis 0"):
         matmulnbits_arrays(quantize(_w(np.random.default_rng(4), (8, 64)), group_size=16, axis=1), 16)

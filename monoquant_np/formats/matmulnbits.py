@@ -128,7 +128,7 @@ def _check_layout(qt: QuantizedTensor, block_size: int | None) -> int:
     check_qt(qt)
     check_matrix(qt.shape, "qt", extra="grouped along axis 0")
     if qt.axis != 0:
-        raise ValueError(f"qt must be a 2-D (K, N) weight grouped along axis 0, got shape {qt.shape} axis {qt.axis}")
+        raise ValueError(f"qt must be grouped along axis 0 (the K of a (K, N) weight), got axis {qt.axis}")
     if qt.codebook is not None:
         raise ValueError(f"MatMulNBits stores linear codes, got scheme {qt.scheme} with a codebook")
     if qt.perm is not None:

@@ -56,8 +56,8 @@ def bnb4_layout(qt: QuantizedTensor) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"format='bnb4' needs an NF4 tensor, got {qt.scheme}")
     check_matrix(qt.shape, "qt", extra="grouped along axis 0 (format='bnb4')")
     if qt.axis != 0:
-        raise ValueError(f"format='bnb4' needs a 2-D (K, N) weight grouped along axis 0, got shape "
-                         f"{qt.shape} axis {qt.axis}")
+        raise ValueError(f"format='bnb4' needs a weight grouped along axis 0 (the K of a (K, N) weight), "
+                         f"got axis {qt.axis}")
     k, n = qt.shape
     if qt.block_size not in BNB4_BLOCK_SIZES or k % qt.block_size:
         raise ValueError(f"format='bnb4' needs block_size in {BNB4_BLOCK_SIZES} dividing K={k}, "

@@ -48,7 +48,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"max abs err {totals['output_max_abs_err']:.4g}, rel err {totals['output_rel_err']:.4g}"
     )
     try:  # the ONNX part (spec 9.7) needs onnx and onnxruntime
-        from .onnx.demo import demo_onnx
+        from .onnx.export_demo import demo_onnx
     except ImportError as e:
         print(f"\nONNX part skipped: {e.name or e} is not installed")
     else:

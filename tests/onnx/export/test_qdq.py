@@ -408,6 +408,6 @@ def test_demo_reports_onnx_and_saves(tmp_path, capsys):
 
 
 def test_demo_skips_onnx_part_without_onnx(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "monoquant_np.onnx.demo", None)
+    monkeypatch.setitem(sys.modules, "monoquant_np.onnx.export_demo", None)
     assert main(["demo"]) == 0
     assert "ONNX part skipped" in capsys.readouterr().out

@@ -15,6 +15,7 @@ import os
 import onnx
 
 from .export.models import mlp_model
+from .model_io import save_model
 from .runtime import fused_op_types, max_relative_error, run_model
 
 __all__ = ["demo_onnx", "DEMO_FILENAME"]
@@ -29,15 +30,7 @@ def _save(model: onnx.ModelProto, folder: str) -> str:
         raise OSError(f"--output {folder!r} is a file, expected a folder")
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, DEMO_FILENAME)
-    tmp = os.path.join(folder, f".{DEMO_FILENAME}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(model.SerializeToString())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    save_model(model, path)
     return path
 
 

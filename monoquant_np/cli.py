@@ -1,4 +1,4 @@
-"""The ``monoquant-np`` command line.
+"""The ``monoquant-np`` command line (spec sections 9.7 and 13.9).
 
 Every subcommand turns the package's ``ValueError``/``TypeError``/``OSError``
 into one line on stderr and exit status 2; a traceback is never printed for
@@ -57,6 +57,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``demo``, ``quantize``, ``verify`` and ``inspect``; its errors raise :class:`CLIError`."""
     p = _Parser(prog="monoquant-np", description="INT4 weight quantization: a NumPy spec and an ONNX exporter.")
     p.add_argument("--version", action="version", version=f"monoquant-np {__version__}")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line on ``argv`` (default ``sys.argv[1:]``); return the exit status (0, 1, 2 or 130)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -203,6 +203,8 @@ class _Calibrated:
 
     def prepare(self, model: onnx.ModelProto, sites: list[WeightSite], feeds: Any, opts: QuantOptions
                 ) -> dict[str, Any]:
+        """``Algorithm.prepare``: ``{weight name: {"qt", "w_hat", "info"}}`` for every weight of ``sites`` it
+        quantizes; AWQ's multipliers are folded or inserted into ``model`` (the quantizer's working copy)."""
         _check_scheme(opts, self.name)
         if opts.double_quant:
             raise ValueError(f"algorithm {self.name!r} does not support double_quant: re-rounding the 4-bit codes "
@@ -241,6 +243,7 @@ class _Calibrated:
         raise NotImplementedError
 
     def quantize_weight(self, ctx: WeightContext) -> tuple[QuantizedTensor, dict[str, Any]]:
+        """``Algorithm.quantize_weight``: the result ``prepare`` stored (in ``ctx``'s orientation), else ``mse``."""
         st = ctx.stats
         if not st:
             return _mse(ctx), {"note": "no calibration statistics: mse"}

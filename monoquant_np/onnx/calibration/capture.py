@@ -139,6 +139,8 @@ class CaptureSession:
 
     def run(self, feeds: Mapping[str, np.ndarray], overrides: Mapping[str, np.ndarray] | None = None,
             names: list[str] | None = None) -> list[np.ndarray]:
+        """The activations ``names`` (default: all) on one batch of ``feeds``, with ``overrides`` replacing
+        overridable initializers (cast to their dtype); feeds the model does not take are ignored."""
         run_feeds = {k: v for k, v in feeds.items() if k in self.model_inputs}
         for k, v in (overrides or {}).items():
             run_feeds[k] = np.asarray(v, dtype=self.dtypes[k])

@@ -107,6 +107,7 @@ class QuantReport:
     seconds: float | None = None
 
     def totals(self) -> dict[str, Any]:
+        """Sums over the rows (module docstring), the file sizes and the seconds taken."""
         before = sum(r.bytes_before for r in self.rows)
         after = sum(r.bytes_after for r in self.rows)
         size = sum(r.size for r in self.rows)
@@ -123,6 +124,7 @@ class QuantReport:
         }
 
     def to_dict(self) -> dict[str, Any]:
+        """``{"options", "layers", "skipped", "notes", "totals"}`` with plain lists and dicts."""
         rows = []
         for r in self.rows:
             d = dataclasses.asdict(r)
@@ -138,6 +140,7 @@ class QuantReport:
         }
 
     def to_json(self, indent: int = 2) -> str:
+        """:meth:`to_dict` as JSON (NumPy scalars and arrays as numbers and lists): what ``--report`` writes."""
         return json.dumps(self.to_dict(), indent=indent, default=_json_default)
 
     def format(self) -> str:

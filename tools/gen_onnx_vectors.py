@@ -82,8 +82,9 @@ def _cases() -> list[dict]:
     cases.append(dict(name="matmulnbits_uint4_k40_n3_g16_bias", qt=quantize(w, group_size=16, symmetric=False),
                       x=rng.standard_normal((2, 40)).astype(np.float32), bias=np.array([1.0, 0.0, -1.0], np.float32),
                       format="matmulnbits", exact=False,
-                      what="com.microsoft.MatMulNBits (onnxruntime only): B (N, 3, 8), scales (N, 3), "
-                           "zero points (N, 2), bias input"))
+                      what="com.microsoft.MatMulNBits (onnxruntime only): B (N, 3, 8), the last block's 8 "
+                           "padding rows hold its zero point; scales (N, 3), zero points (N, 2) ending in the "
+                           "nibble 8; bias input"))
     # 7. two layers with ReLU between them
     w1 = rng.standard_normal((32, 16)).astype(np.float32)
     w2 = rng.standard_normal((16, 5)).astype(np.float32)

@@ -4,7 +4,7 @@ One module per dialect; each encodes the canonical :class:`~monoquant_np.Quantiz
 into the backend's own tensors and decodes them back exactly, or raises
 ``ValueError`` saying why a tensor is not representable. NumPy only.
 
-* :mod:`.matmulnbits`: onnxruntime ``MatMulNBits`` and its DEFAULT quantizer (12.1)
+* :mod:`.matmulnbits`: onnxruntime ``MatMulNBits``, its block sizes and its DEFAULT quantizer (12.1)
 * :mod:`.gguf`: GGUF ``Q4_0``, ``Q4_1``, ``Q8_0``, byte-identical to gguf-py (12.2)
 * :mod:`.bnb`: bitsandbytes NF4 (12.3)
 * :mod:`.autogptq`: AutoGPTQ ``qweight``/``qzeros``/``scales``/``g_idx`` (12.4)
@@ -28,7 +28,13 @@ from .gguf import (
     q8_0_encode,
     q8_0_quantize,
 )
-from .matmulnbits import matmulnbits_pack, matmulnbits_unpack, ort_default_quantize
+from .matmulnbits import (
+    is_block_size,
+    matmulnbits_block_size,
+    matmulnbits_pack,
+    matmulnbits_unpack,
+    ort_default_quantize,
+)
 from .orientation import transpose
 
 __all__ = [
@@ -37,6 +43,8 @@ __all__ = [
     # onnxruntime MatMulNBits (12.1)
     "matmulnbits_pack",
     "matmulnbits_unpack",
+    "matmulnbits_block_size",
+    "is_block_size",
     "ort_default_quantize",
     # GGUF (12.2)
     "q4_0_quantize",

@@ -4,4 +4,5 @@ import sys
 
 from .cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # importing the module (a test, a doc tool) does not run the command line
+    sys.exit(main())

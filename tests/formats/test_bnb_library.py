@@ -10,6 +10,9 @@ builds; ``.ci/run`` installs them), skipped with the install hint otherwise.
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -21,12 +24,18 @@ from monoquant_np.nf4 import NF4_MIDPOINTS, quantize_nf4
 
 pytestmark = pytest.mark.e2e
 HINT = "the real bitsandbytes is not installed (pip install torch==2.13.0 bitsandbytes==0.50.2, CPU builds)"
-torch = pytest.importorskip("torch", reason=HINT)
-F = pytest.importorskip("bitsandbytes.functional", reason=HINT)
+
+
+@functools.cache
+def _library() -> tuple[Any, Any]:
+    """``(torch, bitsandbytes.functional)``, imported when a test first runs (not at collection: torch takes
+    seconds to import, and a run that deselects these tests should not pay for it)."""
+    return pytest.importorskip("torch", reason=HINT), pytest.importorskip("bitsandbytes.functional", reason=HINT)
 
 
 def _theirs(w: np.ndarray, blocksize: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """bitsandbytes' ``(packed, absmax, dequantized)`` of ``w``."""
+    torch, F = _library()
     q, state = F.quantize_4bit(torch.from_numpy(np.ascontiguousarray(w)), blocksize=blocksize, quant_type="nf4")
     return q.numpy(), state.absmax.numpy(), F.dequantize_4bit(q, state).float().numpy()
 

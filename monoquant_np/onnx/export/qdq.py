@@ -9,10 +9,6 @@ and a double-quantized one to
 :mod:`~monoquant_np.onnx.export.double_quant_subgraph` (spec 11.4).
 :func:`input_permutation` is the ``Gather`` that an act-order weight's
 consumer puts on its activations.
-
-``tensor_to_onnx``, ``tensor_from_onnx``, ``matmulnbits_node``,
-``matmulnbits_block_size`` and the constants ``OPSET``, ``IR_VERSION`` and
-``MS_DOMAIN`` are re-exported from their modules.
 """
 
 from __future__ import annotations
@@ -21,24 +17,12 @@ from onnx import NodeProto, TensorProto, helper, numpy_helper
 
 from ...errors import check_name
 from ...tensor import QuantizedTensor, check_qt
-from .constants import IR_VERSION, MS_DOMAIN, OPSET
 from .dequantize_linear import float32_scale, weight_dequantize_node
 from .double_quant_subgraph import double_quant_weight_subgraph
-from .initializers import tensor_from_onnx, tensor_to_onnx, weight_initializers
-from .matmulnbits_node import matmulnbits_block_size, matmulnbits_node
+from .initializers import weight_initializers
 from .nf4_subgraph import nf4_weight_subgraph
 
-__all__ = [
-    "weight_subgraph",
-    "input_permutation",
-    "tensor_to_onnx",
-    "tensor_from_onnx",
-    "matmulnbits_node",
-    "matmulnbits_block_size",
-    "OPSET",
-    "IR_VERSION",
-    "MS_DOMAIN",
-]
+__all__ = ["weight_subgraph", "input_permutation"]
 
 
 def weight_subgraph(

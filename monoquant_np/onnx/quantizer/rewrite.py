@@ -34,9 +34,11 @@ from onnx import helper, numpy_helper
 
 from ...formats.matmulnbits import is_block_size
 from ...tensor import QuantizedTensor
-from ..export import qdq as export
+from ..export.constants import MS_DOMAIN
 from ..export.dequantize_linear import cast_node, weight_dequantize_node
-from ..export.initializers import weight_initializers
+from ..export.initializers import tensor_to_onnx, weight_initializers
+from ..export.matmulnbits_node import matmulnbits_block_size, matmulnbits_node
+from ..export.qdq import input_permutation, weight_subgraph
 from ..protobuf import attr, iter_graphs
 from .sites import WeightSite
 
@@ -71,7 +73,7 @@ def matmulnbits_ok(qt: QuantizedTensor, dtype: str) -> bool:
     # Note: the exporter widens scales to float32 (spec 9.4) and MatMulNBits
     # wants scales of A's type, so float16 models keep the QDQ form.
     """
-    return dtype == "float32" and export.matmulnbits_block_size(qt) is not None
+    return dtype == "float32" and matmulnbits_block_size(qt) is not None
 
 
 def _float_weight(qt: QuantizedTensor, qname: str, out: str, dtype: str):
@@ -79,10 +81,10 @@ def _float_weight(qt: QuantizedTensor, qname: str, out: str, dtype: str):
     if dtype == "float16" and qt.scale.dtype == np.float16 and qt.codebook is None and qt.double_quant is None:
         return weight_initializers(qt, qname), [weight_dequantize_node(qt, qname, qname + "_scale", out)]
     if dtype == "float16":
-        inits, nodes = export.weight_subgraph(qt, qname, out + "_f32")
+        inits, nodes = weight_subgraph(qt, qname, out + "_f32")
         nodes.append(cast_node(out + "_f32", out, "float16", qname + "_cast"))
         return inits, nodes
-    return export.weight_subgraph(qt, qname, out)
+    return weight_subgraph(qt, qname, out)
 
 
 def _add_inits(graph: onnx.GraphProto, inits, seen: set[str]) -> None:
@@ -159,7 +161,7 @@ def _permute_reader(c, node, qt: QuantizedTensor, qname: str, stored: str, name:
     if c.role in ("matmul", "gemm") and qt.axis == k_axis:
         x, xp = node.input[0], f"{qname}_{node.name or node.output[0]}_x"
         if qt.axis == 0:
-            inits, nodes = export.input_permutation(qt, qname, x, xp)
+            inits, nodes = input_permutation(qt, qname, x, xp)
         else:
             inits, nodes = _activation_gather(qt, qname, x, xp)
         _add_inits(def_graph, inits, seen)
@@ -197,14 +199,14 @@ def _replace_with_nbits(graph, node, qt: QuantizedTensor, qname: str, accuracy_l
     y = node.output[0]
     new_nodes = []
     if qt.perm is not None:
-        inits, nodes = export.input_permutation(qt, qname, a, f"{qname}_{node.name or y}_x")
+        inits, nodes = input_permutation(qt, qname, a, f"{qname}_{node.name or y}_x")
         _add_inits(def_graph, inits, seen)
         new_nodes += nodes
         a = nodes[0].output[0]
     bias = node.input[2] if node.op_type == "Gemm" and len(node.input) > 2 and node.input[2] else None
     mm_out = f"{y}_nobias" if bias else y
     kw = {} if accuracy_level is None else {"accuracy_level": accuracy_level}
-    inits, nb_node = export.matmulnbits_node(qt, a, mm_out, qname, **kw)
+    inits, nb_node = matmulnbits_node(qt, a, mm_out, qname, **kw)
     nb_node.name = f"{qname}_nbits_{y}"  # unique per reader: a weight shared by several MatMuls (ALBERT)
     _add_inits(def_graph, inits, seen)
     new_nodes.append(nb_node)
@@ -217,12 +219,12 @@ def _replace_with_nbits(graph, node, qt: QuantizedTensor, qname: str, accuracy_l
 
 def _replace_with_gbq(graph, node, qt: QuantizedTensor, qname: str, dtype: str, def_graph, seen) -> None:
     at = _index(graph, node)
-    _add_inits(def_graph, [t for t in export.tensor_to_onnx(qt, qname)], seen)
+    _add_inits(def_graph, [t for t in tensor_to_onnx(qt, qname)], seen)
     ins = [qname, node.input[1], qname + "_scale"] + ([qname + "_zero_point"] if qt.zero_point is not None else [])
     y = node.output[0]
     scale_dt = qt.scale.dtype.name
     out = y if scale_dt == dtype else f"{y}_{scale_dt}"
-    new = [helper.make_node("GatherBlockQuantized", ins, [out], name=f"{qname}_gbq_{y}", domain=export.MS_DOMAIN,
+    new = [helper.make_node("GatherBlockQuantized", ins, [out], name=f"{qname}_gbq_{y}", domain=MS_DOMAIN,
                             gather_axis=0, quantize_axis=len(qt.shape) - 1, block_size=qt.block_size)]
     if out != y:
         new.append(cast_node(out, y, dtype, f"{qname}_gbq_cast_{y}"))

@@ -282,7 +282,8 @@ def test_float16_model(scale_dtype):
 # ------------------------------------------------ already quantized / none
 def test_already_quantized_model_left_alone():
     qt = quantize(_w(64, 32), group_size=32)
-    from monoquant_np.onnx.export.qdq import matmulnbits_node, weight_subgraph
+    from monoquant_np.onnx.export.matmulnbits_node import matmulnbits_node
+    from monoquant_np.onnx.export.qdq import weight_subgraph
 
     inits, nodes = weight_subgraph(qt, "Q", "Wdq")
     nb_inits, nb_node = matmulnbits_node(qt, "x", "y2", "NB")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import onnx
 from onnx import version_converter
 
+from ..export.constants import IR_VERSION, OPSET
 from ..protobuf import iter_graphs
 from ..tensors import tensor_nbytes
 
@@ -39,21 +40,21 @@ def to_opset21(model: onnx.ModelProto) -> onnx.ModelProto:
     # number and warns that the result "may not be a valid model".
     """
     v = opset_of(model)
-    if v < 21:
+    if v < OPSET:
         skeleton, big = _skeleton(model)
         try:
-            converted = version_converter.convert_version(skeleton, 21)
+            converted = version_converter.convert_version(skeleton, OPSET)
         except Exception as e:
-            raise ValueError(f"cannot convert the model from opset {v} to 21: {str(e).splitlines()[0]}") from None
+            raise ValueError(f"cannot convert the model from opset {v} to {OPSET}: {str(e).splitlines()[0]}") from None
         after = _checker_error(_as_inputs(converted, big))
         if after is not None and after != _checker_error(_as_inputs(skeleton, big)):
             # Note: a complaint the input model already had (onnxruntime may run it anyway) is not the converter's.
-            raise ValueError(f"the model converted from opset {v} to 21 fails onnx.checker: {after}")
+            raise ValueError(f"the model converted from opset {v} to {OPSET} fails onnx.checker: {after}")
         _transplant(converted, model, big)
-    if opset_of(model) == 21:
-        model.ir_version = 10
+    if opset_of(model) == OPSET:
+        model.ir_version = IR_VERSION
     else:
-        model.ir_version = max(model.ir_version, 10)
+        model.ir_version = max(model.ir_version, IR_VERSION)
     return model
 
 

@@ -140,7 +140,7 @@ def nf4_block_codes(w: np.ndarray, absmax: np.ndarray, *, axis: int, block_size:
 
     # Note: bitsandbytes computes ``1 / 0 = inf`` and ``0 * inf = NaN`` for an
     # all-zero block, which its decision tree sends to code 0 (``-1.0 * 0``
-    # still dequantizes to zero). We store code 7 instead.
+    # still dequantizes to zero). The spec stores code 7 instead.
     """
     a = np.asarray(absmax, dtype=np.float32)
     r = np.zeros_like(a)

@@ -6,7 +6,7 @@ arXiv:2210.17323 (2022), Algorithm 1; github.com/IST-DASLab/gptq (gptq.py).
 
 For a ``(K, N)`` MatMul weight ``W`` (ONNX ``MatMul`` input B: ``y = x @ W``)
 and calibration activations ``X`` ``(M, K)``, GPTQ minimizes ``||X W - X W'||^2``
-one input row ``k`` of ``W`` at a time (the paper's "columns" are our rows,
+one input row ``k`` of ``W`` at a time (the paper's "columns" are the rows here,
 because the paper stores ``W`` as ``(N, K)``)::
 
     H    = X^T X                                   (float64, K x K)

@@ -9,7 +9,7 @@ contrib operator, ``quant_type`` 0 = FP4, 1 = NF4) dequantizes a weight
 * ``absmax``: float32 ``(ceil(N*K/block_size),)``, one per block of
   ``block_size`` consecutive elements of that flattened weight.
 
-For our ``(K, N)`` weight grouped along axis 0 this is the transposed codes
+For a ``(K, N)`` weight grouped along axis 0 this is the transposed codes
 and ``scale.T``, provided ``K % block_size == 0`` (so that no block straddles
 two rows of ``W.T``). Provenance: onnxruntime
 ``contrib_ops/cpu/quantization/blockwise_quant_block_bnb4.h``

@@ -5,7 +5,7 @@
 * :mod:`.awq`  -- AWQ, activation-aware per-input-channel scaling (spec 14.3).
 
 Every algorithm chooses scales (and, for GPTQ, the values to round) and then
-calls :func:`monoquant_np.quantize.quantize_codes`, the spec's one rounding
+calls :func:`monoquant_np.codes.quantize_codes`, the spec's one rounding
 step, so the codes always follow the spec for the chosen scales.
 """
 

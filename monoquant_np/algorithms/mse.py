@@ -25,7 +25,7 @@ is exactly the stored one.
 
 The search is calibration-free and vectorized over all groups at once (one
 pass over the weight per candidate). The final codes are computed by
-:func:`monoquant_np.quantize.quantize_codes`, the spec's one rounding step.
+:func:`monoquant_np.codes.quantize_codes`, the spec's one rounding step.
 
 # Note: with ``negative_scales`` (the default for symmetric codes) a scale can
 # be negative, exactly like onnxruntime's MLAS blockwise quantizer

@@ -4,7 +4,7 @@ The statistics themselves (``X^T X``, ``sum |x|`` and the row count per
 activation, captured on a *copy* of the model, batch by batch) are
 :mod:`monoquant_np.onnx.calibration.capture`. Here: the (weight, activation)
 pairs of the MatMul/Gemm readers (:class:`CalibrationTarget`, found by
-:mod:`monoquant_np.onnx.calibration.adapters`) and the order in which layers
+:mod:`monoquant_np.onnx.calibration.layers`) and the order in which layers
 are calibrated.
 
 Sequential calibration (:func:`calibrate_sequential`) quantizes the layers in

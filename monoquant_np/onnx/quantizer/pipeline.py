@@ -36,30 +36,28 @@ Extension points (spec 13.3):
 * ``prequantized={name: QuantizedTensor}`` exports given tensors losslessly
   (GPTQ/AWQ/Q4_0 decoded by ``monoquant_np.formats``) instead of quantizing.
 
-The work is split in three: :func:`_plan` checks every option before the
-model is read, :func:`_find_sites` finds the weights (once; again only after
-an opset conversion, which rebuilds the nodes), and the weights are quantized
-one by one (:func:`_quantize_site`).
+The work is split in three:
+:func:`~monoquant_np.onnx.quantizer.plan.plan_options` checks every option
+before the model is read (:mod:`monoquant_np.onnx.quantizer.plan`, with the
+working copy of the model); here :func:`_find_sites` finds the weights (once;
+again only after an opset conversion, which rebuilds the nodes), and the
+weights are quantized one by one (:func:`_quantize_site`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 
 from ...dequantize import bits_per_weight
-from ...errors import check_choice, check_positive_int
 from ...tensor import QuantizedTensor, check_qt
-from ..feeds import check_feeds, load_feeds
-from ..model_io import load_model
+from ..feeds import check_feeds
 from ..options import (
     DEFAULT_ALGORITHM,
     DEFAULT_FORMAT,
@@ -68,17 +66,11 @@ from ..options import (
     DEFAULT_MIN_ELEMENTS,
     DEFAULT_OPS,
     DEFAULT_SCALE_DTYPE,
-    FORMATS,
-    GATHER_OPS,
-    OPS,
-    SCALE_DTYPES,
-    SCHEMES,
-    check_accuracy_level,
 )
-from ..tensors import is_external, iter_tensors, tensor_array, tensor_nbytes
-from .algorithm import Algorithm, QuantOptions, WeightContext
+from ..tensors import tensor_array
+from .algorithm import Algorithm, WeightContext
 from .opset import drop_unused_ms_opset, ensure_ms_opset, opset_of, to_opset21
-from .registry import get_algorithm
+from .plan import QuantPlan, plan_options, working_copy
 from .report import LayerRow, QuantReport, relative_error, tensor_error
 from .rewrite import apply_quantized, fresh_name, unique_names
 from .sites import WeightSite, find_weight_sites
@@ -142,11 +134,11 @@ def quantize_model_with_report(
             eligible weight, an unconvertible model; TypeError for bad types.
     """
     t0 = time.perf_counter()
-    plan = _plan(group_size=group_size, symmetric=symmetric, scale_dtype=scale_dtype, format=format, ops=ops,
-                 exclude=exclude, min_elements=min_elements, scheme=scheme, double_quant=double_quant,
-                 algorithm=algorithm, calibration=calibration, prequantized=prequantized, gather_op=gather_op,
-                 accuracy_level=accuracy_level)
-    model, base_dir, file_bytes = _working_copy(model_or_path)
+    plan = plan_options(group_size=group_size, symmetric=symmetric, scale_dtype=scale_dtype, format=format,
+                        ops=ops, exclude=exclude, min_elements=min_elements, scheme=scheme,
+                        double_quant=double_quant, algorithm=algorithm, calibration=calibration,
+                        prequantized=prequantized, gather_op=gather_op, accuracy_level=accuracy_level)
+    model, base_dir, file_bytes = working_copy(model_or_path)
     plan.opts = dataclasses.replace(plan.opts, base_dir=base_dir)
     report = QuantReport(options=plan.report_options(), file_bytes_before=file_bytes)
     if plan.feeds is not None and plan.alg.prepare is None:
@@ -171,95 +163,7 @@ def quantize_model_with_report(
     return model, report
 
 
-@dataclasses.dataclass
-class _Plan:
-    """The checked options of one :func:`quantize_model_with_report` call."""
-
-    opts: QuantOptions
-    format: str
-    ops: tuple[str, ...]
-    exclude: str | None
-    min_elements: int
-    gather_op: str
-    accuracy_level: int | None
-    alg: Algorithm
-    feeds: dict[str, np.ndarray] | None
-    prequantized: dict[str, QuantizedTensor]
-
-    def report_options(self) -> dict[str, Any]:
-        """The options as the report's ``options`` record them."""
-        o = self.opts
-        return {"group_size": o.group_size, "scheme": o.scheme, "scale_dtype": o.scale_dtype, "format": self.format,
-                "ops": list(self.ops), "exclude": self.exclude, "min_elements": self.min_elements,
-                "double_quant": o.double_quant, "algorithm": self.alg.name, "gather_op": self.gather_op}
-
-
-def _plan(*, group_size, symmetric, scale_dtype, format, ops, exclude, min_elements, scheme,  # noqa: A002
-          double_quant, algorithm, calibration, prequantized, gather_op, accuracy_level) -> _Plan:
-    """Check every option against :mod:`monoquant_np.onnx.options`, resolve the algorithm, read the feeds."""
-    group_size = check_positive_int(group_size, "group_size")
-    min_elements = check_positive_int(min_elements, "min_elements") if min_elements else 0
-    check_choice(format, FORMATS, "format")
-    check_choice(gather_op, GATHER_OPS, "gather_op")
-    check_choice(scale_dtype, SCALE_DTYPES, "scale_dtype")
-    if accuracy_level is not None:
-        accuracy_level = check_accuracy_level(accuracy_level)
-    if isinstance(ops, str):
-        ops = tuple(x.strip() for x in ops.split(",") if x.strip())
-    ops = tuple(ops)
-    for op in ops:
-        check_choice(op, OPS, "ops entry")
-    if not ops:
-        raise ValueError(f"ops must name at least one of {', '.join(OPS)}, got {ops!r}")
-    scheme = _check_scheme(scheme, symmetric, scale_dtype)
-    if exclude:
-        try:
-            re.compile(exclude)
-        except re.error as e:
-            raise ValueError(f"exclude must be a valid regular expression, got {exclude!r}: {e}") from None
-    alg = get_algorithm(algorithm)
-    if alg.needs_calibration and calibration is None:
-        raise ValueError(f"algorithm {alg.name!r} needs calibration inputs (--calibration FEEDS.npz)")
-    feeds = load_feeds(calibration, what="calibration file") if calibration is not None else None
-    opts = QuantOptions(group_size=group_size, scheme=scheme, scale_dtype=scale_dtype, double_quant=bool(double_quant))
-    return _Plan(opts, format, ops, exclude, min_elements, gather_op, accuracy_level, alg, feeds,
-                 dict(prequantized or {}))
-
-
-def _check_scheme(scheme: str | None, symmetric: bool, scale_dtype: str) -> str:
-    """The code scheme: ``scheme``, or from ``symmetric`` when None; checked against the other options."""
-    if scheme is None:
-        scheme = "int4" if symmetric else "uint4"
-    check_choice(scheme, SCHEMES, "scheme")
-    if scheme == "int4" and not symmetric:
-        raise ValueError("scheme='int4' is symmetric; use scheme='uint4' (or symmetric=True)")
-    if scheme == "nf4" and scale_dtype != "float32":
-        raise ValueError(f"scheme='nf4' stores float32 absmax scales (spec 10), got scale_dtype={scale_dtype!r}")
-    return scheme
-
-
-def _working_copy(model_or_path: onnx.ModelProto | str | os.PathLike
-                  ) -> tuple[onnx.ModelProto, str | None, int | None]:
-    """``(model, base_dir, file_bytes)``: a copy of a ``ModelProto``, or the model at a path with its tensors
-    left in their side files (``base_dir`` their folder, ``file_bytes`` the model's bytes on disk)."""
-    if isinstance(model_or_path, onnx.ModelProto):
-        external = next((t.name for t in iter_tensors(model_or_path) if is_external(t)), None)
-        if external is not None:
-            raise ValueError(f"model_or_path is a ModelProto whose tensor {external!r} stays in an external data "
-                             "file that is not loaded: pass the model's path (its side files are read from its "
-                             "folder) or load it with onnx.load(path), external data included")
-        model = onnx.ModelProto()
-        model.CopyFrom(model_or_path)
-        return model, None, None
-    if isinstance(model_or_path, (str, os.PathLike)):
-        model = load_model(model_or_path, load_external_data=False)
-        file_bytes = os.path.getsize(model_or_path) + sum(
-            tensor_nbytes(t) for t in iter_tensors(model) if t.external_data)  # the side files' share
-        return model, str(Path(model_or_path).parent), file_bytes
-    raise TypeError(f"model_or_path must be an onnx.ModelProto or a path, got {type(model_or_path).__name__}")
-
-
-def _find_sites(model: onnx.ModelProto, plan: _Plan) -> tuple[list[WeightSite], list[str]]:
+def _find_sites(model: onnx.ModelProto, plan: QuantPlan) -> tuple[list[WeightSite], list[str]]:
     """The weight sites and notes of ``model`` (spec 13.1), the prequantized weights marked eligible."""
     sites, notes = find_weight_sites(model, ops=plan.ops, exclude=plan.exclude, min_elements=plan.min_elements)
     for s in sites:
@@ -271,7 +175,7 @@ def _find_sites(model: onnx.ModelProto, plan: _Plan) -> tuple[list[WeightSite], 
     return sites, notes
 
 
-def _prepare(model: onnx.ModelProto, todo: list[WeightSite], plan: _Plan) -> Mapping[str, Any]:
+def _prepare(model: onnx.ModelProto, todo: list[WeightSite], plan: QuantPlan) -> Mapping[str, Any]:
     """The algorithm's calibration pre-pass (spec 13.3): ``{weight name: stats}``, empty without one."""
     if plan.alg.prepare is None or plan.feeds is None:
         return {}
@@ -284,7 +188,7 @@ def _prepare(model: onnx.ModelProto, todo: list[WeightSite], plan: _Plan) -> Map
         raise ValueError(f"calibration failed in onnxruntime: {str(e).splitlines()[0]}") from None
 
 
-def _quantize_all(model: onnx.ModelProto, todo: list[WeightSite], plan: _Plan, stats: Mapping[str, Any],
+def _quantize_all(model: onnx.ModelProto, todo: list[WeightSite], plan: QuantPlan, stats: Mapping[str, Any],
                   report: QuantReport, progress: Callable[[int, int, str], None] | None) -> None:
     """Quantize and rewrite every site of ``todo`` in turn (spec 13.2, 13.3), one report row each."""
     names = unique_names(model)
@@ -316,7 +220,7 @@ def _use_prequantized(site: WeightSite, qt: Any) -> None:
     site.skip, site.transpose, site.axis = None, False, qt.axis
 
 
-def _quantize_site(site: WeightSite, plan: _Plan, stats: Mapping[str, Any], names: set[str]) -> LayerRow:
+def _quantize_site(site: WeightSite, plan: QuantPlan, stats: Mapping[str, Any], names: set[str]) -> LayerRow:
     """Quantize one weight (freeing its float copy before the rewrite) and describe it in a report row."""
     w_store = tensor_array(site.tensor, plan.opts.base_dir)
     itemsize = w_store.dtype.itemsize

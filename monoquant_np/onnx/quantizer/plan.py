@@ -1,0 +1,126 @@
+"""The checked inputs of one ``quantize_model`` call (spec 13.3 and 13.6).
+
+:func:`plan_options` checks every option of
+:func:`~monoquant_np.onnx.quantizer.pipeline.quantize_model_with_report`
+against the option table :mod:`monoquant_np.onnx.options` before the model is
+read, resolves the algorithm (:mod:`monoquant_np.onnx.quantizer.registry`) and
+reads the calibration feeds, into a :class:`QuantPlan`; :func:`resolve_scheme`
+derives the code scheme from ``scheme`` and ``symmetric``; :func:`working_copy`
+is the model the pipeline rewrites: a copy of a ``ModelProto``, or the model at
+a path with its external tensors left in their side files (spec 13.6).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from ...errors import check_choice, check_positive_int
+from ...tensor import QuantizedTensor
+from ..feeds import load_feeds
+from ..model_io import load_model
+from ..options import FORMATS, GATHER_OPS, OPS, SCALE_DTYPES, SCHEMES, check_accuracy_level
+from ..tensors import is_external, iter_tensors, tensor_nbytes
+from .algorithm import Algorithm, QuantOptions
+from .registry import get_algorithm
+
+__all__ = ["QuantPlan", "plan_options", "resolve_scheme", "working_copy"]
+
+
+@dataclasses.dataclass
+class QuantPlan:
+    """The checked options of one
+    :func:`~monoquant_np.onnx.quantizer.pipeline.quantize_model_with_report` call."""
+
+    opts: QuantOptions
+    format: str
+    ops: tuple[str, ...]
+    exclude: str | None
+    min_elements: int
+    gather_op: str
+    accuracy_level: int | None
+    alg: Algorithm
+    feeds: dict[str, np.ndarray] | None
+    prequantized: dict[str, QuantizedTensor]
+
+    def report_options(self) -> dict[str, Any]:
+        """The options as the report's ``options`` record them."""
+        o = self.opts
+        return {"group_size": o.group_size, "scheme": o.scheme, "scale_dtype": o.scale_dtype, "format": self.format,
+                "ops": list(self.ops), "exclude": self.exclude, "min_elements": self.min_elements,
+                "double_quant": o.double_quant, "algorithm": self.alg.name, "gather_op": self.gather_op}
+
+
+def plan_options(*, group_size, symmetric, scale_dtype, format, ops, exclude, min_elements, scheme,  # noqa: A002
+                 double_quant, algorithm, calibration, prequantized, gather_op, accuracy_level) -> QuantPlan:
+    """Check every option against :mod:`monoquant_np.onnx.options`, resolve the algorithm, read the feeds.
+
+    The keywords are those of :func:`~monoquant_np.onnx.quantizer.pipeline.quantize_model_with_report`;
+    a bad one is a ``ValueError`` or ``TypeError`` naming it, raised before any model is read.
+    """
+    group_size = check_positive_int(group_size, "group_size")
+    min_elements = check_positive_int(min_elements, "min_elements") if min_elements else 0
+    check_choice(format, FORMATS, "format")
+    check_choice(gather_op, GATHER_OPS, "gather_op")
+    check_choice(scale_dtype, SCALE_DTYPES, "scale_dtype")
+    if accuracy_level is not None:
+        accuracy_level = check_accuracy_level(accuracy_level)
+    if isinstance(ops, str):
+        ops = tuple(x.strip() for x in ops.split(",") if x.strip())
+    ops = tuple(ops)
+    for op in ops:
+        check_choice(op, OPS, "ops entry")
+    if not ops:
+        raise ValueError(f"ops must name at least one of {', '.join(OPS)}, got {ops!r}")
+    scheme = resolve_scheme(scheme, symmetric, scale_dtype)
+    if exclude:
+        try:
+            re.compile(exclude)
+        except re.error as e:
+            raise ValueError(f"exclude must be a valid regular expression, got {exclude!r}: {e}") from None
+    alg = get_algorithm(algorithm)
+    if alg.needs_calibration and calibration is None:
+        raise ValueError(f"algorithm {alg.name!r} needs calibration inputs (--calibration FEEDS.npz)")
+    feeds = load_feeds(calibration, what="calibration file") if calibration is not None else None
+    opts = QuantOptions(group_size=group_size, scheme=scheme, scale_dtype=scale_dtype, double_quant=bool(double_quant))
+    return QuantPlan(opts, format, ops, exclude, min_elements, gather_op, accuracy_level, alg, feeds,
+                     dict(prequantized or {}))
+
+
+def resolve_scheme(scheme: str | None, symmetric: bool, scale_dtype: str) -> str:
+    """The code scheme: ``scheme``, or from ``symmetric`` when None; checked against the other options."""
+    if scheme is None:
+        scheme = "int4" if symmetric else "uint4"
+    check_choice(scheme, SCHEMES, "scheme")
+    if scheme == "int4" and not symmetric:
+        raise ValueError("scheme='int4' is symmetric; use scheme='uint4' (or symmetric=True)")
+    if scheme == "nf4" and scale_dtype != "float32":
+        raise ValueError(f"scheme='nf4' stores float32 absmax scales (spec 10), got scale_dtype={scale_dtype!r}")
+    return scheme
+
+
+def working_copy(model_or_path: onnx.ModelProto | str | os.PathLike
+                 ) -> tuple[onnx.ModelProto, str | None, int | None]:
+    """``(model, base_dir, file_bytes)``: a copy of a ``ModelProto``, or the model at a path with its tensors
+    left in their side files (``base_dir`` their folder, ``file_bytes`` the model's bytes on disk)."""
+    if isinstance(model_or_path, onnx.ModelProto):
+        external = next((t.name for t in iter_tensors(model_or_path) if is_external(t)), None)
+        if external is not None:
+            raise ValueError(f"model_or_path is a ModelProto whose tensor {external!r} stays in an external data "
+                             "file that is not loaded: pass the model's path (its side files are read from its "
+                             "folder) or load it with onnx.load(path), external data included")
+        model = onnx.ModelProto()
+        model.CopyFrom(model_or_path)
+        return model, None, None
+    if isinstance(model_or_path, (str, os.PathLike)):
+        model = load_model(model_or_path, load_external_data=False)
+        file_bytes = os.path.getsize(model_or_path) + sum(
+            tensor_nbytes(t) for t in iter_tensors(model) if t.external_data)  # the side files' share
+        return model, str(Path(model_or_path).parent), file_bytes
+    raise TypeError(f"model_or_path must be an onnx.ModelProto or a path, got {type(model_or_path).__name__}")

@@ -398,7 +398,7 @@ def bench_model(reps: int, quick: bool) -> None:
 
     cands: dict[str, Callable[[], Any]] = {"ours": ours, "ort1": theirs(1), "ort4": theirs(4)}
     try:
-        from monoquant_np.onnx.quantizer.pipeline import to_opset21
+        from monoquant_np.onnx.quantizer.opset import to_opset21
 
         # to_opset21 converts in place: time it on a fresh copy, and the copy alone
         cands["opset"] = lambda: to_opset21(onnx.ModelProto.FromString(float_bytes))

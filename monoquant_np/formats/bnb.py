@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import check_uint8
+from ..nf4 import NF4_CODEBOOK
 from ..packing import pack_int4
 from ..tensor import QuantizedTensor, check_qt
 
@@ -38,12 +39,6 @@ __all__ = ["bnb_nf4_pack", "bnb_nf4_unpack"]
 
 #: The NF4 code of 0.0 (``NF4_CODEBOOK[7] == 0``): what an odd count's padding nibble holds.
 ZERO_CODE = 7
-
-
-def _codebook() -> np.ndarray:
-    from ..nf4 import NF4_CODEBOOK
-
-    return NF4_CODEBOOK
 
 
 def bnb_nf4_pack(qt: QuantizedTensor) -> tuple[np.ndarray, np.ndarray]:
@@ -63,7 +58,7 @@ def bnb_nf4_pack(qt: QuantizedTensor) -> tuple[np.ndarray, np.ndarray]:
     """
     check_qt(qt)
     ax = len(qt.shape) - 1
-    if qt.codebook is None or not np.array_equal(qt.codebook.view(np.uint32), _codebook().view(np.uint32)):
+    if qt.codebook is None or not np.array_equal(qt.codebook.view(np.uint32), NF4_CODEBOOK.view(np.uint32)):
         raise ValueError(f"qt must use the NF4 codebook (monoquant_np.nf4.NF4_CODEBOOK), got scheme {qt.scheme}")
     if qt.axis != ax or qt.perm is not None:
         raise ValueError(f"qt must be grouped along its last axis ({ax}) without perm, got axis {qt.axis}; "
@@ -110,5 +105,5 @@ def bnb_nf4_unpack(packed: np.ndarray, absmax: Any, shape: Any, *, blocksize: in
     gshape = shape[:-1] + (-(-shape[-1] // blocksize),)
     return QuantizedTensor(
         data=pack_int4(codes), shape=shape, axis=len(shape) - 1, block_size=int(blocksize),
-        scale=a.reshape(gshape).copy(), zero_point=None, signed=False, bits=4, codebook=_codebook(),
+        scale=a.reshape(gshape).copy(), zero_point=None, signed=False, bits=4, codebook=NF4_CODEBOOK,
     )

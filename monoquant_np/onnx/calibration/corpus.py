@@ -28,6 +28,8 @@ import warnings
 
 import numpy as np
 
+from ...assets import MINILM_INSTALL_HINT, minilm_tokenizer_path
+
 __all__ = ["MODULES", "stdlib_sentences", "minilm_feeds"]
 
 #: Standard-library modules whose documentation is mined, in order.
@@ -82,9 +84,7 @@ def minilm_feeds(sentences: list[str], tokenizer_path: str | None = None, max_le
     Raises ``ValueError`` when the tokenizer is not installed (see
     :data:`monoquant_np.assets.MINILM_INSTALL_HINT`).
     """
-    from tokenizers import Tokenizer
-
-    from ...assets import MINILM_INSTALL_HINT, minilm_tokenizer_path
+    from tokenizers import Tokenizer  # an optional dependency (the test extra), imported when used
 
     path = tokenizer_path or minilm_tokenizer_path()
     if path is None:

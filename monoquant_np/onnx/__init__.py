@@ -9,10 +9,11 @@ into ``MatMulNBits``, or ``com.microsoft.MatMulNBits`` directly.
 ``verify_models`` and ``inspect_model`` behind the ``verify``/``inspect`` commands.
 """
 
+from ..formats.matmulnbits import matmulnbits_block_size
 from .export.constants import IR_VERSION, MS_DOMAIN, OPSET
 from .export.initializers import tensor_from_onnx, tensor_to_onnx
 from .export.matmulbnb4_node import bnb4_layout
-from .export.matmulnbits_node import matmulnbits_arrays, matmulnbits_block_size, matmulnbits_node
+from .export.matmulnbits_node import matmulnbits_arrays, matmulnbits_node
 from .export.models import linear_model, mlp_model, nf4_linear_model
 from .export.nf4_subgraph import nf4_weight_subgraph
 from .export.qdq import input_permutation, weight_subgraph

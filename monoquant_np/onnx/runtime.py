@@ -26,7 +26,7 @@ import onnx
 import onnxruntime as ort
 
 from ..dequantize import dequantize
-from .export.matmulnbits_node import matmulnbits_block_size
+from ..formats.matmulnbits import matmulnbits_block_size
 from .options import check_accuracy_level
 
 __all__ = ["make_session", "optimized_model", "fused_op_types", "run_model", "max_relative_error",
@@ -134,7 +134,7 @@ def int8_activation_reference(x: np.ndarray, qt: Any, bias: np.ndarray | None = 
 
     The activations are quantized symmetrically to int8 in blocks of
     ``block_size`` along K (the weight's MatMulNBits block, by default
-    :func:`monoquant_np.onnx.export.matmulnbits_node.matmulnbits_block_size`), the last
+    :func:`monoquant_np.formats.matmulnbits.matmulnbits_block_size`), the last
     block partial::
 
         s_a = max|x_blk| / 127;   x_q = rint(x_blk / s_a) * s_a   (x_q = 0 where s_a = 0)

@@ -32,18 +32,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, cast
 
-from ...formats import transpose
 from ...tensor import QuantizedTensor
 from ..options import ALGORITHMS
 from ..quantizer.algorithm import Algorithm, WeightContext
 from .gptq_awq import AWQAdapter, GPTQAdapter
 from .mse_adapter import mse_prepare, mse_weight_reported
 
-__all__ = ["mse_algorithm", "gptq_algorithm", "awq_algorithm", "transpose_qt"]
-
-
-#: The same quantized 2-D weight, transposed (one definition: ``monoquant_np.formats.transpose``).
-transpose_qt = transpose
+__all__ = ["mse_algorithm", "gptq_algorithm", "awq_algorithm"]
 
 
 def _as_quantizer(f: Callable[[WeightContext], Any]) -> Callable[[WeightContext], QuantizedTensor]:

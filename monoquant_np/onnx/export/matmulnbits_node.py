@@ -27,10 +27,10 @@ from onnx import NodeProto, TensorProto, helper, numpy_helper
 from ...errors import check_name
 from ...formats.matmulnbits import MIN_BLOCK_SIZE, matmulnbits_block_size, matmulnbits_pack
 from ...tensor import QuantizedTensor, check_qt
-from ..options import ACCURACY_LEVELS, check_accuracy_level
+from ..options import check_accuracy_level
 from .constants import MS_DOMAIN
 
-__all__ = ["matmulnbits_block_size", "matmulnbits_arrays", "matmulnbits_node", "ACCURACY_LEVELS"]
+__all__ = ["matmulnbits_arrays", "matmulnbits_node"]
 
 
 def matmulnbits_arrays(qt: QuantizedTensor, block_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -66,14 +66,14 @@ def matmulnbits_node(
 
     Args:
         qt: a ``(K, N)`` weight grouped along axis 0 (4 or 8 bits) for which
-            :func:`matmulnbits_block_size` is not ``None``. With ``perm`` the
+            :func:`monoquant_np.formats.matmulnbits.matmulnbits_block_size` is not ``None``. With ``perm`` the
             weight is in stored order: feed ``a`` through
             :func:`monoquant_np.onnx.export.qdq.input_permutation` first.
         a_name, y_name: names of the float32 input ``(..., K)`` and output ``(..., N)``.
         name: prefix of the node and its initializers ``name_B``,
             ``name_scales``, ``name_zero_points``.
         bias_name: optional float32 ``(N,)`` value added by the kernel.
-        accuracy_level: 0-4 (:data:`ACCURACY_LEVELS`); 1 (float32) reproduces
+        accuracy_level: 0-4 (:data:`monoquant_np.onnx.options.ACCURACY_LEVELS`); 1 (float32) reproduces
             the spec within float32 rounding, 4 quantizes A to int8 per block.
 
     Returns:

@@ -34,12 +34,13 @@ from onnx import NodeProto, TensorProto, helper, numpy_helper
 
 from ... import __version__
 from ...errors import check_choice, check_float_array, check_matrix, check_name
+from ...formats.matmulnbits import matmulnbits_block_size
 from ...linear import QuantizedLinear
 from ...tensor import QuantizedTensor, check_qt
 from ..options import FORMATS, check_accuracy_level
 from .constants import IR_VERSION, MS_DOMAIN, OPSET
 from .matmulbnb4_node import matmulbnb4_node
-from .matmulnbits_node import matmulnbits_block_size, matmulnbits_node
+from .matmulnbits_node import matmulnbits_node
 from .qdq import input_permutation, weight_subgraph
 
 __all__ = ["linear_model", "mlp_model", "nf4_linear_model", "ACTIVATIONS", "NF4_FORMATS"]

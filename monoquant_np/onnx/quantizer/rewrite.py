@@ -32,12 +32,12 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ...formats.matmulnbits import is_block_size
+from ...formats.matmulnbits import is_block_size, matmulnbits_block_size
 from ...tensor import QuantizedTensor
 from ..export.constants import MS_DOMAIN
 from ..export.dequantize_linear import cast_node, weight_dequantize_node
 from ..export.initializers import tensor_to_onnx, weight_initializers
-from ..export.matmulnbits_node import matmulnbits_block_size, matmulnbits_node
+from ..export.matmulnbits_node import matmulnbits_node
 from ..export.qdq import input_permutation, weight_subgraph
 from ..protobuf import attr, iter_graphs
 from .sites import WeightSite

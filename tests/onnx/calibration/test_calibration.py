@@ -16,7 +16,8 @@ from onnx import TensorProto, helper, numpy_helper
 from monoquant_np import dequantize, quantize
 from monoquant_np.algorithms import gptq_from_hessian, quantize_mse
 from monoquant_np.assets import MINILM_INSTALL_HINT, minilm_model_path, minilm_tokenizer_path
-from monoquant_np.onnx.calibration.adapters import awq_algorithm, gptq_algorithm, transpose_qt
+from monoquant_np.formats import transpose
+from monoquant_np.onnx.calibration.adapters import awq_algorithm, gptq_algorithm
 from monoquant_np.onnx.calibration.capture import collect_stats
 from monoquant_np.onnx.calibration.stages import CalibrationTarget, layer_stages
 from monoquant_np.onnx.feeds import load_feeds
@@ -353,9 +354,9 @@ def test_errors_and_helpers(tmp_path):
     with pytest.raises(OSError, match="does not exist"):
         load_feeds(tmp_path / "missing.npz", m)
     qt = gptq_from_hessian(w1, np.eye(K), group_size=32, act_order=True)
-    back = transpose_qt(transpose_qt(qt))
+    back = transpose(transpose(qt))
     assert back.equals(qt)
-    np.testing.assert_array_equal(dequantize(transpose_qt(qt)), dequantize(qt).T)
+    np.testing.assert_array_equal(dequantize(transpose(qt)), dequantize(qt).T)
     with pytest.raises(ValueError, match="at least one sample"):
         quantize_model(m, algorithm="gptq", calibration={k: v[:0] for k, v in _feeds().items()})
     with pytest.raises(ValueError, match="supports scheme"):

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import onnx
 
-from .tensors import externalize, inline_copy, is_external, iter_tensors, tensor_nbytes
+from .tensors import external_base_dir, externalize, inline_copy, is_external, iter_tensors, tensor_nbytes
 
 __all__ = [
     "load_model", "save_model", "save", "write_text_atomic", "copy_atomic", "external_files",
@@ -191,8 +191,7 @@ def _too_large(model: onnx.ModelProto, has_external_refs: bool, base_dir: str | 
     tensors counted at their size); a model with external references needs ``base_dir``."""
     if not has_external_refs:
         return model.ByteSize() > PROTOBUF_LIMIT
-    if base_dir is None:
-        raise ValueError("model refers to external data; pass base_dir (the input model's folder)")
+    external_base_dir(base_dir)
     return sum(tensor_nbytes(t) for t in iter_tensors(model)) > PROTOBUF_LIMIT
 
 

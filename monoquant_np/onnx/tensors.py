@@ -11,6 +11,7 @@ of its bytes (external data straight from its file at its offset).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from onnx import TensorProto, numpy_helper
 from .protobuf import constant_tensor, iter_graphs
 
 __all__ = [
-    "iter_tensors", "is_external", "tensor_nbytes", "tensor_array", "inline_copy", "externalize",
+    "iter_tensors", "is_external", "tensor_nbytes", "tensor_array", "inline_copy", "externalize", "external_base_dir",
 ]
 
 
@@ -41,8 +42,20 @@ def is_external(t: TensorProto) -> bool:
     return t.HasField("data_location") and t.data_location == TensorProto.EXTERNAL
 
 
-def _external_info(t: TensorProto) -> dict[str, str]:
-    return {e.key: e.value for e in t.external_data}
+def external_base_dir(base_dir: str | os.PathLike | None) -> Path:
+    """``base_dir`` as a ``Path``; ``ValueError`` when it is None but the model has external tensors to read."""
+    if base_dir is None:
+        raise ValueError("model refers to external data; pass base_dir (the input model's folder)")
+    return Path(base_dir)
+
+
+def _external_file(t: TensorProto, base_dir: Path) -> tuple[Path, int, dict[str, str]]:
+    """``(file, offset, external_data entries)`` of external tensor ``t``; ``OSError`` when the file is missing."""
+    info = {e.key: e.value for e in t.external_data}
+    loc = base_dir / info["location"]
+    if not loc.is_file():
+        raise OSError(f"external data file {str(loc)!r} of tensor {t.name!r} does not exist")
+    return loc, int(info.get("offset", 0)), info
 
 
 def tensor_nbytes(t: TensorProto) -> int:
@@ -51,9 +64,7 @@ def tensor_nbytes(t: TensorProto) -> int:
     Computed from dims and type, so the (possibly large, possibly external)
     data is never read; strings and unknown types count their proto size.
     """
-    n = 1
-    for d in t.dims:
-        n *= int(d)
+    n = math.prod(int(d) for d in t.dims)
     if t.data_type in (TensorProto.INT4, TensorProto.UINT4):
         return (n + 1) // 2
     try:
@@ -72,15 +83,10 @@ def tensor_array(t: TensorProto, base_dir: str | os.PathLike | None = None) -> n
     """
     simple = t.data_type in (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE)
     if simple and is_external(t) and base_dir is not None:
-        info = _external_info(t)
+        loc, offset, _ = _external_file(t, Path(base_dir))
         dt = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).newbyteorder("<")
-        n = 1
-        for d in t.dims:
-            n *= int(d)
-        loc = Path(base_dir) / info["location"]
-        if not loc.is_file():
-            raise OSError(f"external data file {str(loc)!r} of tensor {t.name!r} does not exist")
-        a = np.fromfile(loc, dtype=dt, count=n, offset=int(info.get("offset", 0)))
+        n = math.prod(int(d) for d in t.dims)
+        a = np.fromfile(loc, dtype=dt, count=n, offset=offset)
         if a.size != n:
             raise ValueError(f"external data of tensor {t.name!r} in {str(loc)!r} is truncated: "
                              f"{a.size} of {n} values")
@@ -91,13 +97,11 @@ def tensor_array(t: TensorProto, base_dir: str | os.PathLike | None = None) -> n
     return numpy_helper.to_array(t, str(base_dir) if base_dir is not None else "")
 
 
-def _read_external(t: TensorProto, base_dir: Path) -> bytes:
-    info = _external_info(t)
-    loc = base_dir / info["location"]
-    if not loc.is_file():
-        raise OSError(f"external data file {str(loc)!r} of tensor {t.name!r} does not exist")
+def _read_external(t: TensorProto, base_dir: str | os.PathLike | None) -> bytes:
+    """The bytes of external tensor ``t`` (``length`` of them, else :func:`tensor_nbytes`); ``ValueError`` if short."""
+    loc, offset, info = _external_file(t, external_base_dir(base_dir))
     with open(loc, "rb") as f:
-        f.seek(int(info.get("offset", 0)))
+        f.seek(offset)
         n = int(info["length"]) if "length" in info else -1
         raw = f.read(n)
     want = n if n >= 0 else tensor_nbytes(t)
@@ -108,12 +112,16 @@ def _read_external(t: TensorProto, base_dir: Path) -> bytes:
 
 
 def inline_copy(model: onnx.ModelProto, base_dir: str | os.PathLike | None) -> onnx.ModelProto:
-    """A copy of ``model`` with external tensors read back into ``raw_data``."""
+    """A copy of ``model`` with external tensors read back into ``raw_data`` from files under ``base_dir``.
+
+    Raises ``ValueError`` when a tensor is external and ``base_dir`` is None or
+    its data is truncated, ``OSError`` when its data file is missing.
+    """
     m = onnx.ModelProto()
     m.CopyFrom(model)
     for t in iter_tensors(m):
         if is_external(t):
-            t.raw_data = _read_external(t, Path(base_dir))  # type: ignore[arg-type]
+            t.raw_data = _read_external(t, base_dir)
             del t.external_data[:]
             t.data_location = TensorProto.DEFAULT
     return m
@@ -129,9 +137,14 @@ def externalize(
 ) -> onnx.ModelProto:
     """``model`` (or a copy) with its large tensors moved to ``data_file``, one by one.
 
-    Each tensor's bytes are moved to
-    the file and cleared from the copy before the next is handled, so the peak
-    is the model proto plus one tensor.
+    Every tensor of ``threshold`` bytes or more (:func:`tensor_nbytes`), and
+    every tensor still external (read from ``base_dir``), is appended to
+    ``data_file`` at an offset aligned to 64 bytes and refers to it as
+    ``location`` (the name written in the model). With ``consume`` the
+    tensors of ``model`` itself are changed, else those of a copy. Each
+    tensor's bytes are moved to the file and cleared from the proto before the
+    next is handled, so the peak is the model proto plus one tensor. Raises
+    as :func:`inline_copy` for external tensors.
     """
     if consume:
         m = model
@@ -142,9 +155,7 @@ def externalize(
     with open(data_file, "wb") as f:
         for t in iter_tensors(m):
             if is_external(t):
-                if base_dir is None:
-                    raise ValueError("model refers to external data; pass base_dir (the input model's folder)")
-                raw = _read_external(t, Path(base_dir))
+                raw = _read_external(t, base_dir)
                 del t.external_data[:]
             elif t.HasField("raw_data"):
                 if tensor_nbytes(t) < threshold:

@@ -29,6 +29,7 @@ says so. Everything else is skipped with a note saying why.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Iterable
 
@@ -99,10 +100,7 @@ class WeightSite:
     @property
     def size(self) -> int:
         """The number of elements, ``prod(shape)``."""
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+        return math.prod(self.shape)
 
 
 def _role(node: onnx.NodeProto, index: int, ndim: int, uses: dict[str, list]) -> tuple[str, int | None]:

@@ -497,9 +497,9 @@ def bench_nf4(k: int, n: int, batches: list[int], reps: int) -> None:
 def bench_nf4_bnb(k: int, n: int, reps: int) -> None:
     """NF4 against bitsandbytes' own CPU kernels (``quantize_4bit`` / ``dequantize_4bit``,
     torch tensors) on the same ``(N, K)`` weight blocked along K (its layout: 64 consecutive
-    elements per block); ours quantizes that layout with ``axis=1``, and its bytes and absmax
+    elements per block); monoquant_np quantizes that layout with ``axis=1``, and its bytes and absmax
     must equal bitsandbytes' after ``bnb_nf4_pack`` (checked). With double quantization the
-    8-bit schemes differ (bitsandbytes: its nested dynamic map; ours: linear int8, spec 11)."""
+    8-bit schemes differ (bitsandbytes: its nested dynamic map; monoquant_np: linear int8, spec 11)."""
     case = f"NF4 {n}x{k} (N, K) block 64"
     peer = "bitsandbytes CPU quantize_4bit"
     try:

@@ -104,7 +104,11 @@ def fused_op_types(model: Any, accuracy_level: int = 1) -> dict[str, int]:
 
 
 def run_model(model: Any, inputs: Any, accuracy_level: int = 1, **session_options: Any) -> list[np.ndarray]:
-    """Run ``model`` once: ``inputs`` is a feed dict, or one array for the first input."""
+    """Run ``model`` once in a :func:`make_session` session; return every output, in the model's order.
+
+    ``inputs`` is a feed dict (input name -> array), or one array for the
+    first input; ``session_options`` go to :func:`make_session`.
+    """
     sess = make_session(model, accuracy_level, **session_options)
     if not isinstance(inputs, dict):
         inputs = {sess.get_inputs()[0].name: inputs}

@@ -40,6 +40,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from ..errors import check_positive_int
 from .feeds import check_feeds, model_input_names
 from .model_io import load_model
 from .options import check_accuracy_level
@@ -95,9 +96,14 @@ def _gather_table_rows(model: onnx.ModelProto) -> dict[str, int]:
 
 def make_inputs(model: onnx.ModelProto, *, samples: int = 2, seq_len: int = 16, seed: int = 0
                 ) -> dict[str, np.ndarray]:
-    """Inputs for every graph input that is not an initializer, by the rules of the module docstring."""
-    if samples <= 0 or seq_len <= 0:
-        raise ValueError(f"samples and seq_len must be positive ints, got {samples}, {seq_len}")
+    """Inputs for every graph input that is not an initializer, by the rules of the module docstring.
+
+    Returns input name -> array of the declared dtype, fixed dims as declared,
+    the first symbolic dim ``samples`` and the others ``seq_len``. Raises
+    ``ValueError`` for ``samples``/``seq_len`` below 1 and for an input that
+    is not a float, integer or bool tensor (pass ``--inputs FEEDS.npz``).
+    """
+    samples, seq_len = check_positive_int(samples, "samples"), check_positive_int(seq_len, "seq_len")
     rng = np.random.default_rng(seed)
     wanted = set(model_input_names(model))
     table_rows = _gather_table_rows(model)
@@ -158,8 +164,14 @@ def verify_models(
 ) -> list[OutputDiff]:
     """Run both models in onnxruntime on ``feeds`` (or made inputs) and compare every shared output.
 
-    ``accuracy_level`` is the session option for fused ``MatMulNBits`` (1:
-    float32, the spec; 4: onnxruntime's default int8 activations).
+    ``feeds`` are checked against the reference (:func:`~monoquant_np.onnx.feeds.check_feeds`);
+    without them :func:`make_inputs` makes ``samples`` x ``seq_len`` inputs
+    from ``seed``. ``accuracy_level`` is the session option for fused
+    ``MatMulNBits`` (1: float32, the spec; 4: onnxruntime's default int8
+    activations). Returns one :class:`OutputDiff` per output name the two
+    models share, in the reference's order. Raises ``ValueError`` for bad
+    files or feeds, models sharing no output, an output whose shapes differ,
+    or onnxruntime failing to load or run either model.
     """
     accuracy_level = check_accuracy_level(accuracy_level)
     if isinstance(reference, onnx.ModelProto):
@@ -179,10 +191,7 @@ def verify_models(
     shared = [n for n in names if n in cand_names]
     if not shared:
         raise ValueError(f"the models share no output name (reference {names}, candidate {sorted(cand_names)})")
-    want = {i.name for i in s_ref.get_inputs()}
-    missing = sorted(want - set(feeds))
-    if missing:
-        raise ValueError(f"inputs lack {missing}; the model's inputs are {sorted(want)}")
+    want = {i.name for i in s_ref.get_inputs()}  # every one is in feeds: make_inputs or check_feeds saw to it
     run_feeds = {k: v for k, v in feeds.items() if k in want}
     try:
         ra = s_ref.run(shared, run_feeds)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import onnx
 from onnx import version_converter
 
-from ..export.constants import IR_VERSION, OPSET
+from ..export.constants import IR_VERSION, MS_DOMAIN, OPSET
 from ..protobuf import iter_graphs
 from ..tensors import tensor_nbytes
 
@@ -133,15 +133,15 @@ def _transplant(converted: onnx.ModelProto, model: onnx.ModelProto, big: set[str
 
 def ensure_ms_opset(model: onnx.ModelProto) -> None:
     """Import the ``com.microsoft`` domain (version 1), for MatMulNBits and GatherBlockQuantized."""
-    if not any(o.domain == "com.microsoft" for o in model.opset_import):
-        model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
+    if not any(o.domain == MS_DOMAIN for o in model.opset_import):
+        model.opset_import.append(onnx.helper.make_opsetid(MS_DOMAIN, 1))
 
 
 def drop_unused_ms_opset(model: onnx.ModelProto) -> None:
     """Remove the ``com.microsoft`` import when no node of any graph uses the domain."""
-    if any(n.domain == "com.microsoft" for g in iter_graphs(model.graph) for n in g.node):
+    if any(n.domain == MS_DOMAIN for g in iter_graphs(model.graph) for n in g.node):
         return
     for i, o in enumerate(model.opset_import):
-        if o.domain == "com.microsoft":
+        if o.domain == MS_DOMAIN:
             del model.opset_import[i]
             return

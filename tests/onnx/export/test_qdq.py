@@ -326,7 +326,7 @@ def test_accuracy_level_4_is_int8_activations_per_block(g, fmt):
 
 @pytest.mark.parametrize("fmt", ["qdq", "matmulnbits"])
 def test_unsigned_codes_without_zero_point(fmt):
-    """uint4 codes with no zero point dequantize as q * s (DQ's and our default zero point 0, not 8)."""
+    """uint4 codes with no zero point dequantize as q * s (zero point 0, DequantizeLinear's default, not 8)."""
     from monoquant_np import pack_int4
     rng = np.random.default_rng(11)
     codes = rng.integers(0, 16, size=(40, 3)).astype(np.uint8)

@@ -37,7 +37,7 @@ from ...errors import check_choice, check_float_array, check_matrix, check_name
 from ...formats.matmulnbits import matmulnbits_block_size
 from ...linear import QuantizedLinear
 from ...tensor import QuantizedTensor, check_qt
-from ..options import FORMATS, check_accuracy_level
+from ..options import DEFAULT_FORMAT, FORMATS, check_accuracy_level
 from .constants import IR_VERSION, MS_DOMAIN, OPSET
 from .matmulbnb4_node import matmulbnb4_node
 from .matmulnbits_node import matmulnbits_node
@@ -144,7 +144,7 @@ def linear_model(
     qt: QuantizedTensor,
     bias: np.ndarray | None = None,
     *,
-    format: str = "qdq",
+    format: str = DEFAULT_FORMAT,
     input_name: str = "x",
     output_name: str = "y",
     accuracy_level: int = 1,
@@ -177,7 +177,7 @@ def mlp_model(
     layers: Sequence[Any],
     activation: str | None = "gelu",
     *,
-    format: str = "qdq",
+    format: str = DEFAULT_FORMAT,
     input_name: str = "x",
     output_name: str = "y",
     accuracy_level: int = 1,

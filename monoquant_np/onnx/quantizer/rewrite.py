@@ -39,6 +39,7 @@ from ..export.dequantize_linear import cast_node, weight_dequantize_node
 from ..export.initializers import tensor_to_onnx, weight_initializers
 from ..export.matmulnbits_node import matmulnbits_node
 from ..export.qdq import input_permutation, weight_subgraph
+from ..options import DEFAULT_FORMAT, DEFAULT_GATHER_OP
 from ..protobuf import attr, iter_graphs
 from .sites import WeightSite
 
@@ -99,8 +100,8 @@ def apply_quantized(
     qt: QuantizedTensor,
     qname: str,
     *,
-    fmt: str = "qdq",
-    gather_op: str = "GatherBlockQuantized",
+    fmt: str = DEFAULT_FORMAT,
+    gather_op: str = DEFAULT_GATHER_OP,
     accuracy_level: int | None = None,
 ) -> str:
     """Rewrite the graphs around ``site`` to use ``qt``; return how it is served (e.g. ``"qdq"``).

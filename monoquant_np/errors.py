@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from .numerics import SCALE_DTYPES
+
 __all__ = [
     "check_positive_int",
     "check_axis",
@@ -24,6 +26,7 @@ __all__ = [
     "check_matrix",
     "check_uint8",
     "check_scales",
+    "check_scale_dtype",
 ]
 
 #: Input dtypes a weight may have. float64 is accepted and rounded to float32.
@@ -177,3 +180,22 @@ def check_scales(a: object, name: str = "scales") -> np.ndarray:
         got = a.dtype if isinstance(a, np.ndarray) else type(a).__name__
         raise TypeError(f"{name} must be a float32 or float16 array, got {got}")
     return a
+
+
+def check_scale_dtype(scale_dtype: Any, name: str = "scale_dtype") -> np.dtype:
+    """``scale_dtype`` as a NumPy dtype if it is float32 or float16 (spec 3.4), else ``TypeError``.
+
+    >>> check_scale_dtype("float16")
+    dtype('float16')
+    >>> check_scale_dtype(np.float64)
+    Traceback (most recent call last):
+    ...
+    TypeError: scale_dtype must be float32 or float16, got float64
+    """
+    try:
+        dt = np.dtype(scale_dtype)
+    except TypeError:
+        raise TypeError(f"{name} must be float32 or float16, got {scale_dtype!r}") from None
+    if dt not in SCALE_DTYPES:
+        raise TypeError(f"{name} must be float32 or float16, got {dt}")
+    return dt

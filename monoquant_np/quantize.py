@@ -39,22 +39,11 @@ import numpy as np
 
 from .codes import packed_codes
 from .double_quant import quantize_scales
-from .errors import check_axis, check_float_array, check_positive_int
-from .numerics import SCALE_DTYPES
+from .errors import check_axis, check_float_array, check_positive_int, check_scale_dtype
 from .scales import asymmetric_scales, symmetric_scales
 from .tensor import QuantizedTensor
 
 __all__ = ["quantize"]
-
-
-def _check_scale_dtype(scale_dtype: Any) -> np.dtype:
-    try:
-        dt = np.dtype(scale_dtype)
-    except TypeError:
-        raise TypeError(f"scale_dtype must be float32 or float16, got {scale_dtype!r}") from None
-    if dt not in SCALE_DTYPES:
-        raise TypeError(f"scale_dtype must be float32 or float16, got {dt}")
-    return dt
 
 
 def quantize(
@@ -101,7 +90,7 @@ def quantize(
     w32 = check_float_array(w, "w")
     group_size = check_positive_int(group_size, "group_size")
     axis = check_axis(axis, w32.ndim)
-    sdt = _check_scale_dtype(scale_dtype)
+    sdt = check_scale_dtype(scale_dtype)
     if not isinstance(symmetric, (bool, np.bool_)):
         raise TypeError(f"symmetric must be a bool, got {type(symmetric).__name__}")
     if not isinstance(double_quant, (bool, np.bool_)):

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from ..codes import quantize_codes
-from ..errors import check_choice, check_finite, check_float_array, check_matrix, check_positive_int
+from ..errors import check_choice, check_finite, check_float_array, check_matrix, check_positive_int, check_scale_dtype
 from ..scales import asymmetric_scales, symmetric_scales
 from ..tensor import QuantizedTensor
 from .mse import build_tensor, mse_scales
@@ -161,9 +161,7 @@ def gptq_from_hessian(
     check_choice(scale_search, ("absmax", "mse"), "scale_search")
     if not (isinstance(damp, (int, float)) and not isinstance(damp, bool) and damp > 0):
         raise ValueError(f"damp must be a positive float, got {damp!r}")
-    sdt = np.dtype(scale_dtype)
-    if sdt not in (np.float32, np.float16):
-        raise TypeError(f"scale_dtype must be float32 or float16, got {sdt}")
+    sdt = check_scale_dtype(scale_dtype)
     bits = 4
     if int8_fallback and 0 < k < group_size:
         bits, group_size = 8, k

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from ..codes import quantize_codes
-from ..errors import check_axis, check_finite, check_float_array, check_positive_int
+from ..errors import check_axis, check_finite, check_float_array, check_positive_int, check_scale_dtype
 from ..groups import n_groups
 from ..numerics import code_range, round_half_even, safe_scale, store_scale
 from ..packing import pack_codes
@@ -161,9 +161,7 @@ def mse_scales(
     if isinstance(norm, bool) or not isinstance(norm, (int, float)) or not 1 <= norm <= 16:
         raise ValueError(f"norm must be a number in [1, 16], got {norm!r}")
     p = float(norm)
-    sdt = np.dtype(scale_dtype)
-    if sdt not in (np.float32, np.float16):
-        raise TypeError(f"scale_dtype must be float32 or float16, got {sdt}")
+    sdt = check_scale_dtype(scale_dtype)
     qmin, qmax = code_range(bits, bool(symmetric))
     wg, gshape = _as_groups(w32, axis, group_size)  # (G, group_size, M)
     c = None

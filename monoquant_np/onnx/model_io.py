@@ -1,8 +1,10 @@
 """Loading and saving ONNX models safely (spec section 13.6).
 
 * :func:`load_model` turns every way a file can be wrong (missing, a folder,
-  not ONNX, truncated, external data missing) into one ``ValueError`` or
-  ``OSError`` sentence that names the file.
+  not ONNX, truncated, external data missing or outside the model's folder, a
+  negative dimension) into one ``ValueError`` or ``OSError`` sentence that
+  names the file; it applies the trust boundary of
+  :func:`~monoquant_np.onnx.tensors.check_tensors` to every tensor.
 * :func:`save_model` never leaves a partial output: it writes to a temporary
   name in the destination folder and renames it into place (``os.replace``,
   atomic on POSIX), data file first, model last. It refuses to overwrite its
@@ -27,7 +29,17 @@ from pathlib import Path
 
 import onnx
 
-from .tensors import external_base_dir, externalize, inline_copy, is_external, iter_tensors, tensor_nbytes
+from .tensors import (
+    check_tensors,
+    every_tensor,
+    external_base_dir,
+    externalize,
+    inline_copy,
+    is_external,
+    iter_tensors,
+    load_external,
+    tensor_nbytes,
+)
 
 __all__ = [
     "load_model", "save_model", "save", "write_text_atomic", "copy_atomic", "external_files",
@@ -60,7 +72,9 @@ def load_model(path: str | os.PathLike, *, load_external_data: bool = True, what
     Raises:
         OSError: the file is missing, is a folder, or cannot be read.
         ValueError: the file is not an ONNX model, is truncated, has no
-            graph, or its external data is missing.
+            graph, a tensor has a negative dimension or raw data of the
+            wrong size, or its external data is missing, truncated, or not a
+            regular file inside the model's folder (spec 13.6).
     """
     p = _check_input_path(path, what)
     size = p.stat().st_size
@@ -77,11 +91,14 @@ def load_model(path: str | os.PathLike, *, load_external_data: bool = True, what
         raise ValueError(f"{what} {str(p)!r} is not an ONNX model: it has no graph (truncated or another format)")
     if not model.opset_import:
         raise ValueError(f"{what} {str(p)!r} is not an ONNX model: it declares no opset")
-    if load_external_data:
-        try:
-            onnx.load_external_data_for_model(model, str(p.parent))
-        except Exception as e:
-            raise ValueError(f"{what} {str(p)!r}: cannot read its external data: {e}") from None
+    try:
+        check_tensors(model, p.parent)  # the trust boundary (spec 13.6): nothing outside p's folder is read
+        if load_external_data:
+            for t in every_tensor(model):
+                if is_external(t):
+                    load_external(t, p.parent)
+    except (ValueError, OSError) as e:
+        raise ValueError(f"{what} {str(p)!r}: {e}") from None
     return model
 
 

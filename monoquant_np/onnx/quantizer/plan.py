@@ -26,7 +26,7 @@ from ...tensor import QuantizedTensor
 from ..feeds import load_feeds
 from ..model_io import load_model
 from ..options import FORMATS, GATHER_OPS, OPS, SCALE_DTYPES, SCHEMES, check_accuracy_level
-from ..tensors import is_external, iter_tensors, tensor_nbytes
+from ..tensors import check_tensors, is_external, iter_tensors, tensor_nbytes
 from .algorithm import Algorithm, QuantOptions
 from .registry import get_algorithm
 
@@ -115,6 +115,7 @@ def working_copy(model_or_path: onnx.ModelProto | str | os.PathLike
             raise ValueError(f"model_or_path is a ModelProto whose tensor {external!r} stays in an external data "
                              "file that is not loaded: pass the model's path (its side files are read from its "
                              "folder) or load it with onnx.load(path), external data included")
+        check_tensors(model_or_path, None)  # no negative dimension, raw data of the right size (spec 13.6)
         model = onnx.ModelProto()
         model.CopyFrom(model_or_path)
         return model, None, None

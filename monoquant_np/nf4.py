@@ -7,14 +7,20 @@ roughly normal weights. Per block ``b`` of ``block_size`` elements along
 ``axis``::
 
     a = max|w_b|                                  (float32 "absmax", the block scale)
-    r = 1 / a   (float32; r = 0 where a == 0)
-    x = w * r   (float32)
+    p = 2**24 where a < 2**-126 (subnormal), else 1          (exact scaling)
+    r = 1 / (a * p)   (float32; r = 0 where a == 0)
+    x = (w * p) * r   (float32; w * p and a * p are exact)
     q = #{ i : NF4_MIDPOINTS[i] < x }             (15 comparisons, counted)
     w' = NF4_CODEBOOK[q] * a                      (float32)
 
 ``x`` is ``w`` times the float32 reciprocal, as bitsandbytes' kernels compute
-it (not ``w / a``, which can differ by one ulp). ``q`` is the index of the
-codebook entry nearest to ``x``; a value exactly on
+it (not ``w / a``, which can differ by one ulp). For a normal ``a``, ``p = 1``
+and this is bitsandbytes' ``w * (1 / a)``; for a subnormal ``a`` the block is
+first scaled by ``2**24`` into the normal range, which leaves ``x`` unchanged
+wherever ``1 / a`` is finite and keeps it finite where ``1 / a`` overflows
+(``a <= 2**-128``): an exact zero stays code 7 and the absmax element code 0
+or 15, so NF4 codes do not change when a block is scaled by a power of two.
+``q`` is the index of the codebook entry nearest to ``x``; a value exactly on
 a midpoint goes to the *lower* code, as bitsandbytes' ``dQuantizeNF4`` does
 (its decision tree tests ``x > midpoint``). The codes are unsigned 4-bit
 indices ``0..15``, packed like uint4 (spec 5); code 7 is the exact zero.
@@ -99,6 +105,12 @@ NF4_MIDPOINTS = _table([
 ])
 
 
+#: float32's smallest normal, 2**-126: an absmax below it is subnormal.
+_NORMAL_MIN = np.float32(2.0**-126)
+#: The exact factor that lifts a subnormal block into the normal range (2**-149 * 2**24 = 2**-125).
+_SUBNORMAL_LIFT = np.float32(2.0**24)
+
+
 def nf4_codes(x: np.ndarray) -> np.ndarray:
     """The NF4 code of normalized float32 values: nearest entry, ties to the lower code.
 
@@ -133,27 +145,37 @@ def nf4_block_codes(w: np.ndarray, absmax: np.ndarray, *, axis: int, block_size:
 
     Shapes: ``w`` ``S``; ``absmax`` float32/float16 ``group_shape(S, axis,
     block_size)``, non-negative. Returns uint8 codes of shape ``S``:
-    ``nf4_codes(w * r)`` with ``r = float32(1 / absmax)``, ``r = 0`` where
-    ``absmax == 0`` (so an all-zero block gets code 7, the exact zero).
+    ``nf4_codes((w * p) * r)`` with ``p = 2**24`` where ``absmax`` is a
+    float32 subnormal (``0 < absmax < 2**-126``, else ``p = 1``),
+    ``r = float32(1 / (absmax * p))``, ``r = 0`` where ``absmax == 0`` (so an
+    all-zero block gets code 7, the exact zero). ``w * p`` and ``absmax * p``
+    are exact, so a subnormal block gets the codes of the same block scaled
+    into the normal range: ``x`` never overflows, an exact zero keeps code 7.
     Computed in slabs of whole blocks along ``axis`` (about ``SLAB_ELEMENTS``
     elements each), so the temporaries stay a few MB whatever the size of ``w``.
 
-    # Note: bitsandbytes computes ``1 / 0 = inf`` and ``0 * inf = NaN`` for an
-    # all-zero block, which its decision tree sends to code 0 (``-1.0 * 0``
-    # still dequantizes to zero). The spec stores code 7 instead.
+    # Note: bitsandbytes' CUDA kernel computes ``1 / 0 = inf`` and
+    # ``0 * inf = NaN`` for an all-zero block, which its decision tree sends
+    # to code 0 (``-1.0 * 0`` still dequantizes to zero), and likewise
+    # ``1 / a = inf`` for ``a <= 2**-128`` (an exact zero then dequantizes to
+    # ``-a``); its CPU path clamps ``a`` to ``1e-38`` before the reciprocal.
+    # The spec stores code 7 for zeros in both cases.
     """
     a = np.asarray(absmax, dtype=np.float32)
+    p = np.where((a > 0) & (a < _NORMAL_MIN), _SUBNORMAL_LIFT, np.float32(1)).astype(np.float32)  # exact lift
     r = np.zeros_like(a)
-    np.divide(np.float32(1), a, out=r, where=a != 0)
+    np.divide(np.float32(1), a * p, out=r, where=a != 0)
+    lift = bool((p != 1).any())
     out = np.empty(w.shape, np.uint8)
     length = w.shape[axis]
     across = w.size // length if length else 0  # elements per position along axis
     step = max(1, SLAB_ELEMENTS // max(1, across * block_size)) * block_size  # positions per slab: whole blocks
     for p0 in range(0, length, step):
         p1 = min(p0 + step, length)
-        r_slab = r[index_along(r.ndim, axis, slice(p0 // block_size, -(-p1 // block_size)))]
         sl = index_along(w.ndim, axis, slice(p0, p1))
-        out[sl] = nf4_codes(np.multiply(w[sl], expand_groups(r_slab, axis, block_size, p1 - p0), dtype=np.float32))
+        gsl = index_along(r.ndim, axis, slice(p0 // block_size, -(-p1 // block_size)))
+        ws = w[sl] if not lift else np.multiply(w[sl], expand_groups(p[gsl], axis, block_size, p1 - p0))
+        out[sl] = nf4_codes(np.multiply(ws, expand_groups(r[gsl], axis, block_size, p1 - p0), dtype=np.float32))
     return out
 
 

@@ -16,12 +16,25 @@ float32 per block ``b``; note that the codes come from the float32 ``d``
 while the *stored* ``d`` is rounded to float16:
 
 * ``Q4_0``: ``m`` = the element of largest magnitude (the first on a tie),
-  ``d = m / -8``, ``q = min(trunc(b * (1/d) + 8.5), 15)`` (``1/d`` read as 0
-  when ``d == 0``); ``w' = (q - 8) * d``.
+  ``d = m / -8``, ``q = min(trunc(b * (1/d) + 8.5), 15)``; ``w' = (q - 8) * d``.
 * ``Q4_1``: ``d = (max - min) / 15``, ``q = min(trunc((b - min) * (1/d) + 0.5), 15)``;
   ``w' = q * d + min`` (``min`` stored as float16).
 * ``Q8_0``: ``d = max|b| / 127``, ``q = roundf(b * (1/d))`` (ties away from zero);
   ``w' = q * d``.
+
+Every operation is one float32 operation rounded on its own (``d``, ``1/d``,
+the product, the sum), as gguf-py and ggml-quants.c compute; ``1/d = 0`` when
+``d == 0`` (all three formats). When ``0 < |d| <= 2**-128``, ``1/d`` overflows
+to ``+-inf`` and the products are ``+-inf`` or NaN (``0 * inf``): **a
+non-finite value gives code 0** (``q = 0``, so ``Q4_0`` stores ``-8`` and
+``Q8_0`` stores 0), which is what gguf-py's float-to-uint8 cast gives on x86.
+Such a ``d`` rounds to ``+-0.0`` in float16, so the block dequantizes to zeros
+whatever its codes; only the sign of those zeros depends on them.
+
+# Note: the float-to-integer cast of a non-finite value is undefined in C and
+# platform-dependent in NumPy (x86 gives 0, ARM saturates: 15 for ``+inf``).
+# The spec fixes the x86 result, so a block with a tiny ``d`` has the same
+# bytes as gguf-py and ggml on x86.
 
 Canonical form (``*_decode``/``*_encode``): a :class:`QuantizedTensor` grouped
 along the last axis in blocks of 32 with float16 scales. ``Q4_0`` is int4
@@ -144,17 +157,26 @@ def _check_canonical(qt: QuantizedTensor, scheme: str) -> np.ndarray:
     return s16.reshape(-1, 1)
 
 
+def _reciprocal(d: np.ndarray) -> np.ndarray:
+    """float32 ``1 / d``, 0 where ``d == 0`` (gguf-py's ``id``); ``+-inf`` where ``0 < |d| <= 2**-128``."""
+    with np.errstate(divide="ignore", over="ignore"):
+        return np.where(d == 0, np.float32(0), np.float32(1) / d)
+
+
+def _finite_codes(v: np.ndarray, dtype: Any) -> np.ndarray:
+    """Integral float32 ``v`` as ``dtype``; non-finite entries (``+-inf``, NaN) become 0 (the x86 cast)."""
+    return np.where(np.isfinite(v), v, np.float32(0)).astype(dtype)
+
+
 # ------------------------------------------------------------------------ Q4_0
 def _q4_0_codes(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """gguf-py's Q4_0 quantizer on ``(n, 32)`` float32: codes 0..15 ``(n, 32)`` and float32 ``d`` ``(n, 1)``."""
     imax = np.abs(blocks).argmax(axis=-1, keepdims=True)  # first index of the largest |b|
     m = np.take_along_axis(blocks, imax, axis=-1)  # (n, 1)
     d = m / np.float32(-8)
-    with np.errstate(divide="ignore"):
-        inv = np.where(d == 0, np.float32(0), np.float32(1) / d)
-    with np.errstate(invalid="ignore"):
-        q = np.trunc(blocks * inv + np.float32(8.5), dtype=np.float32).astype(np.uint8).clip(0, 15)
-    return q, d
+    with np.errstate(invalid="ignore"):  # 0 * inf = NaN when 1/d overflows
+        v = np.trunc(blocks * _reciprocal(d) + np.float32(8.5), dtype=np.float32)
+    return _finite_codes(v, np.uint8).clip(0, 15), d
 
 
 def q4_0_quantize(w: Any) -> np.ndarray:
@@ -199,10 +221,9 @@ def q4_1_quantize(w: Any) -> np.ndarray:
     hi = blocks.max(axis=-1, keepdims=True)
     lo = blocks.min(axis=-1, keepdims=True)
     d = (hi - lo) / np.float32(15)
-    with np.errstate(divide="ignore"):
-        inv = np.where(d == 0, np.float32(0), np.float32(1) / d)
-    with np.errstate(invalid="ignore"):
-        q = np.trunc((blocks - lo) * inv + np.float32(0.5), dtype=np.float32).astype(np.uint8).clip(0, 15)
+    with np.errstate(invalid="ignore"):  # 0 * inf = NaN when 1/d overflows
+        v = np.trunc((blocks - lo) * _reciprocal(d) + np.float32(0.5), dtype=np.float32)
+    q = _finite_codes(v, np.uint8).clip(0, 15)
     parts = [d.astype(np.float16).view(np.uint8), lo.astype(np.float16).view(np.uint8), _pack_halves(q)]
     return np.concatenate(parts, axis=1).reshape(_out_shape(shape, "Q4_1"))
 
@@ -258,10 +279,8 @@ def q8_0_quantize(w: Any) -> np.ndarray:
     """GGUF ``Q8_0`` bytes of ``w``: uint8 ``(..., cols // 32 * 34)``."""
     blocks, shape = _blocks(w)
     d = np.abs(blocks).max(axis=1, keepdims=True) / np.float32(127)
-    with np.errstate(divide="ignore"):
-        inv = np.where(d == 0, np.float32(0), np.float32(1) / d)
-    with np.errstate(invalid="ignore"):
-        q = round_half_away(blocks * inv).astype(np.int8)
+    with np.errstate(invalid="ignore"):  # 0 * inf = NaN when 1/d overflows
+        q = _finite_codes(round_half_away(blocks * _reciprocal(d)), np.int8)
     rec = np.concatenate([d.astype(np.float16).view(np.uint8), q.view(np.uint8)], axis=1)
     return rec.reshape(_out_shape(shape, "Q8_0"))
 

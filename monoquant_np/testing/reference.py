@@ -186,13 +186,16 @@ def dequant_matmul(x: np.ndarray, qt: QuantizedTensor) -> np.ndarray:
 def nf4_quantize(w: np.ndarray, block_size: int = 64, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """NF4 rounding (spec 10.2): ``(codes, absmax)``, codes uint8 unpacked, shape of ``w``.
 
-    ``a = max|w_b|`` per block (float32), ``r = float32(1 / a)`` (0 where
-    ``a == 0``), ``x = float32(w * r)``, ``q = searchsorted(NF4_MIDPOINTS, x,
+    ``a = max|w_b|`` per block (float32), ``p = 2**24`` where ``a`` is
+    subnormal (else 1), ``r = float32(1 / (a * p))`` (0 where ``a == 0``),
+    ``x = float32((w * p) * r)``, ``q = searchsorted(NF4_MIDPOINTS, x,
     side="left")``: a binary search per element, equal to the spec's
     ``#{i : m[i] < x}`` for every finite ``x``.
     """
     w32 = np.asarray(w, dtype=f32)  # no copy when already float32
     absmax = reduce_groups(np.maximum, np.abs(w32), axis, block_size)  # group shape
-    r = np.where(absmax == 0, f32(0), f32(1) / np.where(absmax == 0, f32(1), absmax)).astype(f32)
-    x = w32 * expand_groups(r, axis, block_size, w32.shape[axis])  # float32
+    p = np.where(absmax < np.finfo(f32).tiny, f32(2.0**24), f32(1)).astype(f32)  # lifts subnormal blocks exactly
+    r = np.where(absmax == 0, f32(0), f32(1) / np.where(absmax == 0, f32(1), absmax * p)).astype(f32)
+    length = w32.shape[axis]
+    x = (w32 * expand_groups(p, axis, block_size, length)) * expand_groups(r, axis, block_size, length)  # float32
     return np.searchsorted(NF4_MIDPOINTS, x, side="left").astype(np.uint8), absmax

@@ -85,3 +85,21 @@ def test_random_shapes_match(rows, blocks, blocksize, seed):
     rng = np.random.default_rng(seed)
     scale = np.exp(rng.normal(0, 2, (rows, 1))).astype(np.float32)  # rows of very different magnitudes
     _check((rng.standard_normal((rows, blocks * blocksize)) * scale).astype(np.float32), blocksize)
+
+
+def test_subnormal_absmax_differs_only_as_the_spec_notes():
+    # spec 10.2 note: bitsandbytes' CPU path clamps 1 / max(a, 1e-38); the spec lifts a subnormal block by 2^24.
+    # A normal absmax agrees bit for bit; [2^-127, 2^-128] gets bitsandbytes codes [13, 11], the spec's [15, 12].
+    w = np.zeros(64, np.float32)
+    w[:2] = [2.0**-126, 2.0**-127]
+    packed, _, _ = _theirs(w, 64)
+    assert np.array_equal(packed.ravel(), bnb_nf4_pack(quantize_nf4(w, block_size=64))[0].ravel())
+    w[:2] = [2.0**-127, 2.0**-128]
+    packed, _, _ = _theirs(w, 64)
+    assert packed.ravel()[0] == 0xDB  # high nibble first: codes 13, 11
+    assert quantize_nf4(w, block_size=64).codes()[:2].tolist() == [15, 12]
+    w[:4] = np.array([57, 10, -3, 0], np.float32) * np.float32(2.0**-149)
+    w[4:] = 0
+    packed, _, deq = _theirs(w, 64)
+    assert (packed.ravel() == 0x77).all() and (deq == 0).all()  # every code 7: the block vanishes
+    assert quantize_nf4(w, block_size=64).codes()[:4].tolist() == [15, 9, 6, 7]

@@ -23,15 +23,32 @@ along axis 0, every array with the same batch length.
 from __future__ import annotations
 
 import os
-import zipfile
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import helper
 
-__all__ = ["load_feeds", "check_feeds", "batch_length", "model_input_names"]
+from ..npz import DEFAULT_MAX_BYTES, read_npz
+
+__all__ = ["load_feeds", "check_feeds", "batch_length", "model_input_names", "feeds_max_bytes", "MAX_BYTES_ENV"]
+
+#: Environment variable raising (or lowering) the byte limit of a feeds ``.npz`` (spec 8.3).
+MAX_BYTES_ENV = "MONOQUANT_NP_MAX_NPZ_BYTES"
+
+
+def feeds_max_bytes() -> int:
+    """The byte limit of a feeds ``.npz``: ``$MONOQUANT_NP_MAX_NPZ_BYTES`` if set, else 2 GiB."""
+    text = os.environ.get(MAX_BYTES_ENV)
+    if text is None or text == "":
+        return DEFAULT_MAX_BYTES
+    try:
+        v = int(text)
+    except ValueError:
+        v = -1
+    if v < 0:
+        raise ValueError(f"{MAX_BYTES_ENV} must be a number of bytes (an int >= 0), got {text!r}")
+    return v
 
 
 def model_input_names(model: onnx.ModelProto) -> list[str]:
@@ -41,36 +58,28 @@ def model_input_names(model: onnx.ModelProto) -> list[str]:
 
 
 def load_feeds(source: str | os.PathLike | Mapping[str, np.ndarray], model: onnx.ModelProto | None = None, *,
-               what: str = "inputs file", batched: bool = False, strict: bool = False) -> dict[str, np.ndarray]:
+               what: str = "inputs file", batched: bool = False, strict: bool = False,
+               max_bytes: int | None = None) -> dict[str, np.ndarray]:
     """Feeds from a ``.npz`` path or a mapping of input name -> array; checked against ``model`` when given.
 
     ``what`` names the file in messages (``"calibration file"``, ...);
-    ``batched`` and ``strict`` are :func:`check_feeds`'. Raises ``OSError``
-    for a missing file and ``ValueError`` for a file that is not an ``.npz``
-    or feeds that :func:`check_feeds` refuses.
+    ``batched`` and ``strict`` are :func:`check_feeds`'. A file is read by
+    :func:`monoquant_np.npz.read_npz`, every ``NAME.npy`` member, at most
+    ``max_bytes`` in total (default :func:`feeds_max_bytes`). Raises
+    ``OSError`` for a missing file and ``ValueError`` for a file that is not
+    a readable ``.npz`` within the limit or feeds that :func:`check_feeds`
+    refuses.
     """
     if isinstance(source, Mapping):
         feeds = {str(k): np.asarray(v) for k, v in source.items()}
         label = what
     else:
-        feeds = _read_npz(Path(source), what)
+        limit = feeds_max_bytes() if max_bytes is None else max_bytes
+        feeds = read_npz(source, max_bytes=limit, what=what, limit_name=f"set {MAX_BYTES_ENV} to raise it")
         label = f"{what} {os.fspath(source)!r}"
     if model is not None or batched:
         check_feeds(feeds, model, label, batched=batched, strict=strict)
     return feeds
-
-
-def _read_npz(p: Path, what: str) -> dict[str, np.ndarray]:
-    if not p.is_file():
-        raise OSError(f"{what} {str(p)!r} does not exist")
-    if not zipfile.is_zipfile(p):
-        raise ValueError(f"{what} {str(p)!r} is not a readable .npz (numpy.savez of arrays named after the "
-                         "model inputs)")
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{what} {str(p)!r} is not a readable .npz: {e}") from None
 
 
 def check_feeds(feeds: Mapping[str, np.ndarray], model: onnx.ModelProto | None = None, what: str = "feeds", *,

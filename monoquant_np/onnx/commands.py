@@ -38,10 +38,12 @@ from .options import (
     DEFAULT_OPS,
     DEFAULT_SCALE_DTYPE,
     DEFAULT_SCHEME,
+    DEFAULT_TARGET,
     FORMATS,
     GATHER_OPS,
     SCALE_DTYPES,
     SCHEMES,
+    TARGETS,
 )
 from .quantizer.pipeline import quantize_model_with_report
 from .verify import format_diffs, verify_models
@@ -100,7 +102,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
         inp, group_size=args.group_size, scheme=scheme or DEFAULT_SCHEME, scale_dtype=args.scale_dtype,
         format=args.format, ops=args.ops, exclude=args.exclude, min_elements=args.min_elements,
         double_quant=args.double_quant, algorithm=args.algorithm, calibration=args.calibration,
-        gather_op=args.gather_op, accuracy_level=args.accuracy_level,
+        gather_op=args.gather_op, accuracy_level=args.accuracy_level, target=args.target,
         progress=_progress_printer(args.progress or sys.stderr.isatty()),
     )
     inputs = (inp, *external_files(model, inp.parent))  # the input and its side files are never written
@@ -215,6 +217,10 @@ def _add_quantize(sub) -> None:
                    help=f"how Gather tables are read (default {DEFAULT_GATHER_OP})")
     q.add_argument("--accuracy-level", type=int, choices=tuple(ACCURACY_LEVELS), default=None,
                    help="MatMulNBits accuracy_level with --format matmulnbits")
+    q.add_argument("--target", choices=TARGETS, default=DEFAULT_TARGET,
+                   help=f"the runtime the model is for: each weight in a form it runs exactly (default "
+                        f"{DEFAULT_TARGET}; portable = every runtime of `monoquant-np conformance`; for OpenVINO "
+                        "compile with DYNAMIC_QUANTIZATION_GROUP_SIZE=0 to get float32 activations)")
     q.add_argument("--external-data", action="store_true", help="write weights to OUTPUT.data")
     q.add_argument("--report", metavar="REPORT.json", help="write the per-layer report as JSON")
     q.add_argument("--progress", action="store_true", help="show progress on stderr even when not a terminal")

@@ -31,6 +31,8 @@ __all__ = [
     "ALGORITHMS",
     "DEFAULT_ALGORITHM",
     "ACCURACY_LEVELS",
+    "TARGETS",
+    "DEFAULT_TARGET",
     "DEFAULT_GROUP_SIZE",
     "DEFAULT_MIN_ELEMENTS",
     "check_accuracy_level",
@@ -59,6 +61,10 @@ DEFAULT_ALGORITHM = "rtn"
 DEFAULT_GROUP_SIZE = 128
 #: Weights with fewer elements stay float (spec 13.1).
 DEFAULT_MIN_ELEMENTS = 4096
+#: The runtime an export is for: the graph forms it runs exactly (spec 16.4). ``portable``: the forms
+#: every runtime of the conformance matrix runs (standard operators, no 4-bit tensors, whole blocks).
+TARGETS = ("onnxruntime", "openvino", "tract", "portable")
+DEFAULT_TARGET = "onnxruntime"
 #: ``MatMulNBits``' ``accuracy_level`` and onnxruntime's session option of the
 #: same name: the precision its fused kernel computes in (spec 9.6).
 ACCURACY_LEVELS = {0: "unset (float32 on CPU)", 1: "float32", 2: "float16", 3: "bfloat16", 4: "int8"}

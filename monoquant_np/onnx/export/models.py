@@ -18,6 +18,10 @@ the codebook graph of spec 10.6 (``"gather"``) or onnxruntime's
 # along axis 1) is exported in the QDQ form even when format="matmulnbits",
 # so every model equals the spec; the layer then runs unfused (spec 9.5).
 
+``target`` (default ``"onnxruntime"``, the forms above) writes each weight in
+a form the named runtime runs exactly instead (spec 16.4,
+:mod:`~monoquant_np.onnx.export.targets`): OpenVINO, tract, or ``"portable"``.
+
 Models: input ``input_name`` float32 ``(batch, K)``, output ``output_name``
 float32 ``(batch, N)``, opset 21 (plus ``com.microsoft`` 1 when used),
 ``ir_version`` 10 so that onnxruntime (IR <= 13) loads them.
@@ -34,14 +38,14 @@ from onnx import NodeProto, TensorProto, helper, numpy_helper
 
 from ... import __version__
 from ...errors import check_choice, check_float_array, check_matrix, check_name
-from ...formats.matmulnbits import matmulnbits_block_size
 from ...linear import QuantizedLinear
 from ...tensor import QuantizedTensor, check_qt
-from ..options import DEFAULT_FORMAT, FORMATS, check_accuracy_level
+from ..options import DEFAULT_FORMAT, DEFAULT_GATHER_OP, DEFAULT_TARGET, FORMATS, check_accuracy_level
 from .constants import IR_VERSION, MS_DOMAIN, OPSET
 from .matmulbnb4_node import matmulbnb4_node
 from .matmulnbits_node import matmulnbits_node
-from .qdq import input_permutation, weight_subgraph
+from .qdq import input_permutation
+from .targets import target_options, target_weight_subgraph, uses_matmulnbits
 
 __all__ = ["linear_model", "mlp_model", "nf4_linear_model", "ACTIVATIONS", "NF4_FORMATS"]
 
@@ -55,19 +59,19 @@ ACTIVATIONS: dict[str | None, tuple[str, dict[str, Any]] | None] = {
 NF4_FORMATS = ("gather", "bnb4")
 
 
-def _weight_product(qt: QuantizedTensor, a: str, out: str, prefix: str, fmt: str, scale_rebuild: str | None
-                    ) -> tuple[list[TensorProto], list[NodeProto]]:
-    """``out = a @ W_stored``: MatMulBnb4 (``fmt="bnb4"``), else the weight subgraph and a MatMul."""
+def _weight_product(qt: QuantizedTensor, a: str, out: str, prefix: str, fmt: str, scale_rebuild: str | None,
+                    target: str) -> tuple[list[TensorProto], list[NodeProto]]:
+    """``out = a @ W_stored``: MatMulBnb4 (``fmt="bnb4"``), else the target's weight subgraph and a MatMul."""
     if fmt == "bnb4":
         inits, node = matmulbnb4_node(qt, a, out, prefix)
         return inits, [node]
-    inits, nodes = weight_subgraph(qt, prefix + "_w", prefix + "_w_dq", scale_rebuild=scale_rebuild)
+    inits, nodes = target_weight_subgraph(qt, prefix + "_w", prefix + "_w_dq", target, scale_rebuild=scale_rebuild)
     return inits, nodes + [helper.make_node("MatMul", [a, prefix + "_w_dq"], [out], name=prefix + "_matmul")]
 
 
 def _layer(
     qt: QuantizedTensor, bias: np.ndarray | None, x: str, y: str, prefix: str, fmt: str, level: int,
-    scale_rebuild: str | None = None,
+    scale_rebuild: str | None = None, target: str = DEFAULT_TARGET,
 ) -> tuple[list[TensorProto], list[NodeProto], bool]:
     """Initializers and nodes of ``y = x @ dequantize(qt) + bias``; the flag says a com.microsoft op was used."""
     inits: list[TensorProto] = []
@@ -77,13 +81,13 @@ def _layer(
         inits, nodes = input_permutation(qt, prefix + "_w", x, prefix + "_x_perm")
         a = prefix + "_x_perm"
     bias_t = numpy_helper.from_array(bias, prefix + "_bias") if bias is not None else None
-    if fmt == "matmulnbits" and matmulnbits_block_size(qt) is not None:
+    if fmt != "bnb4" and uses_matmulnbits(qt, target, fmt):
         i, node = matmulnbits_node(qt, a, y, prefix, bias_name=bias_t.name if bias_t else None,
                                    accuracy_level=level)
         return inits + i + ([bias_t] if bias_t else []), nodes + [node], True
     unperm = qt.perm is not None and qt.axis == 1
     out = y if bias_t is None and not unperm else prefix + "_matmul"
-    i, n = _weight_product(qt, a, out, prefix, fmt, scale_rebuild)
+    i, n = _weight_product(qt, a, out, prefix, fmt, scale_rebuild, target)
     inits += i
     nodes += n
     if unperm and qt.perm is not None:  # stored columns are w[:, perm]: undo on the output
@@ -149,6 +153,7 @@ def linear_model(
     output_name: str = "y",
     accuracy_level: int = 1,
     scale_rebuild: str | None = None,
+    target: str = DEFAULT_TARGET,
 ) -> onnx.ModelProto:
     """A one-layer model ``y = x @ dequantize(qt) + bias``: ``(batch, K)`` -> ``(batch, N)`` float32.
 
@@ -164,13 +169,17 @@ def linear_model(
             whose fused nodes take the session option instead (spec 9.6).
         scale_rebuild: how double-quantized scales are rebuilt, see
             :func:`monoquant_np.onnx.export.qdq.weight_subgraph` (None: its default).
+        target: the runtime the model is for (``"onnxruntime"``, ``"openvino"``,
+            ``"tract"``, ``"portable"``): each weight in a form that runtime
+            runs exactly (:mod:`monoquant_np.onnx.export.targets`, spec 16.4).
 
     Initializers are named ``fc0_w``, ``fc0_w_scale``, ... (``fc0_B`` etc.
     for MatMulNBits). ``onnx.checker.check_model(model, full_check=True)``
     passes.
     """
     return mlp_model([(qt, bias)], None, format=format, input_name=input_name, output_name=output_name,
-                     accuracy_level=accuracy_level, graph_name="monoquant_linear", scale_rebuild=scale_rebuild)
+                     accuracy_level=accuracy_level, graph_name="monoquant_linear", scale_rebuild=scale_rebuild,
+                     target=target)
 
 
 def mlp_model(
@@ -183,6 +192,7 @@ def mlp_model(
     accuracy_level: int = 1,
     graph_name: str = "monoquant_mlp",
     scale_rebuild: str | None = None,
+    target: str = DEFAULT_TARGET,
 ) -> onnx.ModelProto:
     """A stack of quantized linear layers with ``activation`` between them (not after the last).
 
@@ -196,6 +206,7 @@ def mlp_model(
         raise ValueError(f"layers must be a non-empty list of layers, got {layers!r:.80}")
     check_choice(activation, tuple(ACTIVATIONS), "activation")
     check_choice(format, FORMATS, "format")
+    target_options(target, format, DEFAULT_GATHER_OP)  # target is known and does not contradict format
     level = check_accuracy_level(accuracy_level)
     x, y = _names(input_name, output_name)
     pairs = [_as_layer(layer, i) for i, layer in enumerate(layers)]
@@ -203,11 +214,12 @@ def mlp_model(
         if pairs[i][0].shape[0] != pairs[i - 1][0].shape[1]:
             raise ValueError(f"layers[{i}] has K={pairs[i][0].shape[0]} but layers[{i - 1}] has "
                              f"N={pairs[i - 1][0].shape[1]}")
-    return _stack(pairs, activation, format, level, x, y, graph_name, scale_rebuild)
+    return _stack(pairs, activation, format, level, x, y, graph_name, scale_rebuild, target)
 
 
 def _stack(pairs: list[tuple[QuantizedTensor, np.ndarray | None]], activation: str | None, fmt: str, level: int,
-           x: str, y: str, graph_name: str, scale_rebuild: str | None) -> onnx.ModelProto:
+           x: str, y: str, graph_name: str, scale_rebuild: str | None, target: str = DEFAULT_TARGET
+           ) -> onnx.ModelProto:
     """The model of the checked ``(qt, bias)`` layers ``fc0, fc1, ...`` with ``activation`` between them."""
     inits: list[TensorProto] = []
     nodes: list[NodeProto] = []
@@ -217,7 +229,7 @@ def _stack(pairs: list[tuple[QuantizedTensor, np.ndarray | None]], activation: s
     for i, (qt, bias) in enumerate(pairs):
         last = i == len(pairs) - 1
         out = y if last else f"fc{i}_out"
-        li, ln, ms = _layer(qt, bias, h, out, f"fc{i}", fmt, level, scale_rebuild)
+        li, ln, ms = _layer(qt, bias, h, out, f"fc{i}", fmt, level, scale_rebuild, target)
         inits += li
         nodes += ln
         uses_ms |= ms

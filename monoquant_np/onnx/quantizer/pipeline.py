@@ -66,6 +66,7 @@ from ..options import (
     DEFAULT_MIN_ELEMENTS,
     DEFAULT_OPS,
     DEFAULT_SCALE_DTYPE,
+    DEFAULT_TARGET,
 )
 from ..tensors import tensor_array
 from .algorithm import Algorithm, WeightContext
@@ -101,6 +102,7 @@ def quantize_model_with_report(
     gather_op: str = DEFAULT_GATHER_OP,
     accuracy_level: int | None = None,
     progress: Callable[[int, int, str], None] | None = None,
+    target: str = DEFAULT_TARGET,
 ) -> tuple[onnx.ModelProto, QuantReport]:
     """Quantize the weights of a float ONNX model to 4 bits (spec 13).
 
@@ -124,6 +126,11 @@ def quantize_model_with_report(
         gather_op: ``"GatherBlockQuantized"`` or ``"DequantizeLinear"`` for ``Gather`` tables.
         accuracy_level: ``MatMulNBits``' attribute (``format="matmulnbits"``).
         progress: called as ``progress(i, n, name)`` before each weight.
+        target: the runtime the model is for, ``"onnxruntime"`` (default),
+            ``"openvino"``, ``"tract"`` or ``"portable"``: each weight in a form
+            that runtime runs exactly (spec 16.4); ``"tract"`` implies
+            ``MatMulNBits`` where exact, every target but onnxruntime reads
+            ``Gather`` tables as float tables.
 
     Returns:
         ``(model, report)``. With nothing eligible the model is returned
@@ -137,7 +144,8 @@ def quantize_model_with_report(
     plan = plan_options(group_size=group_size, symmetric=symmetric, scale_dtype=scale_dtype, format=format,
                         ops=ops, exclude=exclude, min_elements=min_elements, scheme=scheme,
                         double_quant=double_quant, algorithm=algorithm, calibration=calibration,
-                        prequantized=prequantized, gather_op=gather_op, accuracy_level=accuracy_level)
+                        prequantized=prequantized, gather_op=gather_op, accuracy_level=accuracy_level,
+                        target=target)
     model, base_dir, file_bytes = working_copy(model_or_path)
     plan.opts = dataclasses.replace(plan.opts, base_dir=base_dir)
     report = QuantReport(options=plan.report_options(), file_bytes_before=file_bytes)
@@ -239,7 +247,7 @@ def _quantize_site(site: WeightSite, plan: QuantPlan, stats: Mapping[str, Any], 
     size = w.size
     del w
     served = apply_quantized(site, qt, fresh_name(site.name, names), fmt=plan.format, gather_op=plan.gather_op,
-                             accuracy_level=plan.accuracy_level)
+                             accuracy_level=plan.accuracy_level, target=plan.target)
     bpw = bits_per_weight(qt)
     return LayerRow(
         name=site.name, shape=qt.shape, scheme=qt.scheme, group_size=qt.block_size,

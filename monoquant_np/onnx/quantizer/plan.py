@@ -23,9 +23,10 @@ import onnx
 
 from ...errors import check_choice, check_positive_int
 from ...tensor import QuantizedTensor
+from ..export.targets import target_options
 from ..feeds import load_feeds
 from ..model_io import load_model
-from ..options import FORMATS, GATHER_OPS, OPS, SCALE_DTYPES, SCHEMES, check_accuracy_level
+from ..options import DEFAULT_TARGET, FORMATS, GATHER_OPS, OPS, SCALE_DTYPES, SCHEMES, check_accuracy_level
 from ..tensors import check_tensors, is_external, iter_tensors, tensor_nbytes
 from .algorithm import Algorithm, QuantOptions
 from .registry import get_algorithm
@@ -48,27 +49,33 @@ class QuantPlan:
     alg: Algorithm
     feeds: dict[str, np.ndarray] | None
     prequantized: dict[str, QuantizedTensor]
+    target: str = DEFAULT_TARGET
 
     def report_options(self) -> dict[str, Any]:
         """The options as the report's ``options`` record them."""
         o = self.opts
         return {"group_size": o.group_size, "scheme": o.scheme, "scale_dtype": o.scale_dtype, "format": self.format,
                 "ops": list(self.ops), "exclude": self.exclude, "min_elements": self.min_elements,
-                "double_quant": o.double_quant, "algorithm": self.alg.name, "gather_op": self.gather_op}
+                "double_quant": o.double_quant, "algorithm": self.alg.name, "gather_op": self.gather_op,
+                "target": self.target}
 
 
 def plan_options(*, group_size, symmetric, scale_dtype, format, ops, exclude, min_elements, scheme,  # noqa: A002
-                 double_quant, algorithm, calibration, prequantized, gather_op, accuracy_level) -> QuantPlan:
+                 double_quant, algorithm, calibration, prequantized, gather_op, accuracy_level,
+                 target=DEFAULT_TARGET) -> QuantPlan:
     """Check every option against :mod:`monoquant_np.onnx.options`, resolve the algorithm, read the feeds.
 
     The keywords are those of :func:`~monoquant_np.onnx.quantizer.pipeline.quantize_model_with_report`;
     a bad one is a ``ValueError`` or ``TypeError`` naming it, raised before any model is read.
+    ``target`` sets the format and gather op the plan keeps
+    (:func:`~monoquant_np.onnx.export.targets.target_options`, spec 16.4).
     """
     group_size = check_positive_int(group_size, "group_size")
     min_elements = check_positive_int(min_elements, "min_elements") if min_elements else 0
     check_choice(format, FORMATS, "format")
     check_choice(gather_op, GATHER_OPS, "gather_op")
     check_choice(scale_dtype, SCALE_DTYPES, "scale_dtype")
+    format, gather_op = target_options(target, format, gather_op)  # noqa: A001
     if accuracy_level is not None:
         accuracy_level = check_accuracy_level(accuracy_level)
     if isinstance(ops, str):
@@ -90,7 +97,7 @@ def plan_options(*, group_size, symmetric, scale_dtype, format, ops, exclude, mi
     feeds = load_feeds(calibration, what="calibration file") if calibration is not None else None
     opts = QuantOptions(group_size=group_size, scheme=scheme, scale_dtype=scale_dtype, double_quant=bool(double_quant))
     return QuantPlan(opts, format, ops, exclude, min_elements, gather_op, accuracy_level, alg, feeds,
-                     dict(prequantized or {}))
+                     dict(prequantized or {}), target)
 
 
 def resolve_scheme(scheme: str | None, symmetric: bool, scale_dtype: str) -> str:

@@ -38,8 +38,9 @@ from ..export.constants import MS_DOMAIN
 from ..export.dequantize_linear import cast_node, weight_dequantize_node
 from ..export.initializers import tensor_to_onnx, weight_initializers
 from ..export.matmulnbits_node import matmulnbits_node
-from ..export.qdq import input_permutation, weight_subgraph
-from ..options import DEFAULT_FORMAT, DEFAULT_GATHER_OP
+from ..export.qdq import input_permutation
+from ..export.targets import target_weight_subgraph, uses_matmulnbits, weight_form
+from ..options import DEFAULT_FORMAT, DEFAULT_GATHER_OP, DEFAULT_TARGET
 from ..protobuf import attr, iter_graphs
 from .sites import WeightSite
 
@@ -77,15 +78,17 @@ def matmulnbits_ok(qt: QuantizedTensor, dtype: str) -> bool:
     return dtype == "float32" and matmulnbits_block_size(qt) is not None
 
 
-def _float_weight(qt: QuantizedTensor, qname: str, out: str, dtype: str):
-    """Initializers and nodes making ``out`` = the weight in stored order, in the model's float dtype."""
-    if dtype == "float16" and qt.scale.dtype == np.float16 and qt.codebook is None and qt.double_quant is None:
+def _float_weight(qt: QuantizedTensor, qname: str, out: str, dtype: str, target: str):
+    """Initializers and nodes making ``out`` = the weight in stored order, in the model's float dtype,
+    in the form ``target`` runs (spec 16.4)."""
+    if (dtype == "float16" and qt.scale.dtype == np.float16 and qt.codebook is None and qt.double_quant is None
+            and weight_form(qt, target) == "dequantizelinear"):
         return weight_initializers(qt, qname), [weight_dequantize_node(qt, qname, qname + "_scale", out)]
     if dtype == "float16":
-        inits, nodes = weight_subgraph(qt, qname, out + "_f32")
+        inits, nodes = target_weight_subgraph(qt, qname, out + "_f32", target)
         nodes.append(cast_node(out + "_f32", out, "float16", qname + "_cast"))
         return inits, nodes
-    return weight_subgraph(qt, qname, out)
+    return target_weight_subgraph(qt, qname, out, target)
 
 
 def _add_inits(graph: onnx.GraphProto, inits, seen: set[str]) -> None:
@@ -103,13 +106,16 @@ def apply_quantized(
     fmt: str = DEFAULT_FORMAT,
     gather_op: str = DEFAULT_GATHER_OP,
     accuracy_level: int | None = None,
+    target: str = DEFAULT_TARGET,
 ) -> str:
     """Rewrite the graphs around ``site`` to use ``qt``; return how it is served (e.g. ``"qdq"``).
 
     ``qname`` is a fresh name prefix for the quantized initializers. The float
     tensor (initializer or ``Constant`` node) is removed. Every node inserted
     before a reader lands right before it, in the reader's graph; the
-    dequantizing nodes land where the weight was defined.
+    dequantizing nodes land where the weight was defined, in the form
+    ``target`` runs (``fmt`` and ``gather_op`` as
+    :func:`~monoquant_np.onnx.export.targets.target_options` set them).
     """
     g = site.graph
     served: list[str] = []
@@ -117,7 +123,8 @@ def apply_quantized(
     need_float: list = []
     for c in site.consumers:
         node = c.graph.node[_index(c.graph, c.node)]
-        if fmt == "matmulnbits" and c.role in ("matmul", "gemm") and matmulnbits_ok(qt, site.dtype or ""):
+        if (c.role in ("matmul", "gemm") and uses_matmulnbits(qt, target, fmt)
+                and matmulnbits_ok(qt, site.dtype or "")):
             if c.role == "matmul" or (
                 attr(node, "alpha", 1.0) == 1.0 and attr(node, "beta", 1.0) == 1.0 and not attr(node, "transA", 0)
                 and (attr(node, "transB", 0) == 0 or site.transpose)
@@ -132,7 +139,7 @@ def apply_quantized(
         need_float.append((c, node))
     if need_float:
         out = site.name if not site.transpose and qt.perm is None else f"{qname}_dq"
-        inits, nodes = _float_weight(qt, qname, out, site.dtype or "float32")
+        inits, nodes = _float_weight(qt, qname, out, site.dtype or "float32", target)
         _add_inits(g, inits, seen)
         at = _index(g, site.const_node) if site.const_node is not None else 0
         for k, n in enumerate(nodes):

@@ -31,14 +31,31 @@ from onnx import helper
 
 from ..npz import DEFAULT_MAX_BYTES, read_npz
 
-__all__ = ["load_feeds", "check_feeds", "batch_length", "model_input_names", "feeds_max_bytes", "MAX_BYTES_ENV"]
+__all__ = ["load_feeds", "check_feeds", "batch_length", "model_input_names", "feeds_max_bytes", "MAX_BYTES_ENV",
+           "input_dtype", "elem_type_name"]
 
 #: Environment variable raising (or lowering) the byte limit of a feeds ``.npz`` (spec 8.3).
-MAX_BYTES_ENV = "MONOQUANT_NP_MAX_NPZ_BYTES"
+MAX_BYTES_ENV = "MONOQUANT_NP_MAX_INPUT_BYTES"
+
+
+def input_dtype(elem_type: int) -> np.dtype | None:
+    """The NumPy dtype of an ONNX element type number, or None for UNDEFINED (0) and numbers ONNX does not know."""
+    try:
+        return helper.tensor_dtype_to_np_dtype(elem_type) if elem_type else None
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def elem_type_name(elem_type: int) -> str:
+    """``"FLOAT"``, ``"UNDEFINED"``, ... or ``"99 (unknown)"``."""
+    try:
+        return onnx.TensorProto.DataType.Name(elem_type)
+    except ValueError:
+        return f"{elem_type} (unknown)"
 
 
 def feeds_max_bytes() -> int:
-    """The byte limit of a feeds ``.npz``: ``$MONOQUANT_NP_MAX_NPZ_BYTES`` if set, else 2 GiB."""
+    """The byte limit of calibration and verify inputs: ``$MONOQUANT_NP_MAX_INPUT_BYTES`` if set, else 2 GiB."""
     text = os.environ.get(MAX_BYTES_ENV)
     if text is None or text == "":
         return DEFAULT_MAX_BYTES
@@ -114,7 +131,7 @@ def _check_kinds_and_shapes(feeds: Mapping[str, np.ndarray], model: onnx.ModelPr
         if vi.name in inits or not vi.type.HasField("tensor_type"):
             continue
         tt, x = vi.type.tensor_type, np.asarray(feeds[vi.name])
-        want = helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else None
+        want = input_dtype(tt.elem_type)
         if want is not None and (x.dtype.kind == "f") != (want.kind == "f"):
             raise ValueError(f"{what}: input {vi.name!r} is {x.dtype}, the model takes {want}")
         if tt.HasField("shape"):

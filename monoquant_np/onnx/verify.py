@@ -24,7 +24,11 @@ made by :func:`make_inputs` from the declared types and shapes:
   ``*position*``: ``0..seq_len-1``; any integer input read as the indices of
   a ``Gather`` on a constant table: uniform in ``[0, table rows)`` (so
   ``input_ids`` stay within the vocabulary); other integers: ``0`` or ``1``;
-* bools: True.
+* bools: True;
+* other element types (UNDEFINED, strings, bfloat16, ...) are refused, and so
+  are inputs whose declared bytes ``sum(prod(dims) * itemsize)`` exceed the
+  input limit (2 GiB, ``MONOQUANT_NP_MAX_INPUT_BYTES``), before anything is
+  allocated.
 
     >>> float(cosine_per_sample(np.array([[1.0, 0.0]]), np.array([[1.0, 1.0]])))  # 1/sqrt(2)
     0.7071067811865475
@@ -33,15 +37,15 @@ made by :func:`make_inputs` from the declared types and shapes:
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from typing import Any
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
 
 from ..errors import check_positive_int
-from .feeds import check_feeds, model_input_names
+from .feeds import MAX_BYTES_ENV, check_feeds, elem_type_name, feeds_max_bytes, input_dtype, model_input_names
 from .model_io import load_model
 from .options import check_accuracy_level
 from .protobuf import attr, graph_constants
@@ -94,53 +98,68 @@ def _gather_table_rows(model: onnx.ModelProto) -> dict[str, int]:
     return rows
 
 
-def make_inputs(model: onnx.ModelProto, *, samples: int = 2, seq_len: int = 16, seed: int = 0
-                ) -> dict[str, np.ndarray]:
+def _declared_inputs(model: onnx.ModelProto, samples: int, seq_len: int, max_bytes: int
+                     ) -> list[tuple[str, list[int], np.dtype]]:
+    """``(name, dims, dtype)`` of each input to make, their bytes checked against ``max_bytes`` before any exists."""
+    wanted = set(model_input_names(model))
+    out: list[tuple[str, list[int], np.dtype]] = []
+    total = 0
+    for vi in model.graph.input:
+        if vi.name not in wanted:
+            continue
+        if not vi.type.HasField("tensor_type"):
+            raise ValueError(f"input {vi.name!r} is not a tensor; pass --inputs FEEDS.npz")
+        tt = vi.type.tensor_type
+        dt = input_dtype(tt.elem_type)
+        if dt is None or dt.kind not in "fbiu":
+            raise ValueError(f"input {vi.name!r} has element type {elem_type_name(tt.elem_type)}, which verify "
+                             "cannot make; pass --inputs FEEDS.npz")
+        dims = [int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else (samples if i == 0 else seq_len)
+                for i, d in enumerate(tt.shape.dim)]
+        total += math.prod(dims) * dt.itemsize
+        if total > max_bytes:
+            raise ValueError(f"input {vi.name!r} of shape ({', '.join(map(str, dims))}) {dt} brings the made inputs "
+                             f"to {total} bytes, above the limit of {max_bytes} (lower --samples/--seq-len, pass "
+                             f"--inputs FEEDS.npz, or set {MAX_BYTES_ENV})")
+        out.append((vi.name, dims, dt))
+    return out
+
+
+def make_inputs(model: onnx.ModelProto, *, samples: int = 2, seq_len: int = 16, seed: int = 0,
+                max_bytes: int | None = None) -> dict[str, np.ndarray]:
     """Inputs for every graph input that is not an initializer, by the rules of the module docstring.
 
     Returns input name -> array of the declared dtype, fixed dims as declared,
     the first symbolic dim ``samples`` and the others ``seq_len``. Raises
-    ``ValueError`` for ``samples``/``seq_len`` below 1 and for an input that
-    is not a float, integer or bool tensor (pass ``--inputs FEEDS.npz``).
+    ``ValueError`` for ``samples``/``seq_len`` below 1, for an input that
+    is not a float, integer or bool tensor (pass ``--inputs FEEDS.npz``),
+    and, before allocating anything, when the inputs' declared bytes
+    ``sum(prod(dims) * itemsize)`` exceed ``max_bytes`` (default
+    :func:`~monoquant_np.onnx.feeds.feeds_max_bytes`: 2 GiB, the same limit
+    as inputs read from a file).
     """
     samples, seq_len = check_positive_int(samples, "samples"), check_positive_int(seq_len, "seq_len")
+    limit = feeds_max_bytes() if max_bytes is None else max_bytes
     rng = np.random.default_rng(seed)
-    wanted = set(model_input_names(model))
     table_rows = _gather_table_rows(model)
     feeds: dict[str, np.ndarray] = {}
-    for vi in model.graph.input:
-        if vi.name not in wanted:
-            continue
-        tt = vi.type.tensor_type
-        if not vi.type.HasField("tensor_type"):
-            raise ValueError(f"input {vi.name!r} is not a tensor; pass --inputs FEEDS.npz")
-        dims = []
-        for i, d in enumerate(tt.shape.dim):
-            if d.HasField("dim_value") and d.dim_value > 0:
-                dims.append(int(d.dim_value))
-            else:
-                dims.append(samples if i == 0 else seq_len)
-        dt = helper.tensor_dtype_to_np_dtype(tt.elem_type)
-        low = vi.name.lower()
+    for name, dims, dt in _declared_inputs(model, samples, seq_len, limit):
+        low = name.lower()
         if dt.kind == "f":
             x = rng.standard_normal(dims).astype(dt)
         elif dt.kind == "b":
             x = np.ones(dims, dtype=dt)
-        elif dt.kind in "iu":
-            if "mask" in low:
-                x = np.ones(dims, dtype=dt)
-            elif "token_type" in low or "segment" in low:
-                x = np.zeros(dims, dtype=dt)
-            elif "position" in low and dims:
-                x = np.broadcast_to(np.arange(dims[-1]), dims).astype(dt)
-            elif vi.name in table_rows:
-                x = rng.integers(0, table_rows[vi.name], size=dims).astype(dt)
-            else:
-                x = rng.integers(0, 2, size=dims).astype(dt)
+        elif "mask" in low:
+            x = np.ones(dims, dtype=dt)
+        elif "token_type" in low or "segment" in low:
+            x = np.zeros(dims, dtype=dt)
+        elif "position" in low and dims:
+            x = np.broadcast_to(np.arange(dims[-1]), dims).astype(dt)
+        elif name in table_rows:
+            x = rng.integers(0, table_rows[name], size=dims).astype(dt)
         else:
-            raise ValueError(f"input {vi.name!r} has type {TensorProto.DataType.Name(tt.elem_type)}; "
-                             "pass --inputs FEEDS.npz")
-        feeds[vi.name] = x
+            x = rng.integers(0, 2, size=dims).astype(dt)
+        feeds[name] = x
     return feeds
 
 

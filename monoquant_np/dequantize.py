@@ -25,11 +25,15 @@ from typing import Any
 
 import numpy as np
 
+from .errors import check_dtype
 from .groups import apply_rows, index_along, split_groups
 from .packing import lookup_pairs, packed_size, pair_table, unpack_int4
 from .tensor import QuantizedTensor, check_qt
 
-__all__ = ["dequantize", "dequantize_slice", "bits_per_weight"]
+__all__ = ["dequantize", "dequantize_slice", "bits_per_weight", "OUTPUT_DTYPES"]
+
+#: The dtypes :func:`dequantize` returns.
+OUTPUT_DTYPES = (np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.float64))
 
 
 def _slice_codes(qt: QuantizedTensor, start: int, stop: int) -> np.ndarray:
@@ -120,13 +124,12 @@ def dequantize(qt: QuantizedTensor, dtype: Any = np.float32) -> np.ndarray:
     """Rebuild the weight: ``w' = (q - z) * s`` (``codebook[q] * s`` for NF4), spec 6.
 
     Arithmetic is float32 (float16 scales are widened exactly); the result is
-    cast to ``dtype`` (float32 by default; float16 or float64 allowed).
+    cast to ``dtype`` (float32 by default; float16 or float64 allowed:
+    :data:`OUTPUT_DTYPES`, checked as in spec 15.1).
     Shape: ``qt.shape``. An undone ``perm`` restores the original order.
     """
     check_qt(qt)
-    dt = np.dtype(dtype)
-    if dt.kind != "f":
-        raise TypeError(f"dtype must be a float dtype, got {dt}")
+    dt = check_dtype(dtype, OUTPUT_DTYPES, "dtype")
     out = dequantize_slice(qt, 0, qt.shape[0]) if qt.size else np.zeros(qt.shape, np.float32)
     if qt.perm is not None:
         out = np.take(out, np.argsort(qt.perm), axis=qt.axis)

@@ -50,10 +50,13 @@ from typing import Any
 import numpy as np
 
 from .codes import quantize_codes
-from .errors import check_finite, check_positive_int
+from .errors import check_finite, check_int, check_positive_int, check_real, check_scales
 from .scales import symmetric_scales
 
 __all__ = ["DoubleQuant", "quantize_scales"]
+
+#: The largest finite float32: the bound of ``offset``.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -74,6 +77,20 @@ class DoubleQuant:
     scale: np.ndarray
     offset: float
     block_size: int = 256
+
+    def __post_init__(self) -> None:
+        """Spec 15.3: ``codes`` int8 and ``scale`` float32 ndarrays, ``offset`` a real number, ``block_size`` an int."""
+        if not isinstance(self.codes, np.ndarray) or self.codes.dtype != np.int8:
+            got = getattr(self.codes, "dtype", type(self.codes).__name__)
+            raise TypeError(f"codes must be a numpy int8 array, got {got}")
+        check_scales(self.scale, "scale", (np.float32,))
+        check_real(self.offset, "offset", low=-FLOAT32_MAX, high=FLOAT32_MAX)
+        block_size = check_int(self.block_size, "block_size", minimum=1)
+        n_blocks = -(-self.codes.size // block_size)
+        if self.scale.shape != (n_blocks,):
+            raise ValueError(
+                f"scale must have shape ({n_blocks},) = ceil(codes.size / block_size), got {self.scale.shape}"
+            )
 
     def rebuild(self) -> np.ndarray:
         """float32 scales with ``codes``' shape, by the formula above."""
@@ -109,10 +126,8 @@ def quantize_scales(scale: np.ndarray, *, block_size: int = 256) -> DoubleQuant:
         ``offset``; its ``rebuild()`` is ``> 0`` everywhere unless every scale
         is 0 (then it is 0 everywhere).
     """
+    check_scales(scale, "scale")
     block_size = check_positive_int(block_size, "block_size")
-    if not isinstance(scale, np.ndarray) or scale.dtype not in (np.float32, np.float16):
-        got = scale.dtype if isinstance(scale, np.ndarray) else type(scale).__name__
-        raise TypeError(f"scale must be a float32 or float16 array, got {got}")
     a = scale.astype(np.float32).reshape(-1)  # (n,)
     check_finite(a, "scale")
     if a.size and float(a.min()) < 0:

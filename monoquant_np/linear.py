@@ -18,7 +18,7 @@ import numpy as np
 from .errors import check_float_array, check_matrix
 from .matmul import dequant_matmul
 from .quantize import quantize
-from .tensor import QuantizedTensor
+from .tensor import QuantizedTensor, check_qt
 
 __all__ = ["QuantizedLinear"]
 
@@ -35,6 +35,16 @@ class QuantizedLinear:
     qt: QuantizedTensor
     bias: np.ndarray | None = None
 
+    def __post_init__(self) -> None:
+        """Spec 15.3: ``qt`` a 2-D QuantizedTensor; ``bias`` None or a float array-like ``(N,)``, kept as float32."""
+        check_qt(self.qt)
+        check_matrix(self.qt.shape, "qt")
+        if self.bias is not None:
+            b32 = check_float_array(self.bias, "bias")
+            if b32.shape != (self.qt.shape[1],):
+                raise ValueError(f"bias must have shape ({self.qt.shape[1]},), got {b32.shape}")
+            object.__setattr__(self, "bias", b32)
+
     @classmethod
     def from_float(
         cls,
@@ -46,7 +56,7 @@ class QuantizedLinear:
         scale_dtype: Any = np.float32,
     ) -> QuantizedLinear:
         """Quantize a float ``(K, N)`` weight; ``K < group_size`` takes the int8 fallback."""
-        w32 = check_float_array(w, "w")
+        w32 = check_float_array(w, "w", nonempty=True)
         check_matrix(w32.shape, "w")
         b32 = None
         if bias is not None:

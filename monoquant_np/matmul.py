@@ -60,9 +60,9 @@ def dequant_matmul(x: np.ndarray, qt: QuantizedTensor, bias: np.ndarray | None =
     Returns:
         float32 ``(..., N)``.
     """
+    x32 = check_float_array(x, "x")
     check_qt(qt)
     check_matrix(qt.shape, "qt")
-    x32 = check_float_array(x, "x")
     k, n = qt.shape
     if x32.shape[-1] != k:
         raise ValueError(f"x must have last dimension K={k} to match qt {qt.shape}, got shape {x32.shape}")

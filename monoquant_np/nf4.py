@@ -42,7 +42,7 @@ from __future__ import annotations
 import numpy as np
 
 from .double_quant import quantize_scales
-from .errors import check_axis, check_float_array, check_positive_int
+from .errors import check_axis, check_bool, check_float_array, check_positive_int
 from .groups import expand_groups, index_along
 from .packing import pack_grouped, pack_int4
 from .scales import group_absmax
@@ -226,19 +226,17 @@ def quantize_nf4(
     # K when ``K % block_size == 0``. There is no int8 fallback for short axes:
     # a single partial block is used.
 
-    Raises:
-        TypeError: ``w`` is not a float array.
-        ValueError: non-finite ``w``, bad ``block_size``, ``axis`` or
-            ``dq_block_size``.
+    Raises (spec 15, arguments checked in signature order):
+        TypeError: ``w`` not a float array-like; ``block_size``, ``axis`` or
+            ``dq_block_size`` not an int; ``double_quant`` not a bool.
+        ValueError: ``w`` 0-d, empty or beyond float32; a size < 1;
+            ``axis`` out of range; then non-finite ``w``.
     """
-    w32 = check_float_array(w, "w")
+    w32 = check_float_array(w, "w", nonempty=True)
     block_size = check_positive_int(block_size, "block_size")
-    dq_block_size = check_positive_int(dq_block_size, "dq_block_size")
     axis = check_axis(axis, w32.ndim)
-    if not isinstance(double_quant, (bool, np.bool_)):
-        raise TypeError(f"double_quant must be a bool, got {type(double_quant).__name__}")
-    if w32.shape[axis] == 0:
-        raise ValueError(f"w must have at least one element along axis {axis}, got shape {w32.shape}")
+    double_quant = check_bool(double_quant, "double_quant")
+    dq_block_size = check_positive_int(dq_block_size, "dq_block_size")
     absmax = group_absmax(w32, axis=axis, group_size=block_size)  # raises on NaN/inf
     # with double quantization the codes come from the rebuilt absmax (spec 11.2), packed once:
     # the same tensor as double_quantize(quantize_nf4(w), w=w), without packing twice

@@ -21,6 +21,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .errors import check_bool, check_int, check_int_array, check_uint8
+
 __all__ = ["pack_int4", "unpack_int4", "pack_codes", "packed_size", "pack_bytes_into", "pack_slabs",
            "slab_rows", "pack_grouped", "pair_table", "lookup_pairs"]
 
@@ -48,8 +50,9 @@ def pack_int4(codes: np.ndarray) -> np.ndarray:
     """Pack 4-bit codes, two per byte, low nibble first (spec 5.1).
 
     Args:
-        codes: integer array of any shape, values in ``-8..15`` (int4 codes
-            ``-8..7`` or uint4 codes ``0..15``); flattened in C order.
+        codes: integer array of any shape (or anything ``np.asarray`` makes
+            an integer array of: a list of ints), values in ``-8..15`` (int4
+            codes ``-8..7`` or uint4 codes ``0..15``); flattened in C order.
 
     Returns:
         uint8 array of shape ``(ceil(codes.size / 2),)``:
@@ -58,11 +61,7 @@ def pack_int4(codes: np.ndarray) -> np.ndarray:
     >>> pack_int4(np.array([[1, 2, 3, 4], [5, 6, 7, 8]])).tolist()  # onnx-ir's vector
     [33, 67, 101, 135]
     """
-    if not isinstance(codes, np.ndarray):
-        raise TypeError(f"codes must be a numpy integer array, got {type(codes).__name__}")
-    if codes.dtype.kind not in "iu":
-        raise TypeError(f"codes must have an integer dtype, got {codes.dtype}")
-    flat = codes.reshape(-1)
+    flat = check_int_array(codes, "codes").reshape(-1)
     if flat.size and (int(flat.min()) < -8 or int(flat.max()) > 15):
         raise ValueError(
             f"codes must lie in -8..15 (int4 or uint4), got values in "
@@ -183,8 +182,9 @@ def unpack_int4(packed: np.ndarray, count: int, *, signed: bool = True) -> np.nd
     """Unpack ``count`` 4-bit codes from bytes packed by :func:`pack_int4`.
 
     Args:
-        packed: uint8 array of at least ``ceil(count / 2)`` bytes (any shape,
-            flattened in C order).
+        packed: uint8 ndarray of at least ``ceil(count / 2)`` bytes (any
+            shape, flattened in C order); another dtype or a list is a
+            ``TypeError`` (spec 15.2).
         count: number of codes to return.
         signed: True for int4 codes (``-8..7``, returned as int8), False for
             uint4 codes (``0..15``, returned as uint8).
@@ -196,11 +196,9 @@ def unpack_int4(packed: np.ndarray, count: int, *, signed: bool = True) -> np.nd
     >>> unpack_int4(np.array([0xE1, 0x07], dtype=np.uint8), 3).tolist()
     [1, -2, 7]
     """
-    if not isinstance(packed, np.ndarray) or packed.dtype != np.uint8:
-        got = packed.dtype if isinstance(packed, np.ndarray) else type(packed).__name__
-        raise TypeError(f"packed must be a numpy uint8 array, got {got}")
-    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
-        raise ValueError(f"count must be a non-negative int, got {count!r}")
+    check_uint8(packed, "packed")
+    count = check_int(count, "count", minimum=0)
+    signed = check_bool(signed, "signed")
     flat = packed.reshape(-1)
     nbytes = packed_size(int(count))
     if flat.size < nbytes:

@@ -39,7 +39,7 @@ import numpy as np
 
 from .codes import packed_codes
 from .double_quant import quantize_scales
-from .errors import check_axis, check_float_array, check_positive_int, check_scale_dtype
+from .errors import check_axis, check_bool, check_float_array, check_positive_int, check_scale_dtype
 from .scales import asymmetric_scales, symmetric_scales
 from .tensor import QuantizedTensor
 
@@ -81,24 +81,23 @@ def quantize(
     Returns:
         A :class:`QuantizedTensor`.
 
-    Raises:
-        TypeError: ``w`` is not a float array, ``scale_dtype`` is not a float,
-            ``double_quant`` is not a bool.
-        ValueError: non-finite ``w``, bad ``group_size``, ``axis`` or
-            ``dq_block_size``, float16 scale overflow.
+    Raises (spec 15, arguments checked in signature order):
+        TypeError: ``w`` not a float array-like; ``group_size``, ``axis`` or
+            ``dq_block_size`` not an int; a flag not a bool; ``scale_dtype``
+            not a dtype-like.
+        ValueError: ``w`` 0-d, empty or beyond float32; ``group_size`` or
+            ``dq_block_size`` < 1; ``axis`` out of range; ``scale_dtype`` not
+            float32/float16; then non-finite ``w`` and float16 scale overflow.
     """
-    w32 = check_float_array(w, "w")
+    w32 = check_float_array(w, "w", nonempty=True)
     group_size = check_positive_int(group_size, "group_size")
     axis = check_axis(axis, w32.ndim)
+    symmetric = check_bool(symmetric, "symmetric")
     sdt = check_scale_dtype(scale_dtype)
-    if not isinstance(symmetric, (bool, np.bool_)):
-        raise TypeError(f"symmetric must be a bool, got {type(symmetric).__name__}")
-    if not isinstance(double_quant, (bool, np.bool_)):
-        raise TypeError(f"double_quant must be a bool, got {type(double_quant).__name__}")
+    int8_fallback = check_bool(int8_fallback, "int8_fallback")
+    double_quant = check_bool(double_quant, "double_quant")
     dq_block_size = check_positive_int(dq_block_size, "dq_block_size")
     length = w32.shape[axis]
-    if w32.size == 0:
-        raise ValueError(f"w must have at least one element, got shape {w32.shape}")
     bits = 4
     if int8_fallback and length < group_size:
         bits, group_size = 8, length

@@ -22,7 +22,7 @@ import numpy as np
 from .codes import packed_codes
 from .dequantize import dequantize_slice
 from .double_quant import quantize_scales
-from .errors import check_finite, check_float_array
+from .errors import check_finite, check_float_array, check_positive_int
 from .nf4 import nf4_packed_codes
 from .tensor import QuantizedTensor, check_qt
 
@@ -51,25 +51,30 @@ def double_quantize(
         ``quantize_codes(w, a', zero_point)`` (linear schemes; zero points are
         kept) or ``nf4_block_codes(w, a')`` (NF4). Everything else unchanged.
 
-    Raises:
-        TypeError: ``qt`` is not a QuantizedTensor, ``w`` not a float array.
-        ValueError: ``qt`` is already double-quantized, bad ``block_size``,
-            ``w`` of the wrong shape or non-finite, negative scales.
+    Raises (spec 15, in this order):
+        TypeError: ``qt`` is not a QuantizedTensor.
+        ValueError: ``qt`` is already double-quantized (a value of the right
+            type: its scales are no longer plain).
+        TypeError / ValueError: ``block_size`` not an int / < 1.
+        TypeError / ValueError: ``w`` not a float array-like / 0-d, beyond
+            float32, of another shape than ``qt``, non-finite.
+        ValueError: negative scales (found last, from the data).
     """
     check_qt(qt)
     if qt.double_quant is not None:
         raise ValueError("qt is already double-quantized; double_quantize takes a tensor with plain scales")
-    dq = quantize_scales(qt.scale, block_size=block_size)
-    rebuilt = dq.rebuild()
-    if w is None:
-        w32 = dequantize_slice(qt, 0, qt.shape[0]) if qt.size else np.zeros(qt.shape, np.float32)
-    else:
+    block_size = check_positive_int(block_size, "block_size")
+    if w is not None:
         w32 = check_float_array(w, "w")
         if w32.shape != qt.shape:
             raise ValueError(f"w must have qt's shape {qt.shape}, got {w32.shape}")
         check_finite(w32, "w")
         if qt.perm is not None:
             w32 = np.take(w32, qt.perm, axis=qt.axis)  # stored order
+    else:
+        w32 = dequantize_slice(qt, 0, qt.shape[0]) if qt.size else np.zeros(qt.shape, np.float32)
+    dq = quantize_scales(qt.scale, block_size=block_size)  # raises for negative scales
+    rebuilt = dq.rebuild()
     # the packed bytes of nf4_block_codes(w, a') or quantize_codes(w, s', z), made slab by slab
     if qt.codebook is not None:
         data = nf4_packed_codes(w32, rebuilt, qt.axis, qt.block_size)

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .double_quant import DoubleQuant
+from .errors import check_path
 from .npz import npz_names, read_npz
 from .tensor import QuantizedTensor, check_qt
 
@@ -45,7 +46,13 @@ _JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
 
 def save(path: str | os.PathLike[str], tensors: dict[str, QuantizedTensor]) -> None:
-    """Write ``tensors`` to ``path`` (the exact name given; no suffix is added)."""
+    """Write ``tensors`` to ``path`` (the exact name given; no suffix is added).
+
+    Spec 15: ``TypeError`` for a ``path`` that is not a str or ``os.PathLike``,
+    ``tensors`` not a dict, a name not a str or a value not a QuantizedTensor;
+    ``ValueError`` for a folder that does not exist.
+    """
+    check_path(path)
     if not isinstance(tensors, dict):
         raise TypeError(f"tensors must be a dict of name -> QuantizedTensor, got {type(tensors).__name__}")
     arrays: dict[str, np.ndarray] = {}
@@ -192,8 +199,10 @@ def load(path: str | os.PathLike[str], *, max_bytes: int | None = None) -> dict[
     add up to ``max_bytes``, by default 16 bytes per element of the tensors
     the metadata declares (4x their float32 size) plus 8 per row along
     their axis plus 1 MiB. Members nobody names are never decompressed.
+    Spec 15: ``TypeError`` for a ``path`` that is not a str or ``os.PathLike``;
+    a missing file raises ``FileNotFoundError`` (an ``OSError``, Python's convention).
     """
-    p = os.fspath(path)
+    p = check_path(path)
     arrays, others = npz_names(p, "monoquant-np file")
     if _META not in arrays:
         how = "a member that is not a .npy array" if _META in others else "no such entry"

@@ -50,10 +50,19 @@ from typing import Any
 import numpy as np
 
 from ..dequantize import dequantize
-from ..errors import check_choice, check_finite, check_float_array, check_matrix, check_positive_int
+from ..errors import (
+    check_bool,
+    check_choice,
+    check_finite,
+    check_float_array,
+    check_matrix,
+    check_positive_int,
+    check_reals,
+    check_scale_dtype,
+)
 from ..quantize import quantize
 from ..tensor import QuantizedTensor
-from .gptq import hessian
+from .gptq import check_hessian, hessian
 from .mse import quantize_mse
 
 __all__ = ["AWQ_GRID", "AWQResult", "awq", "awq_from_stats"]
@@ -86,6 +95,29 @@ def _stats_error(w64: np.ndarray, deq_eff: np.ndarray, h32: np.ndarray) -> float
     return float(np.sum((h32 @ d) * d, dtype=np.float64))
 
 
+def _check_arrays(w: Any, mean_abs: Any, h: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """float32 ``w`` ``(K, N)``, float64 ``mean_abs`` ``(K,)`` and ``h`` ``(K, K)`` (spec 15; data not yet checked)."""
+    w32 = check_float_array(w, "w", min_ndim=2, nonempty=True)
+    check_matrix(w32.shape, "w")
+    k = w32.shape[0]
+    a = check_float_array(mean_abs, "mean_abs", dtype=np.float64)
+    if a.shape != (k,):
+        raise ValueError(f"mean_abs must have shape ({k},), got {a.shape}")
+    return w32, a, check_hessian(h, k)
+
+
+def _check_options(group_size, symmetric, grid, scale_search, scale_dtype, int8_fallback):
+    """The options of :func:`awq_from_stats` and :func:`awq`, checked in signature order (spec 15)."""
+    return (
+        check_positive_int(group_size, "group_size"),
+        check_bool(symmetric, "symmetric"),
+        [float(v) for v in check_reals(grid, "grid", low=0.0, high=1.0)],
+        check_choice(scale_search, ("absmax", "mse"), "scale_search"),
+        check_scale_dtype(scale_dtype),
+        check_bool(int8_fallback, "int8_fallback"),
+    )
+
+
 def awq_from_stats(
     w: np.ndarray,
     mean_abs: np.ndarray,
@@ -110,20 +142,16 @@ def awq_from_stats(
         scale_search: ``"absmax"`` (spec 3) or ``"mse"`` (spec 14.1 weighted by
             ``H_kk * act_scale_k**2``) for the scaled weight.
     """
-    w32 = check_float_array(w, "w", min_ndim=2)
-    check_matrix(w32.shape, "w")
-    check_finite(w32, "w")
+    w32, a, h64 = _check_arrays(w, mean_abs, h)
     k = w32.shape[0]
-    a = check_float_array(mean_abs, "mean_abs").astype(np.float64)
-    if a.shape != (k,) or not np.all(np.isfinite(a)) or np.any(a < 0):
-        raise ValueError(f"mean_abs must be finite, non-negative, of shape ({k},), got {a.shape}")
-    if not isinstance(h, np.ndarray) or h.shape != (k, k) or not np.all(np.isfinite(h)):
-        raise ValueError(f"h must be a finite ({k}, {k}) array (X^T X), got {getattr(h, 'shape', h)}")
-    group_size = check_positive_int(group_size, "group_size")
-    check_choice(scale_search, ("absmax", "mse"), "scale_search")
-    alphas = [float(v) for v in np.asarray(grid, dtype=np.float64).reshape(-1)]
-    if not alphas or any(not 0 <= v <= 1 for v in alphas):
-        raise ValueError(f"grid must be a non-empty sequence of exponents in [0, 1], got {grid!r}")
+    group_size, symmetric, alphas, scale_search, scale_dtype, int8_fallback = _check_options(
+        group_size, symmetric, grid, scale_search, scale_dtype, int8_fallback)
+    check_finite(w32, "w")
+    if not np.all(np.isfinite(a)) or np.any(a < 0):
+        raise ValueError("mean_abs must be finite and non-negative")
+    if not np.all(np.isfinite(h64)):
+        raise ValueError("h must be finite")
+    h = h64
     if 0.0 not in alphas:
         alphas = [0.0] + alphas
     h32 = h.astype(np.float32)
@@ -169,11 +197,14 @@ def awq(
 
     ``awq(w, x) == awq_from_stats(w, mean(|x|, rows), x^T x)``; see there.
     """
+    w32 = check_float_array(w, "w", min_ndim=2, nonempty=True)
+    check_matrix(w32.shape, "w")
     x32 = check_float_array(x, "x", min_ndim=2)
-    check_finite(x32, "x")
     x2 = x32.reshape(-1, x32.shape[-1])  # (M, K)
-    if np.ndim(w) == 2 and x2.shape[1] != np.shape(w)[0]:
-        raise ValueError(f"x must have last dimension K={np.shape(w)[0]} to match w {np.shape(w)}, got {x32.shape}")
+    if x2.shape[1] != w32.shape[0]:
+        raise ValueError(f"x must have last dimension K={w32.shape[0]} to match w {w32.shape}, got {x32.shape}")
+    _check_options(group_size, symmetric, grid, scale_search, scale_dtype, int8_fallback)
+    check_finite(x32, "x")
     mean_abs = np.abs(x2.astype(np.float64)).mean(axis=0) if x2.shape[0] else np.zeros(x2.shape[1])
     return awq_from_stats(w, mean_abs, hessian(x2), group_size=group_size, symmetric=symmetric, grid=grid,
                           scale_search=scale_search, scale_dtype=scale_dtype, int8_fallback=int8_fallback)

@@ -45,12 +45,21 @@ from typing import Any
 import numpy as np
 
 from ..codes import quantize_codes
-from ..errors import check_choice, check_finite, check_float_array, check_matrix, check_positive_int, check_scale_dtype
+from ..errors import (
+    check_bool,
+    check_choice,
+    check_finite,
+    check_float_array,
+    check_matrix,
+    check_positive_int,
+    check_real,
+    check_scale_dtype,
+)
 from ..scales import asymmetric_scales, symmetric_scales
 from ..tensor import QuantizedTensor
 from .mse import build_tensor, mse_scales
 
-__all__ = ["gptq", "gptq_from_hessian", "hessian", "output_error", "inverse_hessian_factor"]
+__all__ = ["gptq", "gptq_from_hessian", "hessian", "check_hessian", "output_error", "inverse_hessian_factor"]
 
 #: Dampening multipliers tried in turn when ``H + damp * mean(diag H) * I`` is not
 #: numerically positive definite (float64 Cholesky fails).
@@ -71,14 +80,29 @@ def output_error(w: np.ndarray, w_hat: np.ndarray, h: np.ndarray) -> float:
     return float(np.sum((np.asarray(h, np.float64) @ d) * d))
 
 
-def _check_hessian(h: Any, k: int) -> np.ndarray:
-    if not isinstance(h, np.ndarray) or h.dtype.kind != "f":
-        raise TypeError(f"h must be a float array (X^T X), got {getattr(h, 'dtype', type(h).__name__)}")
-    if h.shape != (k, k):
-        raise ValueError(f"h must have shape ({k}, {k}) to match w's K={k}, got {h.shape}")
-    if not np.all(np.isfinite(h)):
-        raise ValueError("h must be finite")
-    return np.array(h, dtype=np.float64)  # a copy: the caller's H is never modified
+def check_hessian(h: Any, k: int) -> np.ndarray:
+    """float64 copy of ``h`` (the caller's H is never modified): a float array-like of shape ``(k, k)`` (spec 15).
+
+    Finiteness is data, checked later by the caller.
+    """
+    h64 = check_float_array(h, "h", min_ndim=2, dtype=np.float64)
+    if h64.shape != (k, k):
+        raise ValueError(f"h must have shape ({k}, {k}) to match w's K={k}, got {h64.shape}")
+    return np.array(h64, dtype=np.float64)
+
+
+def _check_options(group_size, symmetric, damp, act_order, block_size, scale_search, scale_dtype, int8_fallback):
+    """The options of :func:`gptq_from_hessian` and :func:`gptq`, checked in signature order (spec 15)."""
+    return dict(
+        group_size=check_positive_int(group_size, "group_size"),
+        symmetric=check_bool(symmetric, "symmetric"),
+        damp=check_real(damp, "damp", low=0.0, low_open=True),
+        act_order=check_bool(act_order, "act_order"),
+        block_size=check_positive_int(block_size, "block_size"),
+        scale_search=check_choice(scale_search, ("absmax", "mse"), "scale_search"),
+        scale_dtype=check_scale_dtype(scale_dtype),
+        int8_fallback=check_bool(int8_fallback, "int8_fallback"),
+    )
 
 
 def inverse_hessian_factor(h: np.ndarray, damp: float) -> np.ndarray:
@@ -151,17 +175,17 @@ def gptq_from_hessian(
         A :class:`QuantizedTensor` of shape ``(K, N)``, axis 0; ``perm`` set
         when ``act_order``.
     """
-    w32 = check_float_array(w, "w", min_ndim=2)
+    w32 = check_float_array(w, "w", min_ndim=2, nonempty=True)
     check_matrix(w32.shape, "w")
-    check_finite(w32, "w")
     k, n = w32.shape
-    h64 = _check_hessian(h, k)
-    group_size = check_positive_int(group_size, "group_size")
-    block_size = check_positive_int(block_size, "block_size")
-    check_choice(scale_search, ("absmax", "mse"), "scale_search")
-    if not (isinstance(damp, (int, float)) and not isinstance(damp, bool) and damp > 0):
-        raise ValueError(f"damp must be a positive float, got {damp!r}")
-    sdt = check_scale_dtype(scale_dtype)
+    h64 = check_hessian(h, k)
+    o = _check_options(group_size, symmetric, damp, act_order, block_size, scale_search, scale_dtype, int8_fallback)
+    group_size, symmetric, damp, act_order = o["group_size"], o["symmetric"], o["damp"], o["act_order"]
+    block_size, scale_search, sdt = o["block_size"], o["scale_search"], o["scale_dtype"]
+    int8_fallback = o["int8_fallback"]
+    check_finite(w32, "w")
+    if not np.all(np.isfinite(h64)):
+        raise ValueError("h must be finite")
     bits = 4
     if int8_fallback and 0 < k < group_size:
         bits, group_size = 8, k
@@ -225,10 +249,12 @@ def gptq(
 
     ``gptq(w, x, ...) == gptq_from_hessian(w, hessian(x), ...)``; see there.
     """
-    w32 = check_float_array(w, "w", min_ndim=2)
+    w32 = check_float_array(w, "w", min_ndim=2, nonempty=True)
+    check_matrix(w32.shape, "w")
     x32 = check_float_array(x, "x", min_ndim=2)
-    if w32.ndim == 2 and x32.shape[-1] != w32.shape[0]:
+    if x32.shape[-1] != w32.shape[0]:
         raise ValueError(f"x must have last dimension K={w32.shape[0]} to match w {w32.shape}, got {x32.shape}")
+    _check_options(group_size, symmetric, damp, act_order, block_size, scale_search, scale_dtype, int8_fallback)
     return gptq_from_hessian(
         w32, hessian(x32), group_size=group_size, symmetric=symmetric, damp=damp,
         act_order=act_order, block_size=block_size, scale_search=scale_search,

@@ -48,8 +48,20 @@ from typing import Any
 import numpy as np
 
 from ..codes import quantize_codes
-from ..errors import check_axis, check_finite, check_float_array, check_positive_int, check_scale_dtype
-from ..groups import n_groups
+from ..errors import (
+    check_axis,
+    check_bool,
+    check_choice,
+    check_finite,
+    check_float_array,
+    check_positive_int,
+    check_real,
+    check_reals,
+    check_scale_dtype,
+    check_scales,
+    check_uint8,
+)
+from ..groups import group_shape, n_groups
 from ..numerics import code_range, round_half_even, safe_scale, store_scale
 from ..packing import pack_codes
 from ..tensor import QuantizedTensor
@@ -149,34 +161,42 @@ def mse_scales(
         ``scale`` of shape ``group_shape(S, axis, group_size)`` in ``scale_dtype``
         (symmetric), or ``(scale, zero_point)`` with uint8 zero points.
     """
-    w32 = check_float_array(w, "w")
-    check_finite(w32, "w")
+    a = _check_args(w, group_size, axis, symmetric, grid, bits, scale_dtype, importance, norm, negative_scales)
+    return _scales(**a)
+
+
+def _check_args(w, group_size, axis, symmetric, grid, bits, scale_dtype, importance, norm, negative_scales):
+    """Spec 15: the arguments of :func:`mse_scales`, checked in signature order, then the data."""
+    w32 = check_float_array(w, "w", nonempty=True)
     group_size = check_positive_int(group_size, "group_size")
     axis = check_axis(axis, w32.ndim)
-    ratios = np.asarray(grid, dtype=np.float32).reshape(-1)
-    if ratios.size == 0 or not np.all((ratios > 0) & (ratios <= 1)):
-        raise ValueError(f"grid must be a non-empty sequence of ratios in (0, 1], got {grid!r}")
-    if bits not in (4, 8):
-        raise ValueError(f"bits must be 4 or 8, got {bits!r}")
-    if isinstance(norm, bool) or not isinstance(norm, (int, float)) or not 1 <= norm <= 16:
-        raise ValueError(f"norm must be a number in [1, 16], got {norm!r}")
-    p = float(norm)
+    symmetric = check_bool(symmetric, "symmetric")
+    ratios = check_reals(grid, "grid", low=0.0, high=1.0, low_open=True).astype(np.float32)
+    bits = check_choice(bits, (4, 8), "bits")
     sdt = check_scale_dtype(scale_dtype)
-    qmin, qmax = code_range(bits, bool(symmetric))
-    wg, gshape = _as_groups(w32, axis, group_size)  # (G, group_size, M)
-    c = None
+    imp = None
     if importance is not None:
         imp = check_float_array(importance, "importance")
-        if imp.shape != (w32.shape[axis],) or not np.all(np.isfinite(imp)) or np.any(imp < 0):
-            raise ValueError(
-                f"importance must be finite, non-negative, of shape ({w32.shape[axis]},), got {imp.shape}"
-            )
-        c = _as_groups(imp.reshape(-1, 1), 0, group_size)[0]  # (G, group_size, 1)
+        if imp.shape != (w32.shape[axis],):
+            raise ValueError(f"importance must have shape ({w32.shape[axis]},), got {imp.shape}")
+    p = check_real(norm, "norm", low=1.0, high=16.0)
+    negative_scales = check_bool(negative_scales, "negative_scales")
+    return dict(w32=w32, group_size=group_size, axis=axis, symmetric=symmetric, ratios=ratios, bits=bits,
+                sdt=sdt, imp=imp, p=p, negative_scales=negative_scales)
+
+
+def _scales(w32, group_size, axis, symmetric, ratios, bits, sdt, imp, p, negative_scales):
+    """:func:`mse_scales` on checked arguments; the data are checked first (NaN/inf, negative importance)."""
+    check_finite(w32, "w")
+    if imp is not None and (not np.all(np.isfinite(imp)) or np.any(imp < 0)):
+        raise ValueError("importance must be finite and non-negative")
+    qmin, qmax = code_range(bits, symmetric)
+    wg, gshape = _as_groups(w32, axis, group_size)  # (G, group_size, M)
+    c = None if imp is None else _as_groups(imp.reshape(-1, 1), 0, group_size)[0]  # (G, group_size, 1)
     # Chunks of columns keep one candidate's work in cache (the search is memory-bound).
     step = max(1, _CHUNK_ELEMENTS // max(wg.shape[0] * wg.shape[1], 1))
-    parts = [_search(wg[:, :, j : j + step], c, ratios, bool(symmetric), bool(negative_scales), sdt, qmin, qmax, p)
-             for j in range(0, wg.shape[2], step)] or [_search(wg, c, ratios, bool(symmetric), False, sdt,
-                                                               qmin, qmax, p)]
+    parts = [_search(wg[:, :, j : j + step], c, ratios, symmetric, negative_scales, sdt, qmin, qmax, p)
+             for j in range(0, wg.shape[2], step)] or [_search(wg, c, ratios, symmetric, False, sdt, qmin, qmax, p)]
     best_s = np.concatenate([s for s, _ in parts], axis=1)  # (G, M)
     if symmetric:
         return _from_groups(best_s, axis, gshape)
@@ -229,7 +249,22 @@ def build_tensor(
     """A :class:`QuantizedTensor` of float32 ``w32`` for given scales, codes by ``quantize_codes``.
 
     With ``perm``, ``w32`` must already be the permuted weight ``w.take(perm, axis)``.
+    Spec 15: ``w32`` a float array-like (at least 1-D), ``scale`` a float32/float16
+    ndarray of shape ``group_shape(w32.shape, axis, group_size)``, ``zero_point``
+    ``None`` or a uint8 ndarray, ``bits`` 4 or 8; ``perm`` is checked by
+    :class:`QuantizedTensor`.
     """
+    w32 = check_float_array(w32, "w32")
+    check_scales(scale, "scale")
+    if zero_point is not None:
+        check_uint8(zero_point, "zero_point")
+    axis = check_axis(axis, w32.ndim)
+    group_size = check_positive_int(group_size, "group_size")
+    bits = check_choice(bits, (4, 8), "bits")
+    gshape = group_shape(w32.shape, axis, group_size)
+    if scale.shape != gshape or (zero_point is not None and zero_point.shape != gshape):
+        raise ValueError(f"scale and zero_point must have the group shape {gshape}, got {scale.shape}"
+                         + ("" if zero_point is None else f" and {zero_point.shape}"))
     codes = quantize_codes(w32, scale, zero_point, axis=axis, group_size=group_size, bits=bits)
     data = pack_codes(codes, bits)
     return QuantizedTensor(
@@ -261,14 +296,9 @@ def quantize_mse(
     >>> qt.codes().ravel().tolist(), qt.scale.item()  # s = 10.5 / -8: 10.5 -> -8, 1 -> rint(-0.76) = -1
     ([-1, -1, -1, -1, -1, -1, -1, -8], -1.3125)
     """
-    w32 = check_float_array(w, "w")
-    axis = check_axis(axis, w32.ndim)
-    group_size = check_positive_int(group_size, "group_size")
-    bits = 4
-    if int8_fallback and 0 < w32.shape[axis] < group_size:
-        bits, group_size = 8, w32.shape[axis]
-    res = mse_scales(w32, group_size=group_size, axis=axis, symmetric=symmetric, grid=grid,
-                     bits=bits, scale_dtype=scale_dtype, importance=importance, norm=norm,
-                     negative_scales=negative_scales)
+    a = _check_args(w, group_size, axis, symmetric, grid, 4, scale_dtype, importance, norm, negative_scales)
+    if check_bool(int8_fallback, "int8_fallback") and a["w32"].shape[a["axis"]] < a["group_size"]:
+        a.update(bits=8, group_size=a["w32"].shape[a["axis"]])
+    res = _scales(**a)
     scale, zp = res if isinstance(res, tuple) else (res, None)
-    return build_tensor(w32, scale, zp, axis=axis, group_size=group_size, bits=bits)
+    return build_tensor(a["w32"], scale, zp, axis=a["axis"], group_size=a["group_size"], bits=a["bits"])

@@ -63,11 +63,13 @@ def awq_decode(qweight: np.ndarray, qzeros: np.ndarray, scales: np.ndarray) -> Q
     [[0, 1, 2, 3, 4, 5, 6, 7]]
     """
     codes = _unpack_n(qweight, "qweight")  # (K, N)
-    zp = _unpack_n(qzeros, "qzeros")  # (G, N)
     k, n = codes.shape
+    zp = _unpack_n(qzeros, "qzeros")  # (G, N)
     g = zp.shape[0]
+    if zp.shape[1] != n:
+        raise ValueError(f"qzeros must have shape (G, {n // 8}) to match qweight, got {qzeros.shape}")
     check_scales(scales)
-    if scales.shape != (g, n) or zp.shape[1] != n:
+    if scales.shape != (g, n):
         raise ValueError(f"qzeros/scales must describe ({g}, {n}) groups, got {qzeros.shape} and {scales.shape}")
     if g == 0 or k % g:
         raise ValueError(f"K={k} must be a multiple of the number of groups, got {g}")

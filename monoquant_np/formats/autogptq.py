@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import check_scales
+from ..errors import check_choice, check_int_array, check_positive_int, check_scales
 from ..packing import pack_int4
 from ..tensor import QuantizedTensor, check_qt, zero_points_of
 from .words import pack_words, unpack_words
@@ -44,9 +44,8 @@ __all__ = ["gptq_decode", "gptq_encode", "GPTQ_FORMATS"]
 GPTQ_FORMATS = ("gptq", "gptq_v2")
 
 
-def _zero_offset(checkpoint_format: str) -> int:
-    if checkpoint_format not in GPTQ_FORMATS:
-        raise ValueError(f"checkpoint_format must be one of {GPTQ_FORMATS}, got {checkpoint_format!r}")
+def _zero_offset(checkpoint_format: Any) -> int:
+    check_choice(checkpoint_format, GPTQ_FORMATS, "checkpoint_format")
     return 1 if checkpoint_format == "gptq" else 0
 
 
@@ -63,8 +62,8 @@ def _groups_from_g_idx(g_idx: Any, k: int, n_groups: int) -> tuple[int, np.ndarr
     Raises ``ValueError`` unless every group but the last has the same number
     of rows and the last no more (the canonical form has equal consecutive groups).
     """
-    g = np.asarray(g_idx)
-    if g.shape != (k,) or g.dtype.kind not in "iu":
+    g = check_int_array(g_idx, "g_idx")
+    if g.shape != (k,):
         raise ValueError(f"g_idx must be an integer array of shape ({k},), got {g.dtype} {g.shape}")
     if k and (int(g.min()) < 0 or int(g.max()) >= n_groups):
         raise ValueError(f"g_idx values must lie in 0..{n_groups - 1}, got {int(g.min())}..{int(g.max())}")
@@ -95,7 +94,6 @@ def gptq_decode(
     ``i // group_size``). Raises ``ValueError`` for a v1 stored zero point of
     15 (read back as 16, not a 4-bit code) and for unequal groups.
     """
-    off = _zero_offset(checkpoint_format)
     q = unpack_words(qweight, "qweight")  # (K/8, N, 8): nibble j of word (i, n) is row 8i + j
     if q.ndim != 3:
         raise ValueError(f"qweight must be 2-D (K/8, N), got shape {qweight.shape}")
@@ -106,6 +104,16 @@ def gptq_decode(
     if zw.ndim != 3 or zw.shape[1] * 8 != n:
         raise ValueError(f"qzeros must have shape (G, {n // 8}), got {qzeros.shape}")
     n_groups = zw.shape[0]
+    scale = _check_scales(scales, (n_groups, n))
+    if g_idx is not None:
+        gi = check_int_array(g_idx, "g_idx")
+        if gi.shape != (k,):
+            raise ValueError(f"g_idx must be an integer array of shape ({k},), got {gi.dtype} {gi.shape}")
+    if group_size is not None:
+        group_size = check_positive_int(group_size, "group_size")
+    elif g_idx is None:
+        raise ValueError("group_size is required when g_idx is not given")
+    off = _zero_offset(checkpoint_format)
     z = zw.reshape(n_groups, n).astype(np.int16) + off  # (G, N)
     if (z > 15).any():
         g, c = (int(v) for v in np.argwhere(z > 15)[0])
@@ -113,11 +121,8 @@ def gptq_decode(
             f"qzeros stores 15 for group {g}, column {c}: GPTQ v1 reads it as zero point 16, "
             "which a 4-bit code cannot reach; not representable"
         )
-    scale = _check_scales(scales, (n_groups, n))
-    if g_idx is None:
-        if group_size is None:
-            raise ValueError("group_size is required when g_idx is not given")
-        gs, perm = int(group_size), None
+    if group_size is not None and g_idx is None:
+        gs, perm = group_size, None
         if -(-k // gs) != n_groups:
             raise ValueError(f"group_size {gs} gives {-(-k // gs)} groups for K={k}, but scales have {n_groups}")
     else:
@@ -141,13 +146,13 @@ def gptq_encode(qt: QuantizedTensor, *, checkpoint_format: str = "gptq") -> dict
     >>> hex(int(t["qweight"].view(np.uint32)[0, 0])), hex(int(t["qzeros"][0, 0])), t["g_idx"].tolist()
     ('0xffffffff', '0x77777777', [0, 0, 0, 0, 0, 0, 0, 0])
     """
-    off = _zero_offset(checkpoint_format)
     check_qt(qt)
     if len(qt.shape) != 2 or qt.axis != 0 or qt.bits != 4 or qt.codebook is not None:
         raise ValueError(f"qt must be a 2-D (K, N) int4/uint4 weight grouped along axis 0, got {qt!r}")
     k, n = qt.shape[0], qt.shape[1]
     if k % 8 or n % 8:
         raise ValueError(f"GPTQ packs 8 codes per int32 along K and N: K and N must be multiples of 8, got {qt.shape}")
+    off = _zero_offset(checkpoint_format)
     if qt.signed:
         stored = qt.codes().astype(np.int16) + 8
         zp = np.full(qt.scale.shape, 8, dtype=np.int16)

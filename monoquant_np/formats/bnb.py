@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import check_uint8
+from ..errors import check_positive_int, check_scales, check_shape, check_uint8
 from ..nf4 import NF4_CODEBOOK
 from ..packing import pack_int4
 from ..tensor import QuantizedTensor, check_qt
@@ -81,22 +81,17 @@ def bnb_nf4_unpack(packed: np.ndarray, absmax: Any, shape: Any, *, blocksize: in
     two or more dimensions (its blocks straddle rows: not representable).
     """
     check_uint8(packed, "packed")
-    shape = tuple(int(d) for d in shape)
-    if not shape:
-        raise ValueError("shape must have at least one dimension")
-    if isinstance(blocksize, bool) or not isinstance(blocksize, (int, np.integer)) or blocksize <= 0:
-        raise ValueError(f"blocksize must be a positive int, got {blocksize!r}")
+    a = check_scales(absmax, "absmax", (np.float32,))
+    shape = check_shape(shape)
     n = int(np.prod(shape))
     if packed.size != (n + 1) // 2:
         raise ValueError(f"packed must hold (n + 1) // 2 = {(n + 1) // 2} bytes for shape {shape}, got {packed.size}")
+    blocksize = check_positive_int(blocksize, "blocksize")
     if len(shape) > 1 and shape[-1] % blocksize:
         raise ValueError(
             f"shape[-1] = {shape[-1]} is not a multiple of blocksize {blocksize}: bitsandbytes' flattened blocks "
             "straddle rows, which groups along one axis cannot represent"
         )
-    a = np.asarray(absmax)
-    if a.dtype != np.float32:
-        raise TypeError(f"absmax must be float32, got {a.dtype}")
     n_blocks = -(-n // blocksize)
     if a.size != n_blocks:
         raise ValueError(f"absmax must hold ceil(n / blocksize) = {n_blocks} values, got {a.size}")

@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import check_float_array, check_uint8
+from ..errors import check_finite, check_float_array, check_shape, check_uint8
 from ..numerics import round_half_away
 from ..packing import pack_codes
 from ..tensor import QuantizedTensor, check_qt, zero_points_of
@@ -83,18 +83,19 @@ _TYPE_SIZE = {"Q4_0": 18, "Q4_1": 20, "Q8_0": 34}
 
 # --------------------------------------------------------------- layout helpers
 def _blocks(w: Any) -> tuple[np.ndarray, tuple[int, ...]]:
-    """float32 ``(n_blocks, 32)`` rows of ``w`` and its shape; raise unless ``shape[-1] % 32 == 0``."""
-    w32 = check_float_array(w, "w")
+    """float32 ``(n_blocks, 32)`` rows of ``w`` and its shape; raise unless ``shape[-1] % 32 == 0`` (spec 15)."""
+    w32 = check_float_array(w, "w", nonempty=True)
     if w32.shape[-1] % GGUF_BLOCK:
         raise ValueError(f"w's last dimension must be a multiple of {GGUF_BLOCK} for GGUF, got shape {w32.shape}")
+    check_finite(w32, "w")
     return w32.reshape(-1, GGUF_BLOCK), w32.shape  # (n_blocks, 32)
 
 
 def _records(data: Any, shape: Any, fmt: str) -> tuple[np.ndarray, tuple[int, ...]]:
     """uint8 ``(n_blocks, type_size)`` records of ``data`` holding a ``shape`` weight."""
     check_uint8(data, "data")
-    shape = tuple(int(d) for d in shape)
-    if not shape or shape[-1] % GGUF_BLOCK:
+    shape = check_shape(shape)
+    if shape[-1] % GGUF_BLOCK:
         raise ValueError(f"shape's last dimension must be a multiple of {GGUF_BLOCK}, got {shape}")
     n_blocks = int(np.prod(shape)) // GGUF_BLOCK
     size = _TYPE_SIZE[fmt]

@@ -59,7 +59,16 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import check_choice, check_finite, check_matrix, check_positive_int, check_scales, check_uint8
+from ..errors import (
+    check_bool,
+    check_choice,
+    check_finite,
+    check_int,
+    check_matrix,
+    check_positive_int,
+    check_scales,
+    check_uint8,
+)
 from ..groups import expand_groups, group_reduce
 from ..numerics import round_half_away
 from ..packing import pack_int4, unpack_int4
@@ -92,7 +101,10 @@ def is_block_size(block_size: int) -> bool:
 
     >>> [b for b in (8, 16, 24, 48, 64, 1024) if is_block_size(b)]
     [16, 64, 1024]
+
+    Any int gives True or False; a non-int (``16.0``, ``True``) is a ``TypeError`` (spec 15.1).
     """
+    block_size = check_int(block_size, "block_size")
     return block_size >= MIN_BLOCK_SIZE and block_size & (block_size - 1) == 0
 
 
@@ -135,11 +147,11 @@ def _check_layout(qt: QuantizedTensor, block_size: int | None) -> int:
         raise ValueError(
             "qt has an act-order perm; permute the activations (x[:, perm]) instead, MatMulNBits g_idx is not produced"
         )
-    bs = matmulnbits_block_size(qt) if block_size is None else block_size
+    bs = matmulnbits_block_size(qt) if block_size is None else check_int(block_size, "block_size")
     if bs is None:
         raise ValueError(f"MatMulNBits needs block_size a power of two >= {MIN_BLOCK_SIZE} dividing the group size "
                          f"(or one group spanning K), got group size {qt.block_size} for K = {qt.shape[0]}")
-    if isinstance(bs, bool) or not isinstance(bs, (int, np.integer)) or not is_block_size(int(bs)):
+    if not is_block_size(bs):
         raise ValueError(f"block_size must be a power of two >= {MIN_BLOCK_SIZE}, got {bs!r}")
     if qt.block_size % bs and qt.n_groups > 1:
         raise ValueError(f"block_size must divide the group size {qt.block_size} (blocks nest inside groups), "
@@ -219,29 +231,30 @@ def matmulnbits_unpack(
     zero points. Padding rows (``>= k``) are ignored.
     """
     check_uint8(b, "B", ndim=3)
-    check_choice(bits, (4, 8), "bits")
     n, nb, blob = b.shape
+    check_scales(scales)
+    if scales.size != n * nb:
+        raise ValueError(f"scales must hold N * n_blocks = {n * nb} values, got shape {scales.shape}")
+    if zero_points is not None:
+        check_uint8(zero_points, "zero_points")
+    k = check_positive_int(k, "k")
+    bits = check_choice(bits, (4, 8), "bits")
     bs = blob * 8 // bits
     if not is_block_size(bs):
         raise ValueError(f"MatMulNBits needs block_size a power of two >= {MIN_BLOCK_SIZE}, got {bs} "
                          f"(B of shape {b.shape} at {bits} bits)")
-    k = check_positive_int(k, "k")
     if not (nb - 1) * bs < k <= nb * bs:
         raise ValueError(f"k must lie in ({(nb - 1) * bs}, {nb * bs}] for B of shape {b.shape}, got {k}")
-    check_scales(scales)
-    if scales.size != n * nb:
-        raise ValueError(f"scales must hold N * n_blocks = {n * nb} values, got shape {scales.shape}")
+    zp_bytes = n * ((nb * bits + 7) // 8)
+    if zero_points is not None and zero_points.size != zp_bytes:
+        raise ValueError(f"zero_points must hold N * ceil(n_blocks * bits / 8) = {zp_bytes} bytes, "
+                         f"got {zero_points.shape}")
     flat = unpack_int4(b, n * nb * bs, signed=False) if bits == 4 else b.reshape(-1)
     codes = flat.reshape(n, nb * bs)[:, :k].T  # (K, N) unsigned
     scale = np.ascontiguousarray(scales.reshape(n, nb).T)  # (n_blocks, N)
     if zero_points is None:
         signed = (codes.astype(np.int16) - (1 << (bits - 1))).astype(np.int8)
         return QuantizedTensor(_codes_data(signed, bits), (k, n), 0, bs, scale, None, signed=True, bits=bits)
-    check_uint8(zero_points, "zero_points")
-    zp_bytes = n * ((nb * bits + 7) // 8)
-    if zero_points.size != zp_bytes:
-        raise ValueError(f"zero_points must hold N * ceil(n_blocks * bits / 8) = {zp_bytes} bytes, "
-                         f"got {zero_points.shape}")
     per_row = unpack_int4(zero_points, 2 * zp_bytes, signed=False) if bits == 4 else zero_points.reshape(-1)
     zp = per_row.reshape(n, -1)[:, :nb].T  # (n_blocks, N)
     return QuantizedTensor(_codes_data(codes, bits), (k, n), 0, bs, scale, np.ascontiguousarray(zp),
@@ -271,13 +284,12 @@ def ort_default_quantize(w: Any, *, block_size: int, symmetric: bool = True) -> 
     >>> qt.scale.tolist(), qt.codes()[:2, 0].tolist()
     ([[-0.5]], [-8, 2])
     """
-    if not isinstance(w, np.ndarray) or w.dtype not in (np.float32, np.float16):
-        raise TypeError(f"w must be a float32 or float16 numpy array, got {getattr(w, 'dtype', type(w).__name__)}")
+    check_scales(w, "w")  # float32 or float16 ndarray: the kernel's two input types
     check_matrix(w.shape, "w")
-    if block_size not in MATMULNBITS_BLOCK_SIZES:
-        raise ValueError(f"block_size must be one of {MATMULNBITS_BLOCK_SIZES}, got {block_size!r}")
-    if not isinstance(symmetric, (bool, np.bool_)):
-        raise TypeError(f"symmetric must be a bool, got {type(symmetric).__name__}")
+    if w.size == 0:
+        raise ValueError(f"w must have at least one element, got shape {w.shape}")
+    block_size = check_choice(block_size, MATMULNBITS_BLOCK_SIZES, "block_size")
+    symmetric = check_bool(symmetric, "symmetric")
     sdt = w.dtype
     w32 = w.astype(np.float32)
     check_finite(w32, "w")

@@ -174,7 +174,7 @@ def test_quantize_double_quant_is_double_quantize_of_quantize(symmetric, sdt, sh
 
 def test_quantize_double_quant_bad_arguments():
     w = np.ones((8, 2), np.float32)
-    with pytest.raises(TypeError, match="double_quant must be a bool, got str"):
+    with pytest.raises(TypeError, match=r"double_quant must be a bool, got 'yes' \(str\)"):
         quantize(w, double_quant="yes")
     with pytest.raises(ValueError, match="dq_block_size must be a positive int"):
         quantize(w, double_quant=True, dq_block_size=0)

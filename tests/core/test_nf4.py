@@ -307,7 +307,7 @@ def test_bad_input_messages():
         quantize_nf4(w, double_quant=True, dq_block_size=-1)
     with pytest.raises(ValueError, match="axis"):
         quantize_nf4(w, axis=2)
-    with pytest.raises(ValueError, match="at least one element along axis 0"):
+    with pytest.raises(ValueError, match="at least one element"):
         quantize_nf4(np.zeros((0, 3), np.float32))
     with pytest.raises(TypeError, match="double_quant must be a bool"):
         quantize_nf4(w, double_quant="yes")

@@ -65,7 +65,7 @@ def test_round_trip_unsigned_any_int_dtype(codes):
 def test_errors_name_the_argument():
     with pytest.raises(ValueError, match=r"codes must lie in -8\.\.15.*-9\.\.3"):
         pack_int4(np.array([-9, 3]))
-    with pytest.raises(TypeError, match="codes must have an integer dtype, got float32"):
+    with pytest.raises(TypeError, match="codes must be an integer array, got float32"):
         pack_int4(np.array([1.0], np.float32))
     with pytest.raises(TypeError, match="packed must be a numpy uint8 array, got int8"):
         unpack_int4(np.array([1], np.int8), 2)

@@ -75,5 +75,5 @@ def test_not_representable():
         bnb_nf4_pack(quantize(np.ones((2, 64), np.float32), group_size=64, axis=1))
     with pytest.raises(ValueError, match="multiple of block_size"):
         bnb_nf4_pack(quantize_nf4(np.ones((2, 40), np.float32), block_size=32, axis=1))
-    with pytest.raises(TypeError, match="absmax must be float32"):
+    with pytest.raises(TypeError, match="absmax must be a float32 array, got float16"):
         bnb_nf4_unpack(np.zeros((1, 1), np.uint8), np.ones(1, np.float16), (2,))

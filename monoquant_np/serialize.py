@@ -200,7 +200,7 @@ def load(path: str | os.PathLike[str], *, max_bytes: int | None = None) -> dict[
     the metadata declares (4x their float32 size) plus 8 per row along
     their axis plus 1 MiB. Members nobody names are never decompressed.
     Spec 15: ``TypeError`` for a ``path`` that is not a str or ``os.PathLike``;
-    a missing file raises ``FileNotFoundError`` (an ``OSError``, Python's convention).
+    a missing file raises ``OSError``.
     """
     p = check_path(path)
     arrays, others = npz_names(p, "monoquant-np file")

@@ -95,15 +95,24 @@ def _dialect_cases() -> list[tuple[str, str, str, Callable[[], dict]]]:
         return {"input": _floats(w35), "params": {"block_size": 16, "symmetric": sym}, "canonical": _qt(qt),
                 "packed": packed}
 
-    def gguf(fmt: str) -> dict:
+    # spec 12.2's edges, one block per row: 1/d overflows (every code 0, d stored as -0.0); the float32
+    # intermediate that a float64 port rounds the other way; an all-zero block; |m| = 2^-125 (1/d = -inf)
+    # next to 2^-124 (finite); a negative extreme (d > 0) with a zero
+    wedge = np.zeros((5, 32), np.float32)
+    wedge[0, :2] = [2e-39, -1e-39]
+    wedge[1, :2] = [7.0, 6.5625]
+    wedge[3, :3] = [2.0**-125, -(2.0**-126), 2.0**-127]
+    wedge[4, :3] = [-3.0, 1.5, 0.375]
+
+    def gguf(fmt: str, w: np.ndarray = wrows) -> dict:
         q, dec = {"Q4_0": (F.q4_0_quantize, F.q4_0_decode), "Q8_0": (F.q8_0_quantize, F.q8_0_decode),
                   "Q4_1": (F.q4_1_quantize, None)}[fmt]
-        data = q(wrows)
-        deq = {"Q4_0": F.q4_0_dequantize, "Q8_0": F.q8_0_dequantize, "Q4_1": F.q4_1_dequantize}[fmt](data, wrows.shape)
-        out = {"input": _floats(wrows), "params": {"format": fmt}, "packed": {"data": _bytes(data)},
+        data = q(w)
+        deq = {"Q4_0": F.q4_0_dequantize, "Q8_0": F.q8_0_dequantize, "Q4_1": F.q4_1_dequantize}[fmt](data, w.shape)
+        out = {"input": _floats(w), "params": {"format": fmt}, "packed": {"data": _bytes(data)},
                "dequantized": _floats(deq)}
         if dec is not None:
-            out["canonical"] = _qt(dec(data, wrows.shape))
+            out["canonical"] = _qt(dec(data, w.shape))
         return out
 
     def bnb() -> dict:
@@ -143,6 +152,13 @@ def _dialect_cases() -> list[tuple[str, str, str, Callable[[], dict]]]:
         ("gguf", "q4_0_2x64", "GGUF Q4_0 incl. an all-zero block (d = -0.0)", lambda: gguf("Q4_0")),
         ("gguf", "q4_1_2x64", "GGUF Q4_1 (min offset: no canonical form)", lambda: gguf("Q4_1")),
         ("gguf", "q8_0_2x64", "GGUF Q8_0, ties rounded away from zero", lambda: gguf("Q8_0")),
+        ("gguf", "q4_0_edges_5x32", "GGUF Q4_0 edges (spec 12.2): 1/d overflows (codes 0, d = -0.0), the float32 "
+         "rounding a float64 port misses ([7, 6.5625]: code 0), all-zero, |m| = 2^-125, signed zeros",
+         lambda: gguf("Q4_0", wedge)),
+        ("gguf", "q4_1_edges_5x32", "GGUF Q4_1 on the same edge blocks (non-finite 1/d: codes 0, m = -0.0)",
+         lambda: gguf("Q4_1", wedge)),
+        ("gguf", "q8_0_edges_5x32", "GGUF Q8_0 on the same edge blocks (non-finite 1/d: codes 0)",
+         lambda: gguf("Q8_0", wedge)),
         ("bnb", "nf4_2x64_b64", "bitsandbytes NF4, high nibble first, absmax per 64", bnb),
         ("gptq", "gptq_v1_k32_n8_g16", "AutoGPTQ v1, zero points minus one", lambda: gptq(False)),
         ("gptq", "gptq_v1_actorder_k32_n8_g16", "AutoGPTQ v1 with act-order g_idx -> perm", lambda: gptq(True)),

@@ -166,3 +166,16 @@ def test_node_cases_cover_the_blocked_layouts():
     assert {"test_dequantizelinear_blocked_int4", "test_dequantizelinear_blocked_uint4",
             "test_dequantizelinear_blocked_int4_partial_block", "test_dequantizelinear_blocked_uint4_axis1_odd",
             "test_dequantizelinear_blocked_int4_float16_scale"} <= names
+
+
+def test_gguf_edge_vectors_hold_spec_12_2_examples():
+    v = json.load(open(os.path.join(VECTORS, "dialects", "gguf", "q4_0_edges_5x32.json")))
+    data = arr(v["packed"]["data"])
+    assert data[0].tolist() == [0x00, 0x80] + [0x00] * 16  # 1/d overflows: every code 0, d = -0.0
+    assert data[1].tolist() == [0x00, 0xBB, 0x80, 0x80] + [0x88] * 14  # 6.5625 -> code 0 in float32
+    assert data[2].tolist() == [0x00, 0x80] + [0x88] * 16  # all zero
+    deq = arr(v["dequantized"])
+    assert (deq[0].view(np.uint32) == 0).all()  # -8 * -0.0 = +0.0
+    assert (deq[2].view(np.uint32) == 0x80000000).all()  # 0 * -0.0 = -0.0
+    q41 = arr(json.load(open(os.path.join(VECTORS, "dialects", "gguf", "q4_1_edges_5x32.json")))["packed"]["data"])
+    assert q41[0].tolist() == [0x00, 0x00, 0x00, 0x80] + [0x00] * 16

@@ -92,3 +92,29 @@ def test_hand_checkable_case():
     w = {t.name: t for t in model.graph.initializer}["fc0_w"]
     assert list(w.raw_data) == [0x92, 0x17, 0x2F, 0x97]
     np.testing.assert_array_equal(run_model(model, x)[0], y)
+
+
+def _floats(d: dict) -> np.ndarray:
+    """A float array of weights.json, from its hex bits (spec/vectors/README.md)."""
+    dt = np.dtype(d["dtype"])
+    return np.array([int(b, 16) for b in d["bits"]], f"u{dt.itemsize}").view(dt).reshape(d["shape"])
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if not c.startswith("matmulnbits")])
+def test_float_weights_reproduce_the_model(case):
+    """weights.json's float weights, quantized with its arguments, give the model's initializers exactly."""
+    from monoquant_np import quantize
+
+    model, _, _ = _load(case)
+    inits = {t.name: t for t in model.graph.initializer}
+    layers = json.loads((VECTORS / case / "weights.json").read_text())["layers"]
+    assert len(layers) == sum(1 for n in inits if n.endswith("_w"))
+    for layer in layers:
+        w = _floats(layer["input"])
+        qt = tensor_from_onnx([t for n, t in inits.items() if n.startswith(layer["initializer"])])
+        params = dict(layer["params"])
+        if "scale_dtype" in params:
+            params["scale_dtype"] = np.dtype(params["scale_dtype"])
+        assert quantize(w, **params).equals(qt), (case, layer["initializer"])
+        np.testing.assert_array_equal(_floats(layer["dequantized"]), dequantize(qt))
+    np.testing.assert_array_equal(np.load(VECTORS / case / "data.npz")["w"], _floats(layers[0]["input"]))

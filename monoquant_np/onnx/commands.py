@@ -15,7 +15,9 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from .calibration.adapters import awq_algorithm, gptq_algorithm
 from .feeds import load_feeds
 from .inspect import format_inspection, inspect_model
 from .model_io import (
@@ -49,6 +51,9 @@ from .quantizer.pipeline import quantize_model_with_report
 from .verify import format_diffs, verify_models
 
 __all__ = ["add_model_commands"]
+
+#: The algorithms ``--sequential`` applies to.
+SEQUENTIAL = {"gptq": gptq_algorithm, "awq": awq_algorithm}
 
 
 def _file_bytes(path: Path, data: Path | None) -> int:
@@ -101,7 +106,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     model, report = quantize_model_with_report(
         inp, group_size=args.group_size, scheme=scheme or DEFAULT_SCHEME, scale_dtype=args.scale_dtype,
         format=args.format, ops=args.ops, exclude=args.exclude, min_elements=args.min_elements,
-        double_quant=args.double_quant, algorithm=args.algorithm, calibration=args.calibration,
+        double_quant=args.double_quant, algorithm=_algorithm(args), calibration=args.calibration,
         gather_op=args.gather_op, accuracy_level=args.accuracy_level, target=args.target,
         progress=_progress_printer(args.progress or sys.stderr.isatty()),
     )
@@ -123,6 +128,15 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     if args.report:
         write_text_atomic(args.report, report.to_json() + "\n", inputs=(inp, out))
     return 0
+
+
+def _algorithm(args: argparse.Namespace) -> Any:
+    """``--algorithm``'s name, or with ``--sequential`` the sequential ``gptq``/``awq`` (spec 14.4)."""
+    if not args.sequential:
+        return args.algorithm
+    if args.algorithm not in SEQUENTIAL:
+        raise ValueError(f"--sequential needs --algorithm gptq or awq, got --algorithm {args.algorithm}")
+    return SEQUENTIAL[args.algorithm](sequential=True)
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -213,6 +227,9 @@ def _add_quantize(sub) -> None:
     q.add_argument("--calibration", metavar="FEEDS.npz",
                    help="calibration inputs (required by gptq/awq; with mse, adds output-error columns to the report): "
                         "arrays named after the model inputs, batch on axis 0 (numpy.savez)")
+    q.add_argument("--sequential", action="store_true",
+                   help="gptq/awq: calibrate each layer on the outputs of the layers quantized before it "
+                        "(slower, usually more accurate)")
     q.add_argument("--gather-op", choices=GATHER_OPS, default=DEFAULT_GATHER_OP,
                    help=f"how Gather tables are read (default {DEFAULT_GATHER_OP})")
     q.add_argument("--accuracy-level", type=int, choices=tuple(ACCURACY_LEVELS), default=None,

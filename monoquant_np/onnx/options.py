@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_TARGET",
     "DEFAULT_GROUP_SIZE",
     "DEFAULT_MIN_ELEMENTS",
+    "DEFAULT_STAGE_BYTES",
     "check_accuracy_level",
 ]
 
@@ -65,6 +66,8 @@ DEFAULT_MIN_ELEMENTS = 4096
 #: every runtime of the conformance matrix runs (standard operators, no 4-bit tensors, whole blocks).
 TARGETS = ("onnxruntime", "openvino", "tract", "portable")
 DEFAULT_TARGET = "onnxruntime"
+#: Weight bytes per stage when calibration and ``verify`` run a model stage by stage (spec 14.5).
+DEFAULT_STAGE_BYTES = 256 << 20
 #: ``MatMulNBits``' ``accuracy_level`` and onnxruntime's session option of the
 #: same name: the precision its fused kernel computes in (spec 9.6).
 ACCURACY_LEVELS = {0: "unset (float32 on CPU)", 1: "float32", 2: "float16", 3: "bfloat16", 4: "int8"}

@@ -1,8 +1,9 @@
 """Comparing a quantized model with its float reference in onnxruntime (spec section 13.7).
 
-:func:`verify_models` runs both models on the same inputs and reports, per
-output present in both, with ``a`` the reference and ``b`` the candidate
-(float64 arithmetic)::
+:func:`verify_models` runs both models on the same inputs, each stage by
+stage (:func:`staged_outputs`: one stage's weights loaded at a time, spec
+14.5), and reports, per output present in both, with ``a`` the reference and
+``b`` the candidate (float64 arithmetic)::
 
     max_abs_err = max |a - b|
     rel_err     = ||a - b||_F / ||a||_F                      (0 when a is all zero)
@@ -39,19 +40,19 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from typing import Any
+from pathlib import Path
 
 import numpy as np
 import onnx
 
 from ..errors import check_positive_int
+from .calibration.staged import StagedModel
 from .feeds import MAX_BYTES_ENV, check_feeds, elem_type_name, feeds_max_bytes, input_dtype, model_input_names
 from .model_io import load_model
-from .options import check_accuracy_level
+from .options import DEFAULT_STAGE_BYTES, check_accuracy_level
 from .protobuf import attr, graph_constants
-from .runtime import make_session
 
-__all__ = ["OutputDiff", "make_inputs", "verify_models", "cosine_per_sample", "format_diffs"]
+__all__ = ["OutputDiff", "make_inputs", "verify_models", "staged_outputs", "cosine_per_sample", "format_diffs"]
 
 
 @dataclasses.dataclass
@@ -163,12 +164,25 @@ def make_inputs(model: onnx.ModelProto, *, samples: int = 2, seq_len: int = 16, 
     return feeds
 
 
-def _session(model: Any, accuracy_level: int):
-    """A session for ``model``, onnxruntime's load errors turned into one ``ValueError`` line."""
+def _model_and_dir(model: onnx.ModelProto | str | os.PathLike, what: str) -> tuple[onnx.ModelProto, str | None]:
+    """The model proto (external data left on disk) and the folder its side files are read from."""
+    if isinstance(model, onnx.ModelProto):
+        return model, None
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"{what} must be an onnx.ModelProto or a path, got {type(model).__name__}")
+    return load_model(model, what=what, load_external_data=False), str(Path(model).resolve().parent)
+
+
+def staged_outputs(model: onnx.ModelProto, feeds: dict[str, np.ndarray], *, base_dir: str | None = None,
+                   stage_bytes: int = DEFAULT_STAGE_BYTES, accuracy_level: int = 1, what: str = "model"
+                   ) -> dict[str, np.ndarray]:
+    """Every graph output of ``model`` on ``feeds``, run stage by stage (spec 14.5): one stage's weights
+    at a time. onnxruntime failures are one ``ValueError`` naming ``what``."""
     try:
-        return make_session(model, accuracy_level)
-    except Exception as e:  # onnxruntime's own exceptions are not ValueError
-        raise ValueError(f"onnxruntime cannot load the model: {str(e).splitlines()[0]}") from None
+        staged = StagedModel(model, stage_bytes=stage_bytes, base_dir=base_dir, accuracy_level=accuracy_level)
+        return staged.outputs(feeds)
+    except ValueError as e:
+        raise ValueError(f"{what}: {e}") from None
 
 
 def verify_models(
@@ -180,6 +194,7 @@ def verify_models(
     seq_len: int = 16,
     seed: int = 0,
     accuracy_level: int = 1,
+    stage_bytes: int = DEFAULT_STAGE_BYTES,
 ) -> list[OutputDiff]:
     """Run both models in onnxruntime on ``feeds`` (or made inputs) and compare every shared output.
 
@@ -187,39 +202,35 @@ def verify_models(
     without them :func:`make_inputs` makes ``samples`` x ``seq_len`` inputs
     from ``seed``. ``accuracy_level`` is the session option for fused
     ``MatMulNBits`` (1: float32, the spec; 4: onnxruntime's default int8
-    activations). Returns one :class:`OutputDiff` per output name the two
-    models share, in the reference's order. Raises ``ValueError`` for bad
-    files or feeds, models sharing no output, an output whose shapes differ,
-    or onnxruntime failing to load or run either model.
+    activations). Each model runs stage by stage (:func:`staged_outputs`,
+    at most about ``stage_bytes`` of weights loaded at a time; a path's
+    external data is read from its folder), the reference first. Returns one
+    :class:`OutputDiff` per output name the two models share, in the
+    reference's order. Raises ``ValueError`` for bad files or feeds, models
+    sharing no output, an output whose shapes differ, or onnxruntime failing
+    to load or run either model.
     """
     accuracy_level = check_accuracy_level(accuracy_level)
-    if isinstance(reference, onnx.ModelProto):
-        ref_model = reference
-    else:
-        ref_model = load_model(reference, what="reference", load_external_data=False)
-    if not isinstance(candidate, onnx.ModelProto):
-        load_model(candidate, what="candidate", load_external_data=False)  # clear errors for bad files
+    ref_model, ref_dir = _model_and_dir(reference, "reference")
+    cand_model, cand_dir = _model_and_dir(candidate, "candidate")
     if feeds is None:
         feeds = make_inputs(ref_model, samples=samples, seq_len=seq_len, seed=seed)
     else:
         check_feeds(feeds, ref_model, "the given inputs")
-    s_ref = _session(reference, accuracy_level)
-    s_cand = _session(candidate, accuracy_level)
-    names = [o.name for o in s_ref.get_outputs()]
-    cand_names = {o.name for o in s_cand.get_outputs()}
+    names = [o.name for o in ref_model.graph.output]
+    cand_names = {o.name for o in cand_model.graph.output}
     shared = [n for n in names if n in cand_names]
     if not shared:
         raise ValueError(f"the models share no output name (reference {names}, candidate {sorted(cand_names)})")
-    want = {i.name for i in s_ref.get_inputs()}  # every one is in feeds: make_inputs or check_feeds saw to it
-    run_feeds = {k: v for k, v in feeds.items() if k in want}
-    try:
-        ra = s_ref.run(shared, run_feeds)
-        rb = s_cand.run(shared, {k: v for k, v in feeds.items() if k in {i.name for i in s_cand.get_inputs()}})
-    except Exception as e:
-        raise ValueError(f"onnxruntime failed to run the models on these inputs: {str(e).splitlines()[0]}") from None
+    ref_in, cand_in = set(model_input_names(ref_model)), set(model_input_names(cand_model))
+    ra = staged_outputs(ref_model, {k: v for k, v in feeds.items() if k in ref_in}, base_dir=ref_dir,
+                        stage_bytes=stage_bytes, accuracy_level=accuracy_level, what="reference")
+    ra = {n: ra[n] for n in shared}
+    rb = staged_outputs(cand_model, {k: v for k, v in feeds.items() if k in cand_in}, base_dir=cand_dir,
+                        stage_bytes=stage_bytes, accuracy_level=accuracy_level, what="candidate")
     out = []
-    for name, a, b in zip(shared, ra, rb, strict=True):
-        a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    for name in shared:
+        a64, b64 = np.asarray(ra[name], np.float64), np.asarray(rb[name], np.float64)
         if a64.shape != b64.shape:
             raise ValueError(f"output {name!r} has shape {a64.shape} in the reference, {b64.shape} in the candidate")
         d = a64 - b64

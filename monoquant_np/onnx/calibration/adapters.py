@@ -33,10 +33,11 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from ...tensor import QuantizedTensor
-from ..options import ALGORITHMS
+from ..options import ALGORITHMS, DEFAULT_STAGE_BYTES
 from ..quantizer.algorithm import Algorithm, WeightContext
 from .gptq_awq import AWQAdapter, GPTQAdapter
 from .mse_adapter import mse_prepare, mse_weight_reported
+from .partition import check_stage_bytes
 
 __all__ = ["mse_algorithm", "gptq_algorithm", "awq_algorithm"]
 
@@ -58,15 +59,22 @@ def mse_algorithm() -> Algorithm:
 
 
 def gptq_algorithm(*, act_order: bool = True, scale_search: str = "mse", sequential: bool = False,
-                   damp: float = 0.01, batch_size: int = 16) -> Algorithm:
-    """``algorithm="gptq"`` (spec 14.2) with calibration; the registered default is ``gptq_algorithm()``."""
+                   damp: float = 0.01, batch_size: int = 16, stage_bytes: int = DEFAULT_STAGE_BYTES) -> Algorithm:
+    """``algorithm="gptq"`` (spec 14.2) with calibration; the registered default is ``gptq_algorithm()``.
+
+    ``sequential``: each layer is calibrated on the outputs of the layers quantized before it (spec 14.5);
+    ``stage_bytes``: the weight budget of one calibration stage (spec 14.5).
+    """
     c = GPTQAdapter(scale_search=scale_search, sequential=sequential, batch_size=batch_size, act_order=act_order,
-                    damp=damp)
+                    damp=damp, stage_bytes=check_stage_bytes(stage_bytes))
     return Algorithm("gptq", _as_quantizer(c.quantize_weight), needs_calibration=ALGORITHMS["gptq"],
                      prepare=c.prepare)
 
 
-def awq_algorithm(*, scale_search: str = "mse", sequential: bool = False, batch_size: int = 16) -> Algorithm:
-    """``algorithm="awq"`` (spec 14.3) with calibration; the registered default is ``awq_algorithm()``."""
-    c = AWQAdapter(scale_search=scale_search, sequential=sequential, batch_size=batch_size)
+def awq_algorithm(*, scale_search: str = "mse", sequential: bool = False, batch_size: int = 16,
+                  stage_bytes: int = DEFAULT_STAGE_BYTES) -> Algorithm:
+    """``algorithm="awq"`` (spec 14.3) with calibration; the registered default is ``awq_algorithm()``;
+    ``sequential`` and ``stage_bytes`` as for :func:`gptq_algorithm`."""
+    c = AWQAdapter(scale_search=scale_search, sequential=sequential, batch_size=batch_size,
+                   stage_bytes=check_stage_bytes(stage_bytes))
     return Algorithm("awq", _as_quantizer(c.quantize_weight), needs_calibration=ALGORITHMS["awq"], prepare=c.prepare)

@@ -1,11 +1,12 @@
 """Capturing activations through onnxruntime and accumulating their statistics (spec section 14.4).
 
-The float model runs in onnxruntime on the user's calibration feeds; the
-activations that feed each quantized ``MatMul``/``Gemm`` (input A) are made
-extra graph outputs of a *copy* of the model (the user's model is never
-modified). Per activation tensor ``x`` with rows ``x_m`` (all leading axes
-flattened, ``(M, K)``), summed batch by batch so memory stays bounded by one
-batch of activations plus ``K x K`` per tensor::
+The float model runs in onnxruntime on the user's calibration feeds, stage by
+stage (:mod:`monoquant_np.onnx.calibration.staged`, spec 14.5); the
+activations that feed each quantized ``MatMul``/``Gemm`` (input A) are extra
+outputs of the sub-model of the stage that first has them (the user's model
+is never modified). Per activation tensor ``x`` with rows ``x_m`` (all
+leading axes flattened, ``(M, K)``), summed batch by batch so memory stays
+bounded by one batch of activations plus ``K x K`` per tensor::
 
     xtx     = sum_m x_m^T x_m      float64 (K, K)   (GPTQ's H, AWQ's error metric)
     abs_sum = sum_m |x_m|          float64 (K,)     (AWQ's a = abs_sum / rows)
@@ -30,19 +31,18 @@ What is calibrated, and in which order, is :mod:`monoquant_np.onnx.calibration.s
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
 import onnx
-import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
 
-from ..feeds import batch_length
-from ..tensors import is_external, iter_tensors, tensor_array, tensor_nbytes
+from ..feeds import batch_length, model_input_names
+from ..options import DEFAULT_STAGE_BYTES
+from .staged import StagedModel
 
-__all__ = ["ActivationStats", "CaptureSession", "collect_stats", "iter_feeds"]
+__all__ = ["ActivationStats", "collect_stats", "iter_feeds", "add_rows", "batch_mask", "model_batches",
+           "mask_input_name"]
 
 
 @dataclasses.dataclass
@@ -89,78 +89,6 @@ def iter_feeds(feeds: Mapping[str, np.ndarray] | Iterable[Mapping[str, np.ndarra
             yield dict(f)
 
 
-def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # shape inference is a convenience here; FLOAT is the fallback
-        inferred = model
-    g = inferred.graph
-    return {v.name: v.type.tensor_type.elem_type for v in list(g.value_info) + list(g.input) + list(g.output)}
-
-
-class CaptureSession:
-    """One onnxruntime session on a copy of ``model`` that returns the activations ``names``.
-
-    The initializers named in ``overridable`` become graph inputs too (keeping
-    their values as defaults), so that :meth:`run` can feed replacements:
-    sequential calibration swaps in the quantized layers without building a
-    new session per stage.
-    """
-
-    def __init__(self, model: onnx.ModelProto, names: Iterable[str], *, overridable: Iterable[str] = (),
-                 threads: int = 1, base_dir: str | None = None) -> None:
-        m = copy.deepcopy(model)  # the user's model is never modified
-        if base_dir is not None:
-            _inline_small_external(m, base_dir)
-        types = _elem_types(m)
-        present = {o.name for o in m.graph.output}
-        self.names = list(dict.fromkeys(names))
-        for name in self.names:
-            if name not in present:
-                m.graph.output.append(helper.make_tensor_value_info(name, types.get(name) or TensorProto.FLOAT, None))
-        inits = {t.name: t for t in m.graph.initializer}
-        declared = {i.name for i in m.graph.input}
-        self.overridable = [n for n in dict.fromkeys(overridable) if n in inits]
-        for n in self.overridable:
-            if n not in declared:
-                t = inits[n]
-                m.graph.input.append(helper.make_tensor_value_info(n, t.data_type, list(t.dims)))
-        if m.ir_version > 10:
-            m.ir_version = 10  # onnxruntime loads IR <= 10 for these opsets
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.log_severity_level = 3
-        if base_dir is not None:  # tensors in side files: onnxruntime reads them from the model's folder
-            so.add_session_config_entry("session.model_external_initializers_file_folder_path", str(base_dir))
-        self.session = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
-        self.model_inputs = {i.name for i in self.session.get_inputs()} - set(self.overridable)
-        self.dtypes = {n: helper.tensor_dtype_to_np_dtype(inits[n].data_type) for n in self.overridable}
-
-    def run(self, feeds: Mapping[str, np.ndarray], overrides: Mapping[str, np.ndarray] | None = None,
-            names: list[str] | None = None) -> list[np.ndarray]:
-        """The activations ``names`` (default: all) on one batch of ``feeds``, with ``overrides`` replacing
-        overridable initializers (cast to their dtype); feeds the model does not take are ignored."""
-        run_feeds = {k: v for k, v in feeds.items() if k in self.model_inputs}
-        for k, v in (overrides or {}).items():
-            run_feeds[k] = np.asarray(v, dtype=self.dtypes[k])
-        return self.session.run(names or self.names, run_feeds)
-
-
-#: External tensors up to this size, and every non-float one, are read into the capture model:
-#: shape inference needs the values of shape-like inputs (a Reshape's shape) and cannot read side files.
-INLINE_BYTES = 1 << 16
-
-
-def _inline_small_external(m: onnx.ModelProto, base_dir: str) -> None:
-    """Read the external tensors shape inference may need into ``m`` (a copy): the non-float ones and
-    those of at most ``INLINE_BYTES``; weights stay in their files, which onnxruntime reads itself."""
-    floats = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16)
-    for t in iter_tensors(m):
-        if is_external(t) and (t.data_type not in floats or tensor_nbytes(t) <= INLINE_BYTES):
-            t.CopyFrom(numpy_helper.from_array(tensor_array(t, base_dir), t.name))
-
-
 def _rows(x: np.ndarray, mask: np.ndarray | None, trans: bool) -> np.ndarray:
     """The ``(M, K)`` rows of one captured activation (masked rows dropped)."""
     x = np.asarray(x)
@@ -171,15 +99,38 @@ def _rows(x: np.ndarray, mask: np.ndarray | None, trans: bool) -> np.ndarray:
     return x.reshape(-1, x.shape[-1])  # (M, K)
 
 
-def _mask_name(mask_input: str | None, input_names: Iterable[str]) -> str | None:
+def mask_input_name(mask_input: str | None, input_names: Iterable[str]) -> str | None:
     """``mask_input``, or for ``"auto"`` ``"attention_mask"`` when it is one of ``input_names`` (else None)."""
     if mask_input != "auto":
         return mask_input
     return "attention_mask" if "attention_mask" in set(input_names) else None
 
 
+def add_rows(stats: dict[str, ActivationStats], name: str, x: np.ndarray, mask: np.ndarray | None,
+             trans: bool) -> None:
+    """Accumulate one captured batch ``x`` of activation ``name`` into ``stats`` (created on first sight)."""
+    rows = _rows(x, mask, trans)
+    k = rows.shape[1]
+    st = stats.get(name)
+    if st is None:
+        st = stats[name] = ActivationStats(name, np.zeros((k, k)), np.zeros(k))
+    st.add(rows)
+
+
+def batch_mask(batch: Mapping[str, np.ndarray], mask_name: str | None) -> np.ndarray | None:
+    """The mask of one batch (``batch[mask_name]``), or None."""
+    return np.asarray(batch[mask_name]) if mask_name and mask_name in batch else None
+
+
+def model_batches(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray] | Iterable[Mapping[str, np.ndarray]],
+                  batch_size: int) -> list[dict[str, np.ndarray]]:
+    """The batches of :func:`iter_feeds`, keeping only the arrays ``model`` takes as inputs."""
+    names = set(model_input_names(model))
+    return [{k: v for k, v in b.items() if k in names} for b in iter_feeds(feeds, batch_size)]
+
+
 def collect_stats(
-    model: onnx.ModelProto | CaptureSession,
+    model: onnx.ModelProto,
     feeds: Mapping[str, np.ndarray] | Iterable[Mapping[str, np.ndarray]],
     activations: Iterable[str],
     *,
@@ -189,32 +140,32 @@ def collect_stats(
     overrides: Mapping[str, np.ndarray] | None = None,
     threads: int = 1,
     base_dir: str | None = None,
+    stage_bytes: int = DEFAULT_STAGE_BYTES,
 ) -> dict[str, ActivationStats]:
-    """Run the model on ``feeds`` and accumulate :class:`ActivationStats` per activation name.
+    """Run the model on ``feeds`` stage by stage (spec 14.5) and accumulate :class:`ActivationStats` per
+    activation name.
 
     ``mask_input``: the name of a model input whose zeros mark rows to drop
     (padding), ``None`` for none, or ``"auto"``: ``attention_mask`` when the
-    model has such an input. ``base_dir``: the folder of the model's external
-    data files, when its tensors stay there.
+    model has such an input. ``overrides`` replace initializers (name -> array).
+    ``base_dir``: the folder of the model's external data files, when its
+    tensors stay there. Each stage captures the activations it computes (or
+    receives); only one stage's weights are loaded at a time.
     """
     names = list(dict.fromkeys(activations))
     ta = set(trans_act)
     stats: dict[str, ActivationStats] = {}
     if not names:
         return stats
-    if isinstance(model, CaptureSession):
-        sess, mask_name = model, _mask_name(mask_input, model.model_inputs)
-    else:
-        sess = CaptureSession(model, names, threads=threads, base_dir=base_dir)
-        mask_name = _mask_name(mask_input, (i.name for i in model.graph.input))
-    for batch in iter_feeds(feeds, batch_size):
-        outs = sess.run(batch, overrides, names)
-        mask = np.asarray(batch[mask_name]) if mask_name and mask_name in batch else None
-        for name, x in zip(names, outs, strict=True):
-            rows = _rows(x, mask, name in ta)
-            k = rows.shape[1]
-            st = stats.get(name)
-            if st is None:
-                st = stats[name] = ActivationStats(name, np.zeros((k, k)), np.zeros(k))
-            st.add(rows)
+    staged = StagedModel(model, stage_bytes=stage_bytes, base_dir=base_dir, threads=threads)
+    mask_name = mask_input_name(mask_input, model_input_names(model))
+    batches = model_batches(model, feeds, batch_size)
+    masks = [batch_mask(b, mask_name) for b in batches]
+    first = {n: staged.first_stage(n) for n in names}
+    for si in range(len(staged.stages)):
+        here = [n for n in names if first[n] == si]
+        got = staged.step(si, batches, capture=here, overrides=overrides)
+        for vals, mask in zip(got, masks, strict=True):
+            for n in here:
+                add_rows(stats, n, vals[n], mask, n in ta)
     return stats

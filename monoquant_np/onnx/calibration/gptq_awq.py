@@ -22,7 +22,8 @@ quantized as ``diag(1 / m) W``. Several activations sharing weights, or a
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -33,6 +34,7 @@ from ...dequantize import dequantize
 from ...formats import transpose
 from ...quantize import quantize
 from ...tensor import QuantizedTensor
+from ..options import DEFAULT_STAGE_BYTES
 from ..quantizer.algorithm import QuantOptions, WeightContext
 from ..quantizer.sites import WeightSite
 from ..tensors import tensor_array
@@ -42,7 +44,7 @@ from .layers import Layer, find_layers, merged_stats, output_errors
 from .mse_adapter import check_linear_scheme, mse_tensor, mse_weight
 from .stages import CalibrationTarget, calibrate_sequential
 
-__all__ = ["CalibratedAlgorithm", "GPTQAdapter", "AWQAdapter"]
+__all__ = ["CalibratedAlgorithm", "GPTQAdapter", "AWQAdapter", "effective_weight"]
 
 
 @dataclasses.dataclass
@@ -52,7 +54,7 @@ class _Run:
     by_name: dict[str, Layer]
     opts: QuantOptions
     trans_act: set[str]  # weights read through Gemm transA=1
-    out: dict[str, Any] = dataclasses.field(default_factory=dict)  # name -> {"qt", "w_hat", "info"}
+    out: dict[str, Any] = dataclasses.field(default_factory=dict)  # name -> {"qt", "m", "info"}
     muls: dict[str, tuple[np.ndarray, set[str]]] = dataclasses.field(default_factory=dict)  # AWQ: x -> (m, weights)
 
 
@@ -68,11 +70,14 @@ class CalibratedAlgorithm:
     scale_search: str = "mse"
     sequential: bool = False
     batch_size: int = 16
+    stage_bytes: int = DEFAULT_STAGE_BYTES
 
     def prepare(self, model: onnx.ModelProto, sites: list[WeightSite], feeds: Any, opts: QuantOptions
                 ) -> dict[str, Any]:
-        """``Algorithm.prepare``: ``{weight name: {"qt", "w_hat", "info"}}`` for every weight of ``sites`` it
-        quantizes; AWQ's multipliers are folded or inserted into ``model`` (the quantizer's working copy)."""
+        """``Algorithm.prepare``: ``{weight name: {"qt", "m", "info"}}`` for every weight of ``sites`` it
+        quantizes (``m``: AWQ's multiplier or None; the weight the graph computes with is
+        :func:`effective_weight`); AWQ's multipliers are folded or inserted into ``model`` (the quantizer's
+        working copy). Only the results are kept: each float weight is read when its stage quantizes it."""
         check_linear_scheme(opts, self.name)
         if opts.double_quant:
             raise ValueError(f"algorithm {self.name!r} does not support double_quant: re-rounding the 4-bit codes "
@@ -83,7 +88,7 @@ class CalibratedAlgorithm:
         if targets:
             calibrate_sequential(model, feeds, targets, lambda stage, stats: self._quantize_stage(run, stage, stats),
                                  sequential=self.sequential, batch_size=self.batch_size, fixed=fixed,
-                                 base_dir=opts.base_dir)
+                                 base_dir=opts.base_dir, stage_bytes=self.stage_bytes)
         insert_multipliers(model, run.muls, opts.base_dir)
         return run.out
 
@@ -96,15 +101,17 @@ class CalibratedAlgorithm:
         w_hats = {}
         for acts, members in groups.items():
             st = merged_stats(stats, list(acts))
-            for n, qt, w_hat in self.quantize_group(run, acts, members, st):
+            for n, qt, m, w in self.quantize_group(run, acts, members, st):
                 ly = run.by_name[n]
-                run.out[n] = {"qt": qt, "w_hat": w_hat, "info": output_errors(ly.w, w_hat, st.xtx, run.opts)}
+                w_hat = effective_weight(qt, m)
+                run.out[n] = {"qt": qt, "m": m, "info": output_errors(w, w_hat, st.xtx, run.opts)}
                 w_hats[n] = w_hat.T if ly.stored_t else w_hat
         return w_hats
 
     def quantize_group(self, run: _Run, acts: tuple[str, ...], members: list[str], st: ActivationStats
-                       ) -> Iterator[tuple[str, QuantizedTensor, np.ndarray]]:
-        """``(name, qt, w_hat)`` for each weight of ``members`` (``(K, N)``; all read ``acts``)."""
+                       ) -> Iterator[tuple[str, QuantizedTensor, np.ndarray | None, np.ndarray]]:
+        """``(name, qt, m, w)`` for each weight of ``members`` (all read ``acts``): its quantization, AWQ's
+        multiplier ``m`` (K,) or None, and the float weight ``w`` ``(K, N)``."""
         raise NotImplementedError
 
     def quantize_weight(self, ctx: WeightContext) -> tuple[QuantizedTensor, dict[str, Any]]:
@@ -112,7 +119,8 @@ class CalibratedAlgorithm:
         st = ctx.stats
         if not st:
             return mse_weight(ctx), {"note": "no calibration statistics: mse"}
-        qt, w_hat = st["qt"], st["w_hat"]
+        qt = st["qt"]
+        w_hat = effective_weight(qt, st["m"])
         if ctx.axis == 1 and qt.axis == 0:
             qt, w_hat = transpose(qt), w_hat.T
         return qt, {"w_hat": w_hat, **st["info"]}
@@ -129,10 +137,11 @@ class GPTQAdapter(CalibratedAlgorithm):
     def quantize_group(self, run, acts, members, st):
         o = run.opts
         for n in members:
-            qt = gptq_from_hessian(run.by_name[n].w, st.xtx, group_size=o.group_size, symmetric=o.symmetric,
+            w = run.by_name[n].load()
+            qt = gptq_from_hessian(w, st.xtx, group_size=o.group_size, symmetric=o.symmetric,
                                    damp=self.damp, act_order=self.act_order, scale_search=self.scale_search,
                                    scale_dtype=o.scale_dtype)
-            yield n, qt, dequantize(qt)
+            yield n, qt, None, w
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,7 +152,8 @@ class AWQAdapter(CalibratedAlgorithm):
 
     def quantize_group(self, run, acts, members, st):
         o = run.opts
-        w_cat = np.concatenate([run.by_name[n].w for n in members], axis=1)  # (K, sum N)
+        ws = [run.by_name[n].load() for n in members]
+        w_cat = np.concatenate(ws, axis=1)  # (K, sum N)
         res = awq_from_stats(w_cat, st.mean_abs, st.xtx, group_size=o.group_size, symmetric=o.symmetric,
                              scale_search="absmax", scale_dtype=o.scale_dtype)
         m = res.act_scale
@@ -151,31 +161,45 @@ class AWQAdapter(CalibratedAlgorithm):
             run.muls[acts[0]] = (m, set(members))
         elif res.alpha > 0:  # several activations share the weights, or Gemm transA: no Mul fits
             m = np.ones_like(m)
-        for n in members:
-            w_s = (run.by_name[n].w / m[:, None]).astype(np.float32)
+        del w_cat
+        for n, w in zip(members, ws, strict=True):
+            w_s = (w / m[:, None]).astype(np.float32)
             if self.scale_search == "mse":
                 imp = (np.maximum(np.diag(st.xtx), 0) * m.astype(np.float64) ** 2).astype(np.float32)
                 qt = quantize_mse(w_s, group_size=o.group_size, symmetric=o.symmetric, scale_dtype=o.scale_dtype,
                                   importance=imp)
             else:
                 qt = quantize(w_s, group_size=o.group_size, symmetric=o.symmetric, scale_dtype=o.scale_dtype)
-            yield n, qt, dequantize(qt) * m[:, None]
+            yield n, qt, m, w
 
 
-def _quantize_without_stats(model: onnx.ModelProto, sites: list[WeightSite], run: _Run) -> dict[str, np.ndarray]:
+def effective_weight(qt: QuantizedTensor, m: np.ndarray | None) -> np.ndarray:
+    """The float weight the quantized graph computes with: ``dequantize(qt)``, times AWQ's ``m[:, None]``."""
+    w_hat = dequantize(qt)
+    return w_hat if m is None else w_hat * m[:, None]
+
+
+def _quantize_without_stats(model: onnx.ModelProto, sites: list[WeightSite], run: _Run
+                            ) -> dict[str, Callable[[], np.ndarray]]:
     """Quantize the main-graph initializers that get no statistics (Gather tables, ...) with ``mse`` first.
 
-    The calibration then runs on their quantized values (returned, stored
-    orientation), so the layers after them compensate.
+    The calibration then runs on their quantized values (for each, a function
+    returning them in the stored orientation, called by the stages reading
+    it), so the layers after them compensate.
     """
-    fixed = {}
+    fixed: dict[str, Callable[[], np.ndarray]] = {}
     for s in sites:
         if s.name in run.by_name or s.graph is not model.graph or s.const_node:
             continue
         w = np.asarray(tensor_array(s.tensor, run.opts.base_dir), dtype=np.float32)
         w = np.ascontiguousarray(w.T) if s.transpose else w
         qt = mse_tensor(w, s.axis, run.opts)
-        w_hat = dequantize(qt)
-        run.out[s.name] = {"qt": qt, "w_hat": w_hat, "info": {}}
-        fixed[s.name] = w_hat.T if s.transpose else w_hat
+        del w
+        run.out[s.name] = {"qt": qt, "m": None, "info": {}}
+        fixed[s.name] = functools.partial(_stored_w_hat, qt, s.transpose)
     return fixed
+
+
+def _stored_w_hat(qt: QuantizedTensor, transpose: bool) -> np.ndarray:
+    w_hat = dequantize(qt)
+    return w_hat.T if transpose else w_hat

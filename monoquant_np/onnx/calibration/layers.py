@@ -34,18 +34,24 @@ __all__ = ["Layer", "find_layers", "merged_stats", "output_errors"]
 
 @dataclasses.dataclass
 class Layer:
-    """A weight of the main graph read only by MatMul/Gemm, in ``(K, N)`` orientation."""
+    """A weight of the main graph read only by MatMul/Gemm; :meth:`load` reads it in ``(K, N)`` orientation."""
 
     name: str
-    w: np.ndarray  # float32 (K, N)
+    tensor: onnx.TensorProto  # the stored tensor (its bytes may stay in an external data file)
+    base_dir: str | None  # the folder of that file
     stored_t: bool  # the stored tensor is (N, K)
     acts: list[str]
+
+    def load(self) -> np.ndarray:
+        """The weight as float32 ``(K, N)``, read now (from its file when external), not kept."""
+        w = np.asarray(tensor_array(self.tensor, self.base_dir), dtype=np.float32)
+        return np.ascontiguousarray(w.T) if self.stored_t else w  # (K, N)
 
 
 def find_layers(model: onnx.ModelProto, sites: list,
                 base_dir: str | None = None) -> tuple[list[Layer], list[CalibrationTarget]]:
     """The weights read only by main-graph MatMul/Gemm nodes, and one target per reading MatMul/Gemm
-    (weights in external data files are read from ``base_dir``).
+    (weights in external data files are read from ``base_dir`` by :meth:`Layer.load`, not here).
 
     A ``"transpose_matmul"`` consumer is the ``Transpose``; its activations are
     input A of the MatMuls that read the Transpose's output.
@@ -73,13 +79,11 @@ def find_layers(model: onnx.ModelProto, sites: list,
         if not readers:
             continue
         stored_t = bool(s.transpose or s.axis == 1)
-        w = np.asarray(tensor_array(s.tensor, base_dir), dtype=np.float32)
-        w = np.ascontiguousarray(w.T) if stored_t else w  # (K, N)
         acts = []
         for node, ta in readers:
-            targets.append(CalibrationTarget(s.name, node.input[0], stored_t, ta))
+            targets.append(CalibrationTarget(s.name, node.input[0], stored_t, ta, node.output[0]))
             acts.append(node.input[0])
-        layers.append(Layer(s.name, w, stored_t, acts))
+        layers.append(Layer(s.name, s.tensor, base_dir, stored_t, acts))
     return layers, targets
 
 

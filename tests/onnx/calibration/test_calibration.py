@@ -292,20 +292,19 @@ def test_sequential_calibration_sees_the_quantized_first_layer():
     seen = {}
     from monoquant_np.onnx.calibration import stages as calibrate
 
-    real = calibrate.collect_stats
+    real = calibrate.add_rows
 
-    def spy(*a, **k):
-        out = real(*a, **k)
-        seen.update(out)
-        return out
+    def spy(stats, name, *a, **k):
+        real(stats, name, *a, **k)
+        seen[name] = stats[name]
 
-    calibrate.collect_stats = spy
+    calibrate.add_rows = spy
     try:
         quantize_model(m, algorithm=gptq_algorithm(act_order=False, scale_search="absmax", sequential=True),
                        calibration=f, group_size=32)
     finally:
-        calibrate.collect_stats = real
-    h1 = real(m, f, ["x"])["x"].xtx
+        calibrate.add_rows = real
+    h1 = collect_stats(m, f, ["x"])["x"].xtx
     w1_hat = dequantize(gptq_from_hessian(w1, h1, group_size=32))
     r = np.maximum(f["x"].reshape(-1, K) @ w1_hat, 0).astype(np.float64)
     np.testing.assert_allclose(seen["r2"].xtx, r.T @ r, rtol=1e-4, atol=1e-3)

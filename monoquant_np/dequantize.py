@@ -150,7 +150,10 @@ def bits_per_weight(qt: QuantizedTensor) -> float:
     if qt.size == 0:
         return 0.0
     nbytes = qt.data.nbytes
-    nbytes += qt.double_quant.nbytes() if qt.double_quant is not None else qt.scale.nbytes
+    if qt.fp_scales is not None:  # 8-bit block scales (+ NVFP4's float32 tensor scale), spec 18, 19
+        nbytes += qt.fp_scales.nbytes()
+    else:
+        nbytes += qt.double_quant.nbytes() if qt.double_quant is not None else qt.scale.nbytes
     if qt.zero_point is not None:
         nbytes += packed_size(qt.zero_point.size) if qt.bits == 4 else qt.zero_point.size
     return 8.0 * nbytes / qt.size

@@ -9,7 +9,8 @@ readable with ``numpy.load(path, allow_pickle=False)``. It holds:
   "scheme", "arrays": [...], "dq_offset", "dq_block_size"}``;
 * for each entry with key ``k``, the arrays ``k.data`` (uint8), ``k.scale``
   (float32/float16) and, when present, ``k.zero_point``, ``k.codebook``,
-  ``k.perm``, ``k.dq_codes``, ``k.dq_scale``.
+  ``k.perm``, ``k.dq_codes``, ``k.dq_scale``, ``k.fp_codes`` (MXFP4/NVFP4
+  block scale codes; the entry then has ``"fp_kind"`` and ``"fp_tensor_scale"``).
 
 Never pickle. Writing is atomic (a temporary file renamed into place).
 """
@@ -28,6 +29,7 @@ import numpy as np
 
 from .double_quant import DoubleQuant
 from .errors import check_path
+from .fp_scales import FloatScales
 from .npz import npz_names, read_npz
 from .tensor import QuantizedTensor, check_qt
 
@@ -41,7 +43,7 @@ METADATA_MAX_BYTES = 16 * 1024**2
 #: The deepest nesting of JSON arrays and objects read (the format itself uses 4).
 METADATA_MAX_DEPTH = 32
 _META = "__monoquant__"
-_PARTS = ("data", "scale", "zero_point", "codebook", "perm", "dq_codes", "dq_scale")
+_PARTS = ("data", "scale", "zero_point", "codebook", "perm", "dq_codes", "dq_scale", "fp_codes")
 _JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
 
@@ -74,6 +76,9 @@ def save(path: str | os.PathLike[str], tensors: dict[str, QuantizedTensor]) -> N
             parts["dq_scale"] = qt.double_quant.scale
             entry["dq_offset"] = float(np.float32(qt.double_quant.offset))
             entry["dq_block_size"] = qt.double_quant.block_size
+        if qt.fp_scales is not None:  # spec 18, 19: the 8-bit block scale codes (+ NVFP4's tensor scale)
+            parts["fp_codes"] = qt.fp_scales.codes
+            entry["fp_kind"], entry["fp_tensor_scale"] = qt.fp_scales.kind, qt.fp_scales.tensor_scale
         for part, arr in parts.items():
             if arr is not None:
                 arrays[f"{key}.{part}"] = arr
@@ -179,6 +184,9 @@ def _entry(ent: Any) -> dict[str, Any]:
         _int(ent, "dq_block_size", 1)
         if type(ent["dq_offset"]) not in (int, float):
             raise ValueError(f"dq_offset must be a number, got {ent['dq_offset']!r}")
+    if "fp_codes" in parts and (not isinstance(ent["fp_kind"], str) or type(ent["fp_tensor_scale"]) not in (int, float)):
+        raise ValueError(f"fp_kind must be a string and fp_tensor_scale a number, got {ent['fp_kind']!r}, "
+                         f"{ent['fp_tensor_scale']!r}")
     return ent
 
 
@@ -238,6 +246,8 @@ def _tensors(p: str, entries: list[dict[str, Any]], files: dict[str, np.ndarray]
                 block_size=ent["block_size"], scale=arr["scale"],
                 zero_point=arr.get("zero_point"), signed=ent["signed"], bits=ent["bits"],
                 codebook=arr.get("codebook"), double_quant=dq, perm=arr.get("perm"),
+                fp_scales=FloatScales(arr["fp_codes"], ent["fp_kind"], float(ent["fp_tensor_scale"]))
+                if "fp_codes" in arr else None,
             )
     except (KeyError, TypeError, ValueError, OverflowError, MemoryError) as err:
         raise ValueError(f"{p!r}: inconsistent tensor entry ({err})") from None

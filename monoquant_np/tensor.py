@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from .double_quant import DoubleQuant
+from .e2m1 import E2M1_VALUES
+from .fp_scales import FloatScales
 from .groups import group_shape
 from .numerics import code_range
 from .packing import packed_size, unpack_int4
@@ -53,6 +55,9 @@ class QuantizedTensor:
         perm: int64 ``(shape[axis],)`` or ``None``. When set, the stored codes
             are those of ``w.take(perm, axis)``; :func:`dequantize` undoes the
             permutation (GPTQ act-order, spec 14).
+        fp_scales: the 8-bit float block scales of MXFP4/NVFP4 (spec 18,
+            19), or ``None``. When set, ``codebook`` is ``E2M1_VALUES`` and
+            ``scale`` equals ``fp_scales.rebuild()``.
     """
 
     data: np.ndarray
@@ -66,6 +71,7 @@ class QuantizedTensor:
     codebook: np.ndarray | None = None
     double_quant: DoubleQuant | None = None
     perm: np.ndarray | None = None
+    fp_scales: FloatScales | None = None
 
     def __post_init__(self) -> None:
         shape = tuple(int(d) for d in self.shape)
@@ -117,6 +123,7 @@ class QuantizedTensor:
             if rebuilt.shape != gshape or not np.array_equal(rebuilt, self.scale.astype(np.float32)):
                 raise ValueError("scale must equal double_quant.rebuild() (the scales its 8-bit codes rebuild), "
                                  f"got a scale of shape {self.scale.shape} that differs")
+        _check_fp_scales(self, gshape)
         if self.perm is not None:
             n = shape[self.axis]
             p = np.asarray(self.perm)
@@ -141,7 +148,9 @@ class QuantizedTensor:
 
     @property
     def scheme(self) -> str:
-        """``"int4"``, ``"uint4"``, ``"nf4"``, ``"int8"`` or ``"uint8"``."""
+        """``"int4"``, ``"uint4"``, ``"nf4"``, ``"mxfp4"``, ``"nvfp4"``, ``"int8"`` or ``"uint8"``."""
+        if self.fp_scales is not None:
+            return self.fp_scales.scheme
         if self.codebook is not None:
             return "nf4"
         return f"{'int' if self.signed else 'uint'}{self.bits}"
@@ -168,8 +177,8 @@ class QuantizedTensor:
             if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
                 if a is None or b is None or a.dtype != b.dtype or not np.array_equal(a, b):
                     return False
-            elif isinstance(a, DoubleQuant) or isinstance(b, DoubleQuant):
-                if not (isinstance(a, DoubleQuant) and a.equals(b)):
+            elif isinstance(a, (DoubleQuant, FloatScales)) or isinstance(b, (DoubleQuant, FloatScales)):
+                if not (isinstance(a, (DoubleQuant, FloatScales)) and a.equals(b)):
                     return False
             elif a != b:
                 return False
@@ -182,6 +191,21 @@ class QuantizedTensor:
             f"QuantizedTensor({self.scheme}, shape={self.shape}, axis={self.axis}, "
             f"block_size={self.block_size}, scale={self.scale.dtype}{extra})"
         )
+
+
+def _check_fp_scales(qt: QuantizedTensor, gshape: tuple[int, ...]) -> None:
+    """The FP4 invariants (spec 18, 19): E2M1 codebook, no double quantization, ``scale == fp_scales.rebuild()``."""
+    fp = qt.fp_scales
+    if fp is None:
+        return
+    if not isinstance(fp, FloatScales):
+        raise TypeError(f"fp_scales must be a FloatScales or None, got {type(fp).__name__}")
+    if qt.codebook is None or qt.codebook.view(np.uint32).tolist() != E2M1_VALUES.view(np.uint32).tolist():
+        raise ValueError("fp_scales needs codebook=E2M1_VALUES (FP4 E2M1 codes), got another codebook or none")
+    if qt.double_quant is not None:
+        raise ValueError("fp_scales and double_quant exclude each other, got both")
+    if qt.scale.dtype != np.float32 or fp.codes.shape != gshape or not np.array_equal(fp.rebuild(), qt.scale):
+        raise ValueError(f"scale must equal fp_scales.rebuild() (float32, shape {gshape}), got a scale that differs")
 
 
 def check_qt(qt: Any, name: str = "qt") -> QuantizedTensor:

@@ -184,7 +184,8 @@ def _entry(ent: Any) -> dict[str, Any]:
         _int(ent, "dq_block_size", 1)
         if type(ent["dq_offset"]) not in (int, float):
             raise ValueError(f"dq_offset must be a number, got {ent['dq_offset']!r}")
-    if "fp_codes" in parts and (not isinstance(ent["fp_kind"], str) or type(ent["fp_tensor_scale"]) not in (int, float)):
+    fp_bad = "fp_codes" in parts and not isinstance(ent["fp_kind"], str)
+    if fp_bad or ("fp_codes" in parts and type(ent["fp_tensor_scale"]) not in (int, float)):
         raise ValueError(f"fp_kind must be a string and fp_tensor_scale a number, got {ent['fp_kind']!r}, "
                          f"{ent['fp_tensor_scale']!r}")
     return ent

@@ -13,7 +13,8 @@ along axis 0, every array with the same batch length.
   differences are left to onnxruntime; the rank must match, and every
   dimension with a fixed size in the model;
 * with ``batched``: at least one array, every array at least 1-D with one
-  batch length, and that length at least 1.
+  batch length, and that length at least 1;
+* with ``finite`` (calibration): no NaN or infinity in a float array.
 
     >>> import numpy as np
     >>> batch_length({"x": np.zeros((3, 4)), "mask": np.ones((3, 4))})
@@ -32,7 +33,7 @@ from onnx import helper
 from ..npz import DEFAULT_MAX_BYTES, read_npz
 
 __all__ = ["load_feeds", "check_feeds", "batch_length", "model_input_names", "feeds_max_bytes", "MAX_BYTES_ENV",
-           "input_dtype", "elem_type_name"]
+           "input_dtype", "elem_type_name", "check_finite_feeds"]
 
 #: Environment variable raising (or lowering) the byte limit of a feeds ``.npz`` (spec 8.3).
 MAX_BYTES_ENV = "MONOQUANT_NP_MAX_INPUT_BYTES"
@@ -75,12 +76,12 @@ def model_input_names(model: onnx.ModelProto) -> list[str]:
 
 
 def load_feeds(source: str | os.PathLike | Mapping[str, np.ndarray], model: onnx.ModelProto | None = None, *,
-               what: str = "inputs file", batched: bool = False, strict: bool = False,
+               what: str = "inputs file", batched: bool = False, strict: bool = False, finite: bool = False,
                max_bytes: int | None = None) -> dict[str, np.ndarray]:
     """Feeds from a ``.npz`` path or a mapping of input name -> array; checked against ``model`` when given.
 
     ``what`` names the file in messages (``"calibration file"``, ...);
-    ``batched`` and ``strict`` are :func:`check_feeds`'. A file is read by
+    ``batched``, ``strict`` and ``finite`` are :func:`check_feeds`'. A file is read by
     :func:`monoquant_np.npz.read_npz`, every ``NAME.npy`` member, at most
     ``max_bytes`` in total (default :func:`feeds_max_bytes`). Raises
     ``OSError`` for a missing file and ``ValueError`` for a file that is not
@@ -94,13 +95,13 @@ def load_feeds(source: str | os.PathLike | Mapping[str, np.ndarray], model: onnx
         limit = feeds_max_bytes() if max_bytes is None else max_bytes
         feeds = read_npz(source, max_bytes=limit, what=what, limit_name=f"set {MAX_BYTES_ENV} to raise it")
         label = f"{what} {os.fspath(source)!r}"
-    if model is not None or batched:
-        check_feeds(feeds, model, label, batched=batched, strict=strict)
+    if model is not None or batched or finite:
+        check_feeds(feeds, model, label, batched=batched, strict=strict, finite=finite)
     return feeds
 
 
 def check_feeds(feeds: Mapping[str, np.ndarray], model: onnx.ModelProto | None = None, what: str = "feeds", *,
-                batched: bool = False, strict: bool = False) -> None:
+                batched: bool = False, strict: bool = False, finite: bool = False) -> None:
     """Raise ``ValueError`` unless ``feeds`` suit ``model`` by the rules of the module docstring.
 
     ``what`` starts every message (``"calibration inputs"``, ``"the given
@@ -108,9 +109,31 @@ def check_feeds(feeds: Mapping[str, np.ndarray], model: onnx.ModelProto | None =
     """
     if batched:
         batch_length(feeds, what)
+    if finite:
+        check_finite_feeds(feeds, what)
     if model is not None:
         _check_names(feeds, model, what, strict)
         _check_kinds_and_shapes(feeds, model, what)
+
+
+def check_finite_feeds(feeds: Mapping[str, np.ndarray], what: str = "feeds") -> None:
+    """``ValueError`` naming the first float (or complex) array of ``feeds`` holding NaN or +-inf, and where.
+
+        >>> check_finite_feeds({"x": np.array([[0.0, 1.0], [np.inf, 2.0]])}, "c.npz")
+        Traceback (most recent call last):
+        ...
+        ValueError: c.npz: input 'x' holds 1 non-finite value (inf at [1, 0]); these inputs must be finite
+    """
+    for name, v in feeds.items():
+        x = np.asarray(v)
+        if x.dtype.kind not in "fc":
+            continue
+        bad = ~np.isfinite(x)
+        if bad.any():
+            at = [int(i) for i in np.argwhere(bad)[0]]
+            n = int(bad.sum())
+            raise ValueError(f"{what}: input {name!r} holds {n} non-finite value{'s' if n > 1 else ''} "
+                             f"({x[tuple(at)]} at {at}); these inputs must be finite")
 
 
 def _check_names(feeds: Mapping[str, np.ndarray], model: onnx.ModelProto, what: str, strict: bool) -> None:

@@ -65,9 +65,19 @@ class ActivationStats:
         return self.abs_sum / max(self.rows, 1)
 
     def add(self, x: np.ndarray) -> None:
-        """Accumulate rows ``x`` ``(M, K)``: float32 products per batch, float64 sums."""
-        x32 = np.asarray(x, dtype=np.float32)
-        self.xtx += (x32.T @ x32).astype(np.float64)
+        """Accumulate rows ``x`` ``(M, K)``: float32 products per batch, float64 sums.
+
+        ``ValueError`` (and no warning) when ``x`` or its float32 products are
+        not finite: the float model overflows, or makes NaN, on these inputs.
+        """
+        with np.errstate(over="ignore", invalid="ignore"):
+            x32 = np.asarray(x, dtype=np.float32)
+            xtx = (x32.T @ x32).astype(np.float64)
+        if not np.isfinite(xtx).all():
+            what = "holds NaN or inf" if not np.isfinite(x32).all() else "overflows float32 in x^T x"
+            raise ValueError(f"calibration: activation {self.name!r} {what} on these calibration inputs; "
+                             "the float model must stay finite on them")
+        self.xtx += xtx
         self.abs_sum += np.abs(x32).sum(axis=0, dtype=np.float64)
         self.rows += int(x32.shape[0])
 

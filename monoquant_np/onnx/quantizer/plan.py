@@ -94,7 +94,7 @@ def plan_options(*, group_size, symmetric, scale_dtype, format, ops, exclude, mi
     alg = get_algorithm(algorithm)
     if alg.needs_calibration and calibration is None:
         raise ValueError(f"algorithm {alg.name!r} needs calibration inputs (--calibration FEEDS.npz)")
-    feeds = load_feeds(calibration, what="calibration file") if calibration is not None else None
+    feeds = load_feeds(calibration, what="calibration file", finite=True) if calibration is not None else None
     opts = QuantOptions(group_size=group_size, scheme=scheme, scale_dtype=scale_dtype, double_quant=bool(double_quant))
     return QuantPlan(opts, format, ops, exclude, min_elements, gather_op, accuracy_level, alg, feeds,
                      dict(prequantized or {}), target)

@@ -57,7 +57,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of ``demo``, ``quantize``, ``verify`` and ``inspect``; its errors raise :class:`CLIError`."""
+    """The parser of ``demo``, ``quantize``, ``verify``, ``inspect`` and ``conformance``; its errors raise
+    :class:`CLIError`."""
     p = _Parser(prog="monoquant-np", description="INT4 weight quantization: a NumPy spec and an ONNX exporter.")
     p.add_argument("--version", action="version", version=f"monoquant-np {__version__}")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
@@ -69,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .onnx.commands import add_model_commands  # quantize, verify, inspect (spec 13.9)
 
     add_model_commands(sub)
+    from .onnx.conformance_command import add_conformance_command  # every form in every runtime (spec 16.1)
+
+    add_conformance_command(sub)
     return p
 
 

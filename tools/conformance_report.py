@@ -1,8 +1,8 @@
-"""Run the conformance kit against the reference and onnxruntime (spec 12.7.3; docs/conformance.md).
+"""Run the conformance kit against the reference and onnxruntime (spec 12.7.3; docs/conformance-kit.md).
 
 Usage::
 
-    python tools/conformance_report.py [--examples 25] [--kernel-examples 60] [--markdown docs/conformance.md]
+    python tools/conformance_report.py [--examples 25] [--kernel-examples 60] [--markdown docs/conformance-kit.md]
 
 Each row is one :func:`monoquant_np.testing.check_backend` run (deterministic:
 hypothesis ``derandomize``): the backend, its reference, how many examples

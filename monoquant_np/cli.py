@@ -2,13 +2,22 @@
 
 Every subcommand turns the package's ``ValueError``/``TypeError``/``OSError``
 into one line on stderr and exit status 2; a traceback is never printed for
-bad input.
+bad input. A bare ``monoquant-np`` (no command) is such an error too.
+
+Signals: :func:`main` first installs handlers for SIGINT, SIGTERM and SIGHUP
+(before the parser is built and onnx imported). Each removes the temporary
+and not yet final output files (:mod:`monoquant_np.onnx.outputs`), prints one
+line and exits ``128 + signal number`` (130, 143, 129); the previous handlers
+are restored when :func:`main` returns.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from . import __version__
@@ -76,14 +85,51 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: The signals :func:`main` handles, and the word its one line uses for each.
+_SIGNALS = {"SIGINT": "interrupted", "SIGTERM": "terminated", "SIGHUP": "hung up"}
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    """Remove the pending output files, print one line, exit ``128 + signum`` (no unwinding, no traceback)."""
+    outputs = sys.modules.get("monoquant_np.onnx.outputs")  # not imported yet: no file was written
+    if outputs is not None:
+        outputs.remove_pending()
+    name = signal.Signals(signum).name
+    os.write(2, f"monoquant-np: {_SIGNALS.get(name, 'stopped')} ({name}); no output written\n".encode())
+    os._exit(128 + signum)
+
+
+def _install_signal_handlers() -> dict[int, object]:
+    """Install :func:`_on_signal` (main thread only); the previous handlers, to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous: dict[int, object] = {}
+    for name in _SIGNALS:
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            previous[sig] = signal.signal(sig, _on_signal)
+    return previous
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line on ``argv`` (default ``sys.argv[1:]``); return the exit status (0, 1, 2 or 130)."""
-    parser = build_parser()
+    """Run the command line on ``argv`` (default ``sys.argv[1:]``); return the exit status (0, 1, 2 or 130);
+    a signal exits the process with 130 (SIGINT), 143 (SIGTERM) or 129 (SIGHUP)."""
+    previous = _install_signal_handlers()
     try:
+        return _run(argv)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    """Parse ``argv`` and run its command, every error as one stderr line."""
+    try:
+        parser = build_parser()
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):
-            parser.print_help()
-            return 2
+            raise CLIError(f"{parser.prog}: error: a command is required: demo, quantize, verify or inspect "
+                           f"(see {parser.prog} --help)")
         return int(args.func(args))
     except CLIError as e:
         print(str(e), file=sys.stderr)
@@ -91,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError, OSError) as e:
         print(f"monoquant-np: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a SIGINT when the handler could not be installed (not the main thread)
         print("monoquant-np: interrupted", file=sys.stderr)
         return 130
 

@@ -4,7 +4,10 @@
 of bad input reaches ``cli.main`` as ``ValueError``/``TypeError``/``OSError``
 and becomes one line on stderr with exit status 2. ``verify`` exits 1 when an
 output's cosine is below ``--min-cosine``. Output files are written to a
-temporary name and renamed; the input is never written.
+temporary name and renamed; the input is never written. ``quantize`` stages the
+model, its data file and the ``--report`` together and publishes them only when
+all are written (:class:`~monoquant_np.onnx.outputs.Outputs`): a non-zero exit
+leaves none of them.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from .options import (
     SCHEMES,
     TARGETS,
 )
+from .outputs import Outputs
 from .quantizer.pipeline import quantize_model_with_report
 from .verify import format_diffs, verify_models
 
@@ -54,11 +58,6 @@ __all__ = ["add_model_commands"]
 
 #: The algorithms ``--sequential`` applies to.
 SEQUENTIAL = {"gptq": gptq_algorithm, "awq": awq_algorithm}
-
-
-def _file_bytes(path: Path, data: Path | None) -> int:
-    """Bytes of the written model plus its side file (not a stale ``OUT.onnx.data`` of an earlier run)."""
-    return path.stat().st_size + (data.stat().st_size if data is not None else 0)
 
 
 def _progress_printer(enabled: bool):
@@ -111,22 +110,21 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
         progress=_progress_printer(args.progress or sys.stderr.isatty()),
     )
     inputs = (inp, *external_files(model, inp.parent))  # the input and its side files are never written
-    data: Path | None = None
-    if not report.rows:
-        if len(inputs) > 1 or args.external_data:
+    with Outputs(hold=True) as outs:  # model, data file and report: all published, or none
+        data: Path | None = None
+        if report.rows or len(inputs) > 1 or args.external_data:
             data = save_model(model, out, external_data=args.external_data, base_dir=inp.parent, inputs=inputs,
-                              consume=True)
+                              consume=True, outputs=outs)
         else:
-            copy_atomic(inp, out)
-        print(f"nothing to quantize in {inp}: wrote it unchanged to {out}")
-    else:
-        data = save_model(model, out, external_data=args.external_data, base_dir=inp.parent, inputs=inputs,
-                          consume=True)
-    del model
-    report.file_bytes_after = _file_bytes(out, data)
-    print(report.format())
-    if args.report:
-        write_text_atomic(args.report, report.to_json() + "\n", inputs=(inp, out))
+            copy_atomic(inp, out, outputs=outs)
+        del model
+        report.file_bytes_after = outs.size(out) + (outs.size(data) if data is not None else 0)
+        if args.report:
+            write_text_atomic(args.report, report.to_json() + "\n", inputs=(inp, out), outputs=outs)
+        outs.commit()
+        if not report.rows:
+            print(f"nothing to quantize in {inp}: wrote it unchanged to {out}")
+        print(report.format())
     return 0
 
 

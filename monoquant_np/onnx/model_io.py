@@ -5,10 +5,11 @@
   negative dimension) into one ``ValueError`` or ``OSError`` sentence that
   names the file; it applies the trust boundary of
   :func:`~monoquant_np.onnx.tensors.check_tensors` to every tensor.
-* :func:`save_model` never leaves a partial output: it writes to a temporary
-  name in the destination folder and renames it into place (``os.replace``,
-  atomic on POSIX), data file first, model last. It refuses to overwrite its
-  own input. With ``external_data=True`` every initializer of at least
+* :func:`save_model` never leaves a partial output: it writes to a short
+  temporary name in the destination folder, ``fsync``-s it and renames it into
+  place (``os.replace``, atomic on POSIX), data file first, model last
+  (:class:`~monoquant_np.onnx.outputs.Outputs`). It refuses to overwrite its
+  own input or a special file (FIFO, device). With ``external_data=True`` every initializer of at least
   ``size_threshold`` bytes is appended to ``OUTPUT.data`` one tensor at a
   time, so memory holds at most one tensor's bytes beyond the model itself;
   tensors that still refer to the input's external data file (``base_dir``)
@@ -23,12 +24,12 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import onnx
 
+from .outputs import Outputs, check_name_length, check_special_file, writing
 from .tensors import (
     check_tensors,
     every_tensor,
@@ -112,37 +113,20 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 
 def check_output_path(path: str | os.PathLike, inputs: tuple[str | os.PathLike, ...] = (),
                       what: str = "output") -> None:
-    """Raise unless ``path`` can be written: ``OSError`` when it is a folder or its folder is missing,
-    ``ValueError`` when it is one of ``inputs`` (which are never overwritten). ``what`` names it in messages."""
+    """Raise unless ``path`` can be written: ``OSError`` when it is a folder, a FIFO, a device or a socket,
+    its folder is missing or its name too long; ``ValueError`` when it is one of ``inputs`` (which are
+    never overwritten). ``what`` names it in messages."""
     path = Path(path)
     if path.exists() and path.is_dir():
         raise OSError(f"{what} {str(path)!r} is a folder, expected a file name")
+    check_special_file(path, what)
     if not path.parent.exists():
         raise OSError(f"{what} folder {str(path.parent)!r} does not exist")
+    check_name_length(path, what)
     for src in inputs:
         if same_file(src, path):
             raise ValueError(f"{what} {str(path)!r} is the input file {str(src)!r}; choose another name "
                              "(the input is never overwritten)")
-
-
-@contextlib.contextmanager
-def _temporary(out: Path, prefix: str) -> Iterator[str]:
-    """A fresh temporary file ``.{prefix}.*.tmp`` next to ``out``, removed on exit unless renamed away."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{prefix}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        yield tmp
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _publish(tmp: str | os.PathLike, dst: Path) -> None:
-    """Give ``tmp`` the mode a new file gets (0666 minus the umask; mkstemp makes 0600) and rename it to ``dst``."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)
-    os.replace(tmp, dst)
 
 
 def external_files(model: onnx.ModelProto, base_dir: str | os.PathLike) -> list[Path]:
@@ -160,6 +144,7 @@ def save_model(
     base_dir: str | os.PathLike | None = None,
     inputs: tuple[str | os.PathLike, ...] = (),
     consume: bool = False,
+    outputs: Outputs | None = None,
 ) -> Path | None:
     """Write ``model`` to ``path`` atomically; return the data file's path or None.
 
@@ -177,9 +162,13 @@ def save_model(
             ``model`` itself instead of a copy (``model`` then refers to the
             written data file). Saves one copy of the model: the command line
             uses it so that peak memory stays near one model plus one tensor.
+        outputs: stage the files in this :class:`~monoquant_np.onnx.outputs.Outputs`
+            and let its ``commit`` publish them (with other files) instead of
+            publishing them now.
 
     Raises:
-        OSError: the output folder is missing or the output is a folder.
+        OSError: the output folder is missing, the output is a folder or a
+            special file, or writing fails (the message names the output).
         ValueError: ``path`` is one of ``inputs``.
     """
     out = Path(path)
@@ -189,18 +178,28 @@ def save_model(
     data_path = out.with_name(out.name + ".data") if external_data else None
     if data_path is not None:
         check_output_path(data_path, inputs, "data file")
-    data_tmp = _temporary(out, data_path.name) if data_path is not None else contextlib.nullcontext("")
-    with _temporary(out, out.name) as tmp_model, data_tmp as tmp_data:
+    with _staging(outputs) as outs:
         if data_path is not None:
-            to_write = externalize(model, Path(tmp_data), data_path.name, size_threshold, base_dir, consume)
+            tmp_data = outs.stage(data_path)
+            with writing(data_path, tmp_data):
+                to_write = externalize(model, Path(tmp_data), data_path.name, size_threshold, base_dir, consume)
         else:
             to_write = inline_copy(model, base_dir) if has_external_refs else model
-        with open(tmp_model, "wb") as f:
+        tmp_model = outs.stage(out)
+        with writing(out, tmp_model), open(tmp_model, "wb") as f:
             f.write(to_write.SerializeToString())
-        if data_path is not None:
-            _publish(tmp_data, data_path)
-        _publish(tmp_model, out)
     return data_path
+
+
+@contextlib.contextmanager
+def _staging(outputs: Outputs | None) -> Iterator[Outputs]:
+    """``outputs`` as it is (its owner commits), or a new :class:`Outputs` committed when the block succeeds."""
+    if outputs is not None:
+        yield outputs
+        return
+    with Outputs() as outs:
+        yield outs
+        outs.commit()
 
 
 def _too_large(model: onnx.ModelProto, has_external_refs: bool, base_dir: str | os.PathLike | None) -> bool:
@@ -212,23 +211,27 @@ def _too_large(model: onnx.ModelProto, has_external_refs: bool, base_dir: str | 
     return sum(tensor_nbytes(t) for t in iter_tensors(model)) > PROTOBUF_LIMIT
 
 
-def write_text_atomic(path: str | os.PathLike, text: str, *, inputs: tuple[str | os.PathLike, ...] = ()) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never a partial file)."""
+def write_text_atomic(path: str | os.PathLike, text: str, *, inputs: tuple[str | os.PathLike, ...] = (),
+                      outputs: Outputs | None = None) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (never a partial file); with
+    ``outputs``, staged there for its ``commit``."""
     out = Path(path)
     check_output_path(out, inputs)
-    with _temporary(out, out.name) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
+    with _staging(outputs) as outs:
+        tmp = outs.stage(out)
+        with writing(out, tmp), open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
-        _publish(tmp, out)
 
 
-def copy_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """Copy ``src`` byte for byte to ``dst`` through a temporary file and a rename."""
+def copy_atomic(src: str | os.PathLike, dst: str | os.PathLike, *, outputs: Outputs | None = None) -> None:
+    """Copy ``src`` byte for byte to ``dst`` through a temporary file and a rename; with ``outputs``,
+    staged there for its ``commit``."""
     out = Path(dst)
     check_output_path(out, (src,))
-    with _temporary(out, out.name) as tmp:
-        shutil.copyfile(src, tmp)
-        _publish(tmp, out)
+    with _staging(outputs) as outs:
+        tmp = outs.stage(out)
+        with writing(out, tmp):
+            shutil.copyfile(src, tmp)
 
 
 #: The public name of :func:`save_model` (``monoquant_np.onnx.save``).

@@ -13,7 +13,25 @@ from ..export.constants import IR_VERSION, MS_DOMAIN, OPSET
 from ..protobuf import iter_graphs
 from ..tensors import tensor_nbytes
 
-__all__ = ["to_opset21", "opset_of", "ensure_ms_opset", "drop_unused_ms_opset"]
+__all__ = ["to_opset21", "opset_of", "ensure_ms_opset", "drop_unused_ms_opset", "check_versions",
+           "MAX_OPSET", "MAX_IR_VERSION"]
+
+#: The newest ``ai.onnx`` opset a model may declare: onnx 1.23 defines opsets up to 28 and onnxruntime 1.32
+#: implements them (it refuses 29 and later: "official support for domain ai.onnx is till opset 28").
+MAX_OPSET = 28
+#: The newest IR version a model may declare: onnx 1.23 writes IR 14, onnxruntime 1.32 loads up to 14.
+MAX_IR_VERSION = 14
+
+
+def check_versions(model: onnx.ModelProto) -> None:
+    """``ValueError`` when ``model`` declares an ``ai.onnx`` opset above :data:`MAX_OPSET` or an IR
+    version above :data:`MAX_IR_VERSION` (spec 13.4): its twin could not be checked, and no released
+    onnxruntime would load it, so the model is refused instead of written."""
+    v, ir = opset_of(model), int(model.ir_version)
+    if v > MAX_OPSET or ir > MAX_IR_VERSION:
+        raise ValueError(f"the model declares opset {v} and IR version {ir}: the newest this quantizer reads and "
+                         f"writes are opset {MAX_OPSET} and IR version {MAX_IR_VERSION} (onnx 1.23, onnxruntime "
+                         f"1.32); convert it to an older opset first")
 
 
 def opset_of(model: onnx.ModelProto) -> int:

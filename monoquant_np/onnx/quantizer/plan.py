@@ -29,6 +29,7 @@ from ..model_io import load_model
 from ..options import DEFAULT_TARGET, FORMATS, GATHER_OPS, OPS, SCALE_DTYPES, SCHEMES, check_accuracy_level
 from ..tensors import check_tensors, is_external, iter_tensors, tensor_nbytes
 from .algorithm import Algorithm, QuantOptions
+from .opset import check_versions
 from .registry import get_algorithm
 
 __all__ = ["QuantPlan", "plan_options", "resolve_scheme", "working_copy"]
@@ -123,11 +124,13 @@ def working_copy(model_or_path: onnx.ModelProto | str | os.PathLike
                              "file that is not loaded: pass the model's path (its side files are read from its "
                              "folder) or load it with onnx.load(path), external data included")
         check_tensors(model_or_path, None)  # no negative dimension, raw data of the right size (spec 13.6)
+        check_versions(model_or_path)
         model = onnx.ModelProto()
         model.CopyFrom(model_or_path)
         return model, None, None
     if isinstance(model_or_path, (str, os.PathLike)):
         model = load_model(model_or_path, load_external_data=False)
+        check_versions(model)
         file_bytes = os.path.getsize(model_or_path) + sum(
             tensor_nbytes(t) for t in iter_tensors(model) if t.external_data)  # the side files' share
         return model, str(Path(model_or_path).parent), file_bytes

@@ -15,6 +15,7 @@ import numpy as np
 
 from .double_quant import DoubleQuant
 from .e2m1 import E2M1_VALUES
+from .errors import check_bool, check_choice, check_int, check_scales, check_shape, check_uint8
 from .fp_scales import FloatScales
 from .groups import group_shape
 from .numerics import code_range
@@ -73,17 +74,23 @@ class QuantizedTensor:
     perm: np.ndarray | None = None
     fp_scales: FloatScales | None = None
 
+    def _check_scalars(self) -> tuple[int, ...]:
+        """Spec 15.4: ``shape`` a tuple of ints >= 0, ``axis`` an int in ``[0, ndim)``, ``block_size`` an int
+        >= 1, ``bits`` 4 or 8, ``signed`` a bool; stored as Python ints and bools."""
+        shape = check_shape(self.shape)
+        axis = check_int(self.axis, "axis")
+        if not 0 <= axis < len(shape):
+            raise ValueError(f"axis must be in [0, {len(shape) - 1}] for shape {shape}, got {axis}")
+        block_size = check_int(self.block_size, "block_size", minimum=1)
+        bits = check_choice(self.bits, (4, 8), "bits")
+        signed = check_bool(self.signed, "signed")
+        for name, value in (("shape", shape), ("axis", axis), ("block_size", block_size), ("bits", int(bits)),
+                            ("signed", signed)):
+            object.__setattr__(self, name, value)
+        return shape
+
     def __post_init__(self) -> None:
-        shape = tuple(int(d) for d in self.shape)
-        object.__setattr__(self, "shape", shape)
-        if any(d < 0 for d in shape) or not shape:
-            raise ValueError(f"shape must be a non-empty tuple of sizes >= 0, got {shape}")
-        if not 0 <= self.axis < len(shape):
-            raise ValueError(f"axis must be in [0, {len(shape) - 1}] for shape {shape}, got {self.axis}")
-        if self.bits not in (4, 8):
-            raise ValueError(f"bits must be 4 or 8, got {self.bits}")
-        if self.block_size <= 0:
-            raise ValueError(f"block_size must be a positive int, got {self.block_size}")
+        shape = self._check_scalars()
         if not isinstance(self.data, np.ndarray) or self.data.dtype != np.uint8:
             raise TypeError(f"data must be a uint8 array, got {getattr(self.data, 'dtype', type(self.data))}")
         size = int(np.prod(shape))
@@ -98,10 +105,11 @@ class QuantizedTensor:
         if self.scale.shape != gshape:
             raise ValueError(f"scale must have shape {gshape}, got {self.scale.shape}")
         if self.zero_point is not None:
+            check_uint8(self.zero_point, "zero_point")
             if self.signed or self.codebook is not None:
                 raise ValueError("zero_point must be None for signed codes and for codebooks, "
                                  f"got a zero point with signed={self.signed}, codebook={self.codebook is not None}")
-            if self.zero_point.dtype != np.uint8 or self.zero_point.shape != gshape:
+            if self.zero_point.shape != gshape:
                 raise ValueError(
                     f"zero_point must be uint8 of shape {gshape}, got "
                     f"{self.zero_point.dtype} {self.zero_point.shape}"
@@ -111,10 +119,11 @@ class QuantizedTensor:
                 raise ValueError(f"zero_point codes must fit in {self.bits} bits (0..{zmax}), "
                                  f"got a maximum of {int(self.zero_point.max())}")
         if self.codebook is not None:
+            check_scales(self.codebook, "codebook", (np.float32,))
             if self.signed or self.bits != 4:
                 raise ValueError("a codebook needs unsigned 4-bit codes (signed=False, bits=4), "
                                  f"got signed={self.signed}, bits={self.bits}")
-            if self.codebook.shape != (16,) or self.codebook.dtype != np.float32:
+            if self.codebook.shape != (16,):
                 raise ValueError(f"codebook must be float32 (16,), got {self.codebook.dtype} {self.codebook.shape}")
         if self.double_quant is not None:  # ``scale`` is derived from it: they must agree
             if not isinstance(self.double_quant, DoubleQuant):

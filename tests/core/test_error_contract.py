@@ -184,6 +184,33 @@ rows(mq.DoubleQuant, _dq, "offset", ["0", None, True, [0.0]], TypeError, "offset
 rows(mq.DoubleQuant, _dq, "offset", [np.nan, np.inf, 1e39], ValueError, "offset must be a number")
 sizes(mq.DoubleQuant, _dq, "block_size")
 
+_qt = {"data": QT.data, "shape": (8, 4), "axis": 0, "block_size": 4, "scale": QT.scale}
+_qtu = {**_qt, "zero_point": QT_U.zero_point, "scale": QT_U.scale, "signed": False}
+rows(mq.QuantizedTensor, _qt, "shape", NOT_SHAPE, TypeError, "shape must be a tuple of ints")
+rows(mq.QuantizedTensor, _qt, "shape", [(), (-8, 4)], ValueError, "shape must have at least one dimension")
+rows(mq.QuantizedTensor, _qt, "axis", NOT_INT, TypeError, "axis must be an int")
+rows(mq.QuantizedTensor, _qt, "axis", [2, -1], ValueError, "axis must be in [0, 1]")
+sizes(mq.QuantizedTensor, _qt, "block_size")
+rows(mq.QuantizedTensor, _qt, "bits", NOT_INT, TypeError, "bits must be one of 4, 8 (an int)")
+rows(mq.QuantizedTensor, _qt, "bits", [2, 16], ValueError, "bits must be one of 4, 8")
+flags(mq.QuantizedTensor, _qt, "signed")
+rows(mq.QuantizedTensor, _qt, "data", [QT.data.tolist(), QT.data.view(np.int8), None], TypeError,
+     "data must be a uint8 array")
+rows(mq.QuantizedTensor, _qt, "data", [QT.data[:3]], ValueError, "data must hold 16 bytes")
+rows(mq.QuantizedTensor, _qt, "scale", [QT.scale.astype(np.float64), QT.scale.tolist()], TypeError,
+     "scale must be a float32 or float16 array")
+rows(mq.QuantizedTensor, _qt, "scale", [QT.scale[:1]], ValueError, "scale must have shape (2, 4)")
+rows(mq.QuantizedTensor, _qtu, "zero_point", [QT_U.zero_point.astype(np.int64), QT_U.zero_point.tolist()],
+     TypeError, "zero_point must be a numpy uint8 array")
+rows(mq.QuantizedTensor, _qtu, "zero_point", [QT_U.zero_point[:1], np.full((2, 4), 16, np.uint8)], ValueError,
+     "zero_point")
+rows(mq.QuantizedTensor, _qt, "zero_point", [QT_U.zero_point], ValueError, "zero_point must be None for signed")
+_qtc = {**_qt, "signed": False}
+rows(mq.QuantizedTensor, _qtc, "codebook", [mq.NF4_CODEBOOK.astype(np.float64), mq.NF4_CODEBOOK.tolist()],
+     TypeError, "codebook must be a float32 array")
+rows(mq.QuantizedTensor, _qtc, "codebook", [mq.NF4_CODEBOOK[:8]], ValueError, "codebook must be float32 (16,)")
+rows(mq.QuantizedTensor, _qt, "double_quant", ["dq", QT_DQ.scale], TypeError, "double_quant must be a DoubleQuant")
+rows(mq.QuantizedTensor, _qt, "perm", [np.zeros(8, np.int64), np.arange(4)], ValueError, "perm must be a permutation")
 rows(mq.save, {"tensors": {"a": QT}}, "path", [None, 1, b"x.npz", ["x.npz"]], TypeError, "path must be a str")
 rows(mq.save, {"path": "unused.npz"}, "tensors", [[QT], None, QT], TypeError, "tensors must be a dict")
 rows(mq.save, {"path": "unused.npz"}, "tensors", [{1: QT}, {None: QT}], TypeError, "tensor names must be str")
@@ -385,6 +412,10 @@ ORDER = [
     (mq.dequant_matmul, {"x": 1.5, "qt": None}, ValueError, "x must have at least 1 dimension"),
     (mq.dequant_matmul, {"x": np.ones((2, 7), f32), "qt": QT, "bias": "b"}, ValueError, "x must have last dimension"),
     (mq.unpack_int4, {"packed": [1], "count": -1}, TypeError, "packed"),
+    (mq.QuantizedTensor, {"data": [1], "shape": (8, 4.0), "axis": 0, "block_size": 4, "scale": None}, TypeError,
+     "shape"),
+    (mq.QuantizedTensor, {"data": QT.data[:3], "shape": (8, 4), "axis": 0, "block_size": 0, "scale": QT.scale},
+     ValueError, "block_size"),
     (F.ort_default_quantize, {"w": NAN_W.repeat(2, axis=0), "block_size": 16.0}, TypeError, "block_size"),
     (F.q4_0_decode, {"data": np.zeros(18, np.uint8), "shape": (1, 31.0)}, TypeError, "shape"),
     (F.bnb_nf4_unpack, {"packed": BNB_PACKED, "absmax": BNB_ABSMAX, "shape": (9, 32), "blocksize": "64"},

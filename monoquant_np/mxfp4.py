@@ -81,15 +81,14 @@ def quantize_mxfp4(w: np.ndarray, *, axis: int = 0, block_size: int = MX_BLOCK_S
         codes ``e + 127``) and ``scale`` the float32 ``2**e``; ``scheme`` is
         ``"mxfp4"``.
 
-    Raises:
-        TypeError: ``w`` is not a float array.
-        ValueError: non-finite ``w``, an empty axis, bad ``axis`` or ``block_size``.
+    Raises (spec 15, arguments checked in signature order):
+        TypeError: ``w`` not a float array-like; ``axis`` or ``block_size`` not an int.
+        ValueError: ``w`` 0-d, empty or beyond float32; ``axis`` out of range;
+            ``block_size`` < 1; then non-finite ``w``.
     """
-    w32 = check_float_array(w, "w")
-    block_size = check_positive_int(block_size, "block_size")
+    w32 = check_float_array(w, "w", nonempty=True)
     axis = check_axis(axis, w32.ndim)
-    if w32.shape[axis] == 0:
-        raise ValueError(f"w must have at least one element along axis {axis}, got shape {w32.shape}")
+    block_size = check_positive_int(block_size, "block_size")
     amax = group_absmax(w32, axis=axis, group_size=block_size)  # raises on NaN/inf
     fp = FloatScales((mx_exponents(amax) + E8M0_BIAS).astype(np.uint8), "e8m0")
     scale = fp.rebuild()  # (..., n_blocks, ...) float32 2**e

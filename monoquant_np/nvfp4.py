@@ -90,15 +90,14 @@ def quantize_nvfp4(w: np.ndarray, *, axis: int = 0, block_size: int = NV_BLOCK_S
         codes and the tensor scale ``g``) and ``scale`` the float32 ``S_b``;
         ``scheme`` is ``"nvfp4"``.
 
-    Raises:
-        TypeError: ``w`` is not a float array.
-        ValueError: non-finite ``w``, an empty axis, bad ``axis`` or ``block_size``.
+    Raises (spec 15, arguments checked in signature order):
+        TypeError: ``w`` not a float array-like; ``axis`` or ``block_size`` not an int.
+        ValueError: ``w`` 0-d, empty or beyond float32; ``axis`` out of range;
+            ``block_size`` < 1; then non-finite ``w``.
     """
-    w32 = check_float_array(w, "w")
-    block_size = check_positive_int(block_size, "block_size")
+    w32 = check_float_array(w, "w", nonempty=True)
     axis = check_axis(axis, w32.ndim)
-    if w32.shape[axis] == 0:
-        raise ValueError(f"w must have at least one element along axis {axis}, got shape {w32.shape}")
+    block_size = check_positive_int(block_size, "block_size")
     amax = group_absmax(w32, axis=axis, group_size=block_size)  # (..., n_blocks, ...); raises on NaN/inf
     fp = nvfp4_scales(amax, nvfp4_tensor_scale(float(amax.max())))
     scale = fp.rebuild()

@@ -126,6 +126,11 @@ for _fn, _size in ((mq.quantize, "group_size"), (mq.quantize_nf4, "block_size"))
     axes(_fn, _b)
     flags(_fn, _b, "double_quant")
     rows(_fn, _b, "w", [NAN_W, np.array([[np.inf, 1.0]], f32)], ValueError, "w must be finite")
+for _fn in (mq.quantize_mxfp4, mq.quantize_nvfp4):
+    weights(_fn, {"w": W})
+    sizes(_fn, {"w": W}, "block_size")
+    axes(_fn, {"w": W})
+    rows(_fn, {"w": W}, "w", [NAN_W], ValueError, "w must be finite")
 flags(mq.quantize, {"w": W}, "symmetric", "int8_fallback")
 scale_dtypes(mq.quantize, {"w": W})
 
@@ -210,6 +215,7 @@ rows(mq.QuantizedTensor, _qtc, "codebook", [mq.NF4_CODEBOOK.astype(np.float64), 
      TypeError, "codebook must be a float32 array")
 rows(mq.QuantizedTensor, _qtc, "codebook", [mq.NF4_CODEBOOK[:8]], ValueError, "codebook must be float32 (16,)")
 rows(mq.QuantizedTensor, _qt, "double_quant", ["dq", QT_DQ.scale], TypeError, "double_quant must be a DoubleQuant")
+rows(mq.QuantizedTensor, _qt, "fp_scales", ["fp", QT.scale], TypeError, "fp_scales must be a FloatScales")
 rows(mq.QuantizedTensor, _qt, "perm", [np.zeros(8, np.int64), np.arange(4)], ValueError, "perm must be a permutation")
 rows(mq.save, {"tensors": {"a": QT}}, "path", [None, 1, b"x.npz", ["x.npz"]], TypeError, "path must be a str")
 rows(mq.save, {"path": "unused.npz"}, "tensors", [[QT], None, QT], TypeError, "tensors must be a dict")
@@ -464,7 +470,7 @@ def test_numpy_integers_and_bools_are_accepted():
 def test_empty_and_0d_weights_are_rejected_alike():
     """Every quantizer rejects an empty weight, whatever axis is empty; decoders and packing accept empty input."""
     for w in (np.zeros((4, 0), f32), np.zeros((0, 4), f32), np.zeros(0, f32)):
-        for fn in (mq.quantize, mq.quantize_nf4, A.quantize_mse, A.mse_scales):
+        for fn in (mq.quantize, mq.quantize_nf4, mq.quantize_mxfp4, mq.quantize_nvfp4, A.quantize_mse, A.mse_scales):
             with pytest.raises(ValueError, match="w must have at least one element"):
                 fn(w)
     for fn in (mq.quantize, mq.quantize_nf4):

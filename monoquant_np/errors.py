@@ -127,21 +127,22 @@ def check_bool(value: Any, name: str) -> bool:
 
 
 def check_real(value: Any, name: str, *, low: float, high: float = float("inf"), low_open: bool = False) -> float:
-    """Return ``value`` as a ``float`` if it is a real number in ``[low, high]`` (``(low, high]`` if ``low_open``).
+    """``value`` as a ``float`` if it is a finite real number in ``[low, high]`` (``(low, high]`` if ``low_open``).
 
     ``TypeError`` unless a Python or NumPy real number (``bool`` and ``str``
-    are not); ``ValueError`` for NaN or a value outside the interval.
+    are not); ``ValueError`` for NaN, +-inf or a value outside the interval.
 
     >>> check_real(0.0, "damp", low=0.0, low_open=True)
     Traceback (most recent call last):
     ...
-    ValueError: damp must be a number in (0, inf], got 0.0
+    ValueError: damp must be a finite number in (0, inf), got 0.0
     """
     if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a real number, got {_got(value)}")
     v = float(value)
-    if not (low < v if low_open else low <= v) or not v <= high:
-        raise ValueError(f"{name} must be a number in {'(' if low_open else '['}{low:g}, {high:g}], got {value!r}")
+    if not np.isfinite(v) or not (low < v if low_open else low <= v) or not v <= high:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high == float('inf') else ']'}"
+        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
     return v
 
 

@@ -186,7 +186,7 @@ rows(mq.DoubleQuant, _dq, "codes", [np.zeros(3, np.int16), [0, 0, 0], None], Typ
 rows(mq.DoubleQuant, _dq, "scale", [np.ones(1), [1.0], None], TypeError, "scale must be a float32 array")
 rows(mq.DoubleQuant, _dq, "scale", [np.ones(2, f32), np.ones((1, 1), f32)], ValueError, "scale must have shape (1,)")
 rows(mq.DoubleQuant, _dq, "offset", ["0", None, True, [0.0]], TypeError, "offset must be a real number")
-rows(mq.DoubleQuant, _dq, "offset", [np.nan, np.inf, 1e39], ValueError, "offset must be a number")
+rows(mq.DoubleQuant, _dq, "offset", [np.nan, np.inf, 1e39], ValueError, "offset must be a finite number")
 sizes(mq.DoubleQuant, _dq, "block_size")
 
 _qt = {"data": QT.data, "shape": (8, 4), "axis": 0, "block_size": 4, "scale": QT.scale}
@@ -341,7 +341,7 @@ for _fn in (A.mse_scales, A.quantize_mse):
     rows(_fn, _b, "importance", [-np.ones(8, f32), np.full(8, np.nan, f32)], ValueError,
          "importance must be finite and non-negative")
     rows(_fn, _b, "norm", ["2", None, True, [2.0], 1j], TypeError, "norm must be a real number")
-    rows(_fn, _b, "norm", [0.5, 0, 16.5, np.nan, -np.inf], ValueError, "norm must be a number in [1, 16]")
+    rows(_fn, _b, "norm", [0.5, 0, 16.5, np.nan, -np.inf], ValueError, "norm must be a finite number in [1, 16]")
 rows(A.mse_scales, {"w": W}, "bits", NOT_INT, TypeError, "bits must be one of 4, 8 (an int)")
 rows(A.mse_scales, {"w": W}, "bits", [2, 3, 16], ValueError, "bits must be one of 4, 8")
 flags(A.quantize_mse, {"w": W}, "int8_fallback")
@@ -365,7 +365,7 @@ for _fn, _b in ((A.gptq_from_hessian, {"w": W, "h": H}), (A.gptq, {"w": W, "x": 
     sizes(_fn, _b, "block_size")
     flags(_fn, _b, "symmetric", "act_order", "int8_fallback")
     rows(_fn, _b, "damp", ["0.01", None, True, [0.01], 1j], TypeError, "damp must be a real number")
-    rows(_fn, _b, "damp", [0, 0.0, -0.01, np.nan], ValueError, "damp must be a number in (0, inf]")
+    rows(_fn, _b, "damp", [0, 0.0, -0.01, np.nan, np.inf], ValueError, "damp must be a finite number in (0, inf)")
     rows(_fn, _b, "scale_search", NOT_STR, TypeError, "scale_search must be one of")
     rows(_fn, _b, "scale_search", ["MSE", "gptq"], ValueError, "scale_search must be one of")
     scale_dtypes(_fn, _b)
@@ -512,3 +512,22 @@ def test_cli_turns_argument_errors_into_one_line(argv, fragment, capsys):
     assert cli_main(argv) == 2
     err = capsys.readouterr().err
     assert fragment in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("option,exc", [
+    ({"group_size": 1.5}, TypeError), ({"group_size": True}, TypeError), ({"group_size": 0}, ValueError),
+    ({"scale_dtype": None}, TypeError), ({"scale_dtype": "float64"}, ValueError), ({"min_elements": 1.5}, TypeError),
+])
+def test_onnx_quantizer_options_follow_the_contract_on_one_line(option, exc):
+    onnx = pytest.importorskip("onnx")
+    from monoquant_np.onnx.quantizer.pipeline import quantize_model
+
+    h = onnx.helper
+    graph = h.make_graph([h.make_node("MatMul", ["x", "W"], ["y"])], "g",
+                         [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 64])],
+                         [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 8])],
+                         [onnx.numpy_helper.from_array(np.ones((64, 8), f32), "W")])
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 21)])
+    with pytest.raises(exc, match=re.escape(next(iter(option)))) as info:
+        quantize_model(model, **option)
+    assert type(info.value) is exc and "\n" not in str(info.value)

@@ -34,6 +34,8 @@ __all__ = [
     "group_reduce",
     "expand_groups",
     "apply_rows",
+    "to_group_blocks",
+    "from_group_blocks",
 ]
 
 
@@ -225,3 +227,28 @@ def apply_rows(ufunc: np.ufunc, x3: np.ndarray, g3: np.ndarray) -> np.ndarray:
     xv = split_view(x3, (groups, rows // r, r * cols))  # (groups, rows / r, r cols), a view
     ufunc(xv, rep.reshape(groups, 1, r * cols), out=xv)
     return x3
+
+
+def to_group_blocks(w: np.ndarray, axis: int, group_size: int) -> tuple[np.ndarray, tuple[int, ...]]:
+    """``w`` with its groups along ``axis`` as a ``(G, group_size, M)`` copy, zero-padded; and the group shape.
+
+    ``M`` is the product of the other axes. The padding of a partial last group
+    with zeros is exact for the scale searches that use this layout: a zero
+    raises neither ``max|w|`` nor the range ``[min(min, 0), max(max, 0)]`` and
+    quantizes to 0 with no error.
+    """
+    length = w.shape[axis]
+    g = n_groups(length, group_size)
+    moved = np.moveaxis(w, axis, 0).reshape(length, -1)  # (L, M)
+    pad = g * group_size - length
+    if pad:
+        moved = np.concatenate([moved, np.zeros((pad, moved.shape[1]), w.dtype)])
+    gshape = list(w.shape)
+    gshape[axis] = g
+    return moved.reshape(g, group_size, -1), tuple(gshape)
+
+
+def from_group_blocks(a: np.ndarray, axis: int, gshape: tuple[int, ...]) -> np.ndarray:
+    """Group-wise values ``(G, M)`` of the :func:`to_group_blocks` layout back in the group shape ``gshape``."""
+    moved = (gshape[axis],) + gshape[:axis] + gshape[axis + 1 :]
+    return np.moveaxis(a.reshape(moved), 0, axis)

@@ -61,7 +61,7 @@ from ..errors import (
     check_scales,
     check_uint8,
 )
-from ..groups import group_shape, n_groups
+from ..groups import from_group_blocks, group_shape, to_group_blocks
 from ..numerics import code_range, round_half_even, safe_scale, store_scale
 from ..packing import pack_codes
 from ..tensor import QuantizedTensor
@@ -78,29 +78,6 @@ MSE_GRID: tuple[float, ...] = tuple(sorted({round(1.0 - i / 100, 2) for i in ran
 
 #: Elements of the weight searched at once (a cache-sized chunk of columns).
 _CHUNK_ELEMENTS = 1 << 18
-
-
-def _as_groups(w: np.ndarray, axis: int, group_size: int) -> tuple[np.ndarray, tuple[int, ...]]:
-    """``w`` with groups along ``axis`` as ``(G, group_size, M)``, zero-padded; and the group shape.
-
-    Zero padding is exact: a zero raises neither ``max|w|`` nor the range
-    ``[min(min, 0), max(max, 0)]`` and quantizes to 0 with no error.
-    """
-    length = w.shape[axis]
-    g = n_groups(length, group_size)
-    moved = np.moveaxis(w, axis, 0).reshape(length, -1)  # (L, M)
-    pad = g * group_size - length
-    if pad:
-        moved = np.concatenate([moved, np.zeros((pad, moved.shape[1]), np.float32)])
-    gshape = list(w.shape)
-    gshape[axis] = g
-    return moved.reshape(g, group_size, -1), tuple(gshape)  # (G, group_size, M)
-
-
-def _from_groups(a: np.ndarray, axis: int, gshape: tuple[int, ...]) -> np.ndarray:
-    """Inverse of the group layout for group-wise values ``(G, M)`` -> ``gshape``."""
-    moved = (gshape[axis],) + gshape[:axis] + gshape[axis + 1 :]
-    return np.moveaxis(a.reshape(moved), 0, axis)
 
 
 def _group_err(wg, s, z, c, qmin, qmax, p):
@@ -191,17 +168,17 @@ def _scales(w32, group_size, axis, symmetric, ratios, bits, sdt, imp, p, negativ
     if imp is not None and (not np.all(np.isfinite(imp)) or np.any(imp < 0)):
         raise ValueError("importance must be finite and non-negative")
     qmin, qmax = code_range(bits, symmetric)
-    wg, gshape = _as_groups(w32, axis, group_size)  # (G, group_size, M)
-    c = None if imp is None else _as_groups(imp.reshape(-1, 1), 0, group_size)[0]  # (G, group_size, 1)
+    wg, gshape = to_group_blocks(w32, axis, group_size)  # (G, group_size, M)
+    c = None if imp is None else to_group_blocks(imp.reshape(-1, 1), 0, group_size)[0]  # (G, group_size, 1)
     # Chunks of columns keep one candidate's work in cache (the search is memory-bound).
     step = max(1, _CHUNK_ELEMENTS // max(wg.shape[0] * wg.shape[1], 1))
     parts = [_search(wg[:, :, j : j + step], c, ratios, symmetric, negative_scales, sdt, qmin, qmax, p)
              for j in range(0, wg.shape[2], step)] or [_search(wg, c, ratios, symmetric, False, sdt, qmin, qmax, p)]
     best_s = np.concatenate([s for s, _ in parts], axis=1)  # (G, M)
     if symmetric:
-        return _from_groups(best_s, axis, gshape)
+        return from_group_blocks(best_s, axis, gshape)
     best_z = np.concatenate([z for _, z in parts], axis=1)
-    return _from_groups(best_s, axis, gshape), _from_groups(best_z.astype(np.uint8), axis, gshape)
+    return from_group_blocks(best_s, axis, gshape), from_group_blocks(best_z.astype(np.uint8), axis, gshape)
 
 
 def _search(wg, c, ratios, symmetric, negative_scales, sdt, qmin, qmax, p):

@@ -17,7 +17,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from monoquant_np import dequantize, quantize
+from monoquant_np import dequantize
+from monoquant_np.algorithms.extreme import quantize_extreme
 from monoquant_np.cli import main
 from monoquant_np.onnx.runtime import make_session
 
@@ -66,7 +67,7 @@ def test_quantize_writes_model_table_and_report(tmp_path, capsys):
     assert d["layers"][0]["shape"] == [128, 64] and d["totals"]["file_bytes_after"] == dst.stat().st_size
     x = RNG.standard_normal((3, 128)).astype(np.float32)
     got = make_session(str(dst)).run(None, {"x": x})[0]
-    want = np.maximum(x @ dequantize(quantize(w, group_size=64)), 0)
+    want = np.maximum(x @ dequantize(quantize_extreme(w, group_size=64)), 0)  # the default scales (spec 14.0)
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
     assert sorted(os.listdir(tmp_path)) == ["f.onnx", "q.onnx", "r.json"]
 

@@ -124,8 +124,8 @@ How to read it: both quantizers run with the same settings (4-bit, group/block
 onnxruntime's. `mean cosine` compares the sentence embeddings with the float
 model's (onnxruntime at accuracy level 1, float32 arithmetic; 1 is identical).
 onnxruntime's symmetric scale is the signed extreme over -8, which uses all 16
-codes, where the spec's `absmax / 7` leaves code -8 unused (spec chapter 3),
-which accounts for the difference in accuracy on the MatMuls alone.
+codes; monoquant-np's default (spec 14.0) keeps, per group, the better of that
+scale and the same clipped by 0.9, so no group's error exceeds onnxruntime's.
 `quantize s` is file to file (load, quantize, save) and includes the per-weight
 error report that onnxruntime's quantizer does not compute; `peak RSS` is of a
 fresh process doing the same. Peak memory with `--external-data` stays near the

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from ...algorithms.extreme import quantize_extreme
 from ...nf4 import quantize_nf4
 from ...quantize import quantize
 from ...tensor import QuantizedTensor
@@ -84,14 +85,19 @@ class Algorithm:
 
 
 def rtn(ctx: WeightContext) -> QuantizedTensor:
-    """Round-to-nearest with the spec's scales (absmax/7, or min/max for uint4; NF4 absmax).
+    """Round-to-nearest: int4 with the default scales of spec 14.0, uint4 with spec 3's min/max, NF4 absmax.
 
-    A weight whose group axis is shorter than the group gets the int8
-    fallback of spec 7 (:func:`monoquant_np.quantize` with ``int8_fallback=True``).
+    int4 takes :func:`~monoquant_np.algorithms.extreme.quantize_extreme`'s
+    two-point search on ``m / -8``, except with double quantization, whose
+    scales must be non-negative (spec 11): then spec 3's ``absmax / 7``. A
+    weight whose group axis is shorter than the group gets the int8 fallback
+    of spec 7 (:func:`monoquant_np.quantize` with ``int8_fallback=True``).
     """
     o = ctx.options
     if o.scheme == "nf4":
         return quantize_nf4(ctx.w, block_size=o.group_size, axis=ctx.axis, double_quant=o.double_quant)
+    if o.scheme == "int4" and not o.double_quant:
+        return quantize_extreme(ctx.w, group_size=o.group_size, axis=ctx.axis, scale_dtype=o.scale_dtype)
     # double-quant: packed once, from the rebuilt scales; the int8 fallback (spec 7) keeps its own scales
     return quantize(ctx.w, group_size=o.group_size, axis=ctx.axis, symmetric=o.symmetric, scale_dtype=o.scale_dtype,
                     int8_fallback=True, double_quant=o.double_quant and ctx.w.shape[ctx.axis] >= o.group_size)

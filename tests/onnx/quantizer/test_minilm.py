@@ -66,8 +66,28 @@ def test_default_settings_cosine(default_model, sentences, reference):
     assert report.totals()["bits_per_weight"] == pytest.approx(4.25)  # 4 + 32 / 128
     cos = _cosines(reference, _embed(model, sentences))
     print(f"\nMiniLM default (MatMul, g128, int4 RTN): mean cosine {cos.mean():.5f}, min {cos.min():.5f}")
-    assert cos.mean() >= 0.97
+    assert cos.mean() >= 0.977  # spec 13.10: 0.9793 measured; chapter 3's absmax / 7 gives 0.9704
     assert cos.min() >= 0.93
+
+
+def test_default_settings_at_least_onnxruntime_quantizer(default_model, sentences, reference):
+    """Spec 14.0: the default's mean cosine is at least onnxruntime's quantizer's (same sentences, same run)."""
+    import logging
+
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    logging.disable(logging.INFO)
+    try:
+        cfg = DefaultWeightOnlyQuantConfig(block_size=128, is_symmetric=True, accuracy_level=None)
+        ort = MatMulNBitsQuantizer(onnx.load(str(MODEL)), algo_config=cfg)
+        ort.process()
+    finally:
+        logging.disable(logging.NOTSET)
+    ours = _cosines(reference, _embed(default_model[0], sentences)).mean()
+    theirs = _cosines(reference, _embed(ort.model.model, sentences)).mean()
+    print(f"\nMiniLM mean cosine: default {ours:.5f}, onnxruntime's quantizer {theirs:.5f}")
+    assert ours >= theirs
 
 
 def test_all_18_matmuls_fuse_to_matmulnbits(default_model):

@@ -15,6 +15,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from monoquant_np import dequantize, double_quantize, quantize
+from monoquant_np.algorithms.extreme import quantize_extreme
 from monoquant_np.onnx import Algorithm, WeightContext
 from monoquant_np.onnx.model_io import load_model, save_model
 from monoquant_np.onnx.quantizer.pipeline import quantize_model, quantize_model_with_report
@@ -46,7 +47,10 @@ def _rel(a, b):
 
 
 def _spec(w, g=32, axis=0, symmetric=True):
-    return dequantize(quantize(w, group_size=g, axis=axis, symmetric=symmetric))
+    """The model quantizer's default: int4 with spec 14.0's scales, uint4 with spec 3's."""
+    if symmetric:
+        return dequantize(quantize_extreme(w, group_size=g, axis=axis))
+    return dequantize(quantize(w, group_size=g, axis=axis, symmetric=False))
 
 
 def _matmul_model(k=64, n=48, opset=21, const=False):
@@ -273,7 +277,7 @@ def test_float16_model(scale_dtype):
     q, rep = quantize_model_with_report(m, group_size=32, min_elements=1, scale_dtype=scale_dtype)
     assert rep.rows[0].bytes_before == 64 * 48 * 2
     x = _w(4, 64, dtype=np.float16)
-    w_hat = dequantize(quantize(w, group_size=32, scale_dtype=scale_dtype)).astype(np.float16)
+    w_hat = dequantize(quantize_extreme(w, group_size=32, scale_dtype=scale_dtype)).astype(np.float16)
     want = x.astype(np.float32) @ w_hat.astype(np.float32)
     got = _run(q, {"x": x})[0]
     assert got.dtype == np.float16 and _rel(got, want) < 3e-3  # float16 output rounding
@@ -488,7 +492,7 @@ def test_algorithm_hook_and_calibration_prepass():
                        min_elements=1)
     assert seen == {"act": "x", "stats": 1.0, "axis": 0}
     x = _w(2, 64)
-    assert _rel(_run(q, {"x": x})[0], x @ _spec(w * 0.5)) < 2e-5
+    assert _rel(_run(q, {"x": x})[0], x @ dequantize(quantize(w * 0.5, group_size=32))) < 2e-5
 
 
 def test_calibration_inputs_are_checked_against_the_model():

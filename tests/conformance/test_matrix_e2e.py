@@ -40,8 +40,10 @@ def test_every_cell_filled(full):
     mismatches = sorted((c.form, c.runtime) for c in cells if c.verdict == "mismatch")
     print(f"\n{len(cells)} cells; mismatches: {mismatches}")
     # the runtimes' documented departures, and tract's float16 block-32 scales (spec 16.2), nothing else
-    assert {r for _, r in mismatches} <= {"onnxruntime-int8", "openvino-dynquant", "tract"}
+    assert {r for _, r in mismatches} <= {"onnxruntime-int8", "openvino", "openvino-dynquant", "tract"}
     assert [f for f, r in mismatches if r == "tract"] == ["matmulnbits int4 g32 + bias"]
+    # OpenVINO and nibbles unpacked in front of a MatMul (the tract target's form, spec 16.2)
+    assert all(f.startswith("target=tract: ") for f, r in mismatches if r == "openvino")
 
 
 @pytest.mark.parametrize("target", ["openvino", "tract", "portable"])

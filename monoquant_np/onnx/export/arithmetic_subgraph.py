@@ -7,9 +7,9 @@ and blocks along axis 1 (spec 16.2). :func:`arithmetic_weight_subgraph` writes
 the same float32 weight with standard operators every runtime of the matrix
 runs, on the codes padded to whole blocks (:func:`padded_codes`)::
 
-    name          INT4/UINT4 (code_bits=4) or INT8/UINT8 (code_bits=8)   P = shape, axis padded to G * B
-    vals  = Cast(name, to=FLOAT)                                          P   (NF4: Gather(name_codebook,
-                                                                               Cast(name, to=INT32)))
+    name          the codes (``codes=``, below)                          P = shape, axis padded to G * B
+    vals  = Cast(u, to=FLOAT) [- 8]                                       P   (NF4: Gather(name_codebook,
+                                                                               Cast(u, to=INT32)))
     split = Reshape(vals, (.., G, B, ..))
     cent  = split - Reshape(Cast(name_zero_point, to=FLOAT), (.., G, 1, ..))   (zero points only)
     W_pad = Reshape(cent * Reshape(scale, (.., G, 1, ..)), P)
@@ -19,6 +19,19 @@ runs, on the codes padded to whole blocks (:func:`padded_codes`)::
 bit for bit ``DequantizeLinear``'s and the spec's ``dequantize`` (spec 6.1).
 The scale is ``name_scale`` (a float16 scale widened by a ``Cast``), or the
 ``"arithmetic"`` rebuild of a double-quantized scale (spec 11.4).
+
+The codes ``u`` are stored in one of three ways (:data:`CODE_STORAGES`):
+
+* ``"int4"``: an INT4/UINT4 tensor of shape ``P`` (``u`` = the codes);
+* ``"bytes"``: one code per INT8/UINT8 byte, shape ``P``, for runtimes without
+  4-bit tensor types (twice the bytes);
+* ``"nibbles"``: two codes per UINT8 byte in the order of spec 5 (element
+  ``2i`` in the low nibble), int4 codes stored as ``q + 8`` (so ``- 8`` follows
+  the ``Cast``), unpacked by ``BitwiseAnd(b, 15)`` and ``BitShift(b, 4, RIGHT)``
+  interleaved with ``Concat`` and ``Reshape``: 4 bits per code with standard
+  operators and 8-bit tensors only.
+
+8-bit codes (the int8 fallback) are stored one per byte in every case.
 
 Padding: the codes of the elements added to the last block are the block's
 zero point (0 for int4; for NF4, the code whose codebook value is 0), so every
@@ -33,6 +46,8 @@ changes a dequantized value.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from onnx import NodeProto, TensorProto, helper, numpy_helper
 
@@ -43,10 +58,10 @@ from .dequantize_linear import cast_node, float32_scale
 from .double_quant_subgraph import rebuilt_scale_subgraph
 from .initializers import int64_tensor, raw_tensor, weight_initializers
 
-__all__ = ["arithmetic_weight_subgraph", "padded_codes", "padded_shape", "CODE_BITS"]
+__all__ = ["arithmetic_weight_subgraph", "padded_codes", "padded_shape", "CODE_STORAGES"]
 
-#: Storage of the codes: packed 4-bit tensors, or one code per byte (runtimes without INT4/UINT4).
-CODE_BITS = (4, 8)
+#: How the codes are stored (module docstring).
+CODE_STORAGES = ("int4", "bytes", "nibbles")
 
 
 def padded_shape(qt: QuantizedTensor) -> tuple[int, ...]:
@@ -73,32 +88,68 @@ def padded_codes(qt: QuantizedTensor) -> np.ndarray:
     return fill
 
 
-def _code_tensors(qt: QuantizedTensor, name: str, code_bits: int) -> list[TensorProto]:
-    """``name`` (padded codes) and, for 8-bit storage, ``name_zero_point`` as UINT8; the rest as exported."""
-    codes = padded_codes(qt)
-    if code_bits == 4 and qt.bits == 4:
-        kind = TensorProto.INT4 if codes.dtype == np.int8 else TensorProto.UINT4
-        weight = raw_tensor(name, kind, codes.shape, pack_int4(codes))
+def _code_tensors(qt: QuantizedTensor, name: str, codes: str) -> list[TensorProto]:
+    """``name`` (the padded codes, stored as ``codes`` says) and the other tensors as exported; with
+    one-byte or nibble codes, ``name_zero_point`` is UINT8 (no 4-bit tensor at all)."""
+    padded = padded_codes(qt)
+    if qt.bits == 4 and codes == "int4":
+        kind = TensorProto.INT4 if padded.dtype == np.int8 else TensorProto.UINT4
+        weight = raw_tensor(name, kind, padded.shape, pack_int4(padded))
+    elif qt.bits == 4 and codes == "nibbles":
+        unsigned = (padded.astype(np.int16) + (8 if qt.signed else 0)).astype(np.uint8)  # 0..15
+        weight = numpy_helper.from_array(pack_int4(unsigned), name)
     else:
-        weight = numpy_helper.from_array(codes, name)
+        weight = numpy_helper.from_array(padded, name)
     out = [weight]
     for t in weight_initializers(qt, name)[1:]:
-        if t.name == name + "_zero_point" and code_bits == 8:
+        if t.name == name + "_zero_point" and codes != "int4":
             t = numpy_helper.from_array(np.ascontiguousarray(qt.zero_point, dtype=np.uint8), t.name)
         out.append(t)
     return out
 
 
-def _values(qt: QuantizedTensor, name: str) -> list[NodeProto]:
+def _unpack_nibbles(qt: QuantizedTensor, name: str) -> tuple[list[TensorProto], list[NodeProto]]:
+    """``name_u`` (UINT8, padded shape) from the bytes ``name``: low nibble first (spec 5), trailing nibble cut."""
+    count = math.prod(padded_shape(qt))
+    inits = [numpy_helper.from_array(np.array(15, np.uint8), name + "_low_mask"),
+             numpy_helper.from_array(np.array(4, np.uint8), name + "_shift"),
+             int64_tensor(name + "_last_axis", [-1]), int64_tensor(name + "_flat", [-1]),
+             int64_tensor(name + "_count", [count]), int64_tensor(name + "_zero", [0])]
+    nodes = [
+        helper.make_node("BitwiseAnd", [name, name + "_low_mask"], [name + "_lo"], name=name + "_low"),
+        helper.make_node("BitShift", [name, name + "_shift"], [name + "_hi"], name=name + "_high", direction="RIGHT"),
+        helper.make_node("Unsqueeze", [name + "_lo", name + "_last_axis"], [name + "_lo1"], name=name + "_lo_col"),
+        helper.make_node("Unsqueeze", [name + "_hi", name + "_last_axis"], [name + "_hi1"], name=name + "_hi_col"),
+        helper.make_node("Concat", [name + "_lo1", name + "_hi1"], [name + "_pairs"], name=name + "_pair", axis=-1),
+        helper.make_node("Reshape", [name + "_pairs", name + "_flat"], [name + "_nibbles"], name=name + "_flatten"),
+    ]
+    flat = name + "_nibbles"
+    if count % 2:  # an odd count: the last byte's high nibble is padding
+        nodes.append(helper.make_node("Slice", [flat, name + "_zero", name + "_count"], [name + "_u_flat"],
+                                      name=name + "_cut"))
+        flat = name + "_u_flat"
+    nodes.append(helper.make_node("Reshape", [flat, name + "_padded_shape"], [name + "_u"], name=name + "_shape"))
+    return inits, nodes
+
+
+def _values(qt: QuantizedTensor, name: str, codes: str) -> tuple[list[TensorProto], list[NodeProto]]:
     """``name_vals``: float32 codes (linear) or codebook values (NF4), padded shape."""
-    if qt.codebook is None:
-        return [cast_node(name, name + "_vals", np.float32, name + "_cast")]
-    return [cast_node(name, name + "_idx", np.int32, name + "_cast"),
+    inits, nodes = _unpack_nibbles(qt, name) if qt.bits == 4 and codes == "nibbles" else ([], [])
+    u = name + "_u" if nodes else name
+    if qt.codebook is not None:
+        return inits, nodes + [
+            cast_node(u, name + "_idx", np.int32, name + "_cast"),
             helper.make_node("Gather", [name + "_codebook", name + "_idx"], [name + "_vals"], name=name + "_lookup",
                              axis=0)]
+    if not (nodes and qt.signed):
+        return inits, nodes + [cast_node(u, name + "_vals", np.float32, name + "_cast")]
+    inits.append(numpy_helper.from_array(np.array(8.0, np.float32), name + "_nibble_offset"))  # int4 stored q + 8
+    return inits, nodes + [cast_node(u, name + "_vals_u", np.float32, name + "_cast"),
+                           helper.make_node("Sub", [name + "_vals_u", name + "_nibble_offset"], [name + "_vals"],
+                                            name=name + "_unoffset")]
 
 
-def arithmetic_weight_subgraph(qt: QuantizedTensor, name: str, out_name: str, *, code_bits: int = 4
+def arithmetic_weight_subgraph(qt: QuantizedTensor, name: str, out_name: str, *, codes: str = "int4"
                                ) -> tuple[list[TensorProto], list[NodeProto]]:
     """Initializers and nodes making float32 ``out_name`` = ``dequantize(qt)`` in stored order (module docstring).
 
@@ -107,23 +158,23 @@ def arithmetic_weight_subgraph(qt: QuantizedTensor, name: str, out_name: str, *,
             NF4, with or without double-quantized scales, any rank and axis.
         name: the weight's name (prefix of every initializer and node).
         out_name: the output, float32 of shape ``qt.shape``.
-        code_bits: 4 (INT4/UINT4 codes, packed) or 8 (one code per INT8/UINT8
-            byte: twice the bytes, for runtimes without 4-bit tensors). 8-bit
-            codes are stored in 8 bits either way.
+        codes: how the 4-bit codes are stored, one of :data:`CODE_STORAGES`
+            (module docstring); 8-bit codes take one byte each whatever it says.
 
     Returns:
         ``(initializers, nodes)``, standard operators of opset 21 only
-        (``Cast``, ``Gather``, ``Reshape``, ``Sub``, ``Mul``, ``Slice``, and
-        the ``Expand`` of a double-quantized scale's rebuild).
+        (``Cast``, ``Gather``, ``Reshape``, ``Sub``, ``Mul``, ``Slice``; the
+        ``Expand`` of a double-quantized scale's rebuild; ``BitwiseAnd``,
+        ``BitShift``, ``Unsqueeze``, ``Concat`` for nibbles).
 
     Raises:
         TypeError: ``qt`` is not a QuantizedTensor.
-        ValueError: empty names; ``code_bits`` not 4 or 8.
+        ValueError: empty names; ``codes`` not one of :data:`CODE_STORAGES`.
     """
     qt = check_qt(qt)
     name, out_name = check_name(name, "name"), check_name(out_name, "out_name")
-    check_choice(code_bits, CODE_BITS, "code_bits")
-    inits = _code_tensors(qt, name, code_bits)
+    check_choice(codes, CODE_STORAGES, "codes")
+    inits = _code_tensors(qt, name, codes)
     if qt.double_quant is not None:
         rb_inits, nodes = rebuilt_scale_subgraph(qt, name, "arithmetic")
         inits += rb_inits
@@ -136,7 +187,9 @@ def arithmetic_weight_subgraph(qt: QuantizedTensor, name: str, out_name: str, *,
     bshape = pshape[:ax] + (g, 1) + pshape[ax + 1 :]  # (.., G, 1, ..)
     inits += [int64_tensor(name + "_split_shape", split), int64_tensor(name + "_group_shape", bshape),
               int64_tensor(name + "_padded_shape", pshape)]
-    nodes += _values(qt, name)
+    v_inits, v_nodes = _values(qt, name, codes)
+    inits += v_inits
+    nodes += v_nodes
     nodes.append(helper.make_node("Reshape", [name + "_vals", name + "_split_shape"], [name + "_split"],
                                   name=name + "_split"))
     centered = name + "_split"

@@ -8,9 +8,11 @@ numbers:
 * ``"dequantizelinear"``: :func:`~monoquant_np.onnx.export.qdq.weight_subgraph`
   (INT4/UINT4 codes, blocked ``DequantizeLinear``; NF4's codebook graph), the
   form of spec 9-11;
-* ``"arithmetic4"`` / ``"arithmetic8"``:
+* ``"arithmetic-int4"`` / ``"arithmetic-nibbles"`` / ``"arithmetic-bytes"``:
   :func:`~monoquant_np.onnx.export.arithmetic_subgraph.arithmetic_weight_subgraph`
-  with 4-bit or one-byte codes (``Cast``, ``Mul`` on whole blocks, then ``Slice``);
+  (``Cast``, ``Mul`` on whole blocks, then ``Slice``) with the codes in an
+  INT4/UINT4 tensor, two per UINT8 byte (unpacked by ``BitwiseAnd`` and
+  ``BitShift``), or one per byte (8-bit codes);
 
 and whether a MatMul weight becomes ``com.microsoft.MatMulNBits``:
 
@@ -19,24 +21,28 @@ target           float weight form                          MatMulNBits         
 ===============  =========================================  ====================  ==============
 ``onnxruntime``  dequantizelinear                           ``format=``           ``gather_op=``
 ``openvino``     dequantizelinear for axis-0 whole blocks,  ``format=``           float table
-                 the int8 fallback and NF4; else arithmetic4
+                 the int8 fallback and NF4; else
+                 arithmetic-int4
 ``tract``        the int8 fallback: dequantizelinear;       wherever exact        float table
-                 else arithmetic8                           (4-bit; block 32 with
-                                                            float16 scales)
-``portable``     as ``tract``                               never (standard ops)  float table
+                 else arithmetic-nibbles (4-bit codes),     (4-bit; block 32 with
+                 arithmetic-bytes (8-bit codes)             float16 scales)
+``portable``     the int8 fallback: dequantizelinear;       never (standard ops)  float table
+                 else arithmetic-bytes
 ===============  =========================================  ====================  ==============
 
 The reasons, runtime by runtime, are spec 16.2's findings: OpenVINO rejects a
 partial last block and blocks along axis 1 of a MatMul weight, and the
 ``DequantizeLinear`` rebuild of double-quantized scales; tract has no INT4/UINT4
 tensors and no blocked ``DequantizeLinear`` but runs ``MatMulNBits`` (rounding
-the scales of block size 32 to float16); the ONNX
+the scales of block size 32 to float16); OpenVINO computes a wrong weight
+from nibbles unpacked with ``BitwiseAnd``/``BitShift`` when they feed a
+``MatMul``, so ``portable`` stores one code per byte; the ONNX
 reference evaluator runs no ``com.microsoft`` operator.
 
     >>> from monoquant_np import quantize
     >>> qt = quantize(np.ones((40, 3), np.float32), group_size=16)  # 40 = 16 + 16 + 8: a partial block
     >>> [weight_form(qt, t) for t in ("onnxruntime", "openvino", "tract", "portable")]
-    ['dequantizelinear', 'arithmetic4', 'arithmetic8', 'arithmetic8']
+    ['dequantizelinear', 'arithmetic-int4', 'arithmetic-nibbles', 'arithmetic-bytes']
     >>> [uses_matmulnbits(qt, t, "qdq") for t in ("onnxruntime", "openvino", "tract", "portable")]
     [False, False, True, False]
 """
@@ -57,7 +63,7 @@ from .qdq import weight_subgraph
 __all__ = ["WEIGHT_FORMS", "weight_form", "uses_matmulnbits", "target_weight_subgraph", "target_options"]
 
 #: The float-weight forms a target chooses among (module docstring).
-WEIGHT_FORMS = ("dequantizelinear", "arithmetic4", "arithmetic8")
+WEIGHT_FORMS = ("dequantizelinear", "arithmetic-int4", "arithmetic-nibbles", "arithmetic-bytes")
 
 
 def _openvino_reads_dequantizelinear(qt: QuantizedTensor) -> bool:
@@ -75,10 +81,12 @@ def weight_form(qt: QuantizedTensor, target: str = DEFAULT_TARGET) -> str:
     if target == "onnxruntime":
         return "dequantizelinear"
     if target == "openvino":
-        return "dequantizelinear" if _openvino_reads_dequantizelinear(qt) else "arithmetic4"
+        return "dequantizelinear" if _openvino_reads_dequantizelinear(qt) else "arithmetic-int4"
     if is_per_axis(qt) and qt.double_quant is None:
         return "dequantizelinear"  # INT8 per-channel DequantizeLinear: every runtime of the matrix runs it
-    return "arithmetic8"
+    if target == "tract" and qt.bits == 4:
+        return "arithmetic-nibbles"
+    return "arithmetic-bytes"  # portable: OpenVINO miscomputes nibbles unpacked before a MatMul (spec 16.2)
 
 
 def _tract_matmulnbits_exact(qt: QuantizedTensor) -> bool:
@@ -139,4 +147,4 @@ def target_weight_subgraph(qt: QuantizedTensor, name: str, out_name: str, target
     form = weight_form(qt, target)
     if form == "dequantizelinear":
         return weight_subgraph(qt, name, out_name, scale_rebuild=scale_rebuild)
-    return arithmetic_weight_subgraph(qt, name, out_name, code_bits=4 if form == "arithmetic4" else 8)
+    return arithmetic_weight_subgraph(qt, name, out_name, codes=form.split("-")[1])

@@ -76,7 +76,9 @@ class LayerRow:
     ``shape`` is the stored orientation (``(K, N)`` for a MatMul weight),
     ``scheme`` e.g. ``"int4"``, ``"uint4"``, ``"nf4"``, ``"int8"``;
     ``served_as`` how the graph reads it: ``"qdq"`` (DequantizeLinear),
-    ``"MatMulNBits"``, ``"GatherBlockQuantized"`` or a mix joined by ``+``.
+    ``"MatMulNBits"``, ``"GatherBlockQuantized"``, ``"arithmetic-int4"``,
+    ``"arithmetic-nibbles"``, ``"arithmetic-bytes"`` (``Cast`` and ``Mul``, spec
+    16.4) or a mix joined by ``+``.
     """
 
     name: str

@@ -153,7 +153,8 @@ def apply_quantized(
                 for i, name in enumerate(node.input):
                     if name == site.name:
                         node.input[i] = out
-        served.append("qdq")
+        form = weight_form(qt, target)
+        served.append("qdq" if form == "dequantizelinear" else form)  # arithmetic-* for other targets
     _remove_float(site)
     return "+".join(dict.fromkeys(served))
 

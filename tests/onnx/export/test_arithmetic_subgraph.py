@@ -9,7 +9,12 @@ from onnx import TensorProto, helper
 
 from monoquant_np import dequantize, quantize
 from monoquant_np.nf4 import quantize_nf4
-from monoquant_np.onnx.export.arithmetic_subgraph import arithmetic_weight_subgraph, padded_codes, padded_shape
+from monoquant_np.onnx.export.arithmetic_subgraph import (
+    CODE_STORAGES,
+    arithmetic_weight_subgraph,
+    padded_codes,
+    padded_shape,
+)
 from monoquant_np.onnx.export.constants import IR_VERSION, OPSET
 from monoquant_np.onnx.runtime import make_session
 from monoquant_np.requantize import double_quantize
@@ -18,8 +23,8 @@ RNG = np.random.default_rng(7)
 W = RNG.standard_normal((37, 21)).astype(np.float32)
 
 
-def _weight_model(qt, code_bits):
-    inits, nodes = arithmetic_weight_subgraph(qt, "w", "w_out", code_bits=code_bits)
+def _weight_model(qt, codes):
+    inits, nodes = arithmetic_weight_subgraph(qt, "w", "w_out", codes=codes)
     out = helper.make_tensor_value_info("w_out", TensorProto.FLOAT, list(qt.shape))
     model = helper.make_model(helper.make_graph(nodes, "g", [], [out], inits),
                               opset_imports=[helper.make_opsetid("", OPSET)])
@@ -41,23 +46,27 @@ QTS = {
 }
 
 
-@pytest.mark.parametrize("code_bits", [4, 8])
+@pytest.mark.parametrize("codes", CODE_STORAGES)
 @pytest.mark.parametrize("name", QTS)
-def test_bit_exact_in_onnxruntime_and_the_reference(name, code_bits):
+def test_bit_exact_in_onnxruntime_and_the_reference(name, codes):
     from onnx.reference import ReferenceEvaluator
 
     qt = QTS[name]
-    model = _weight_model(qt, code_bits)
+    model = _weight_model(qt, codes)
     want = dequantize(qt)
     for got in (make_session(model).run(None, {})[0], ReferenceEvaluator(model).run(None, {})[0]):
         assert got.dtype == np.float32 and got.shape == qt.shape
         assert np.array_equal(got.view(np.uint32), want.view(np.uint32))  # bit for bit, signed zeros included
     ops = {n.op_type for n in model.graph.node}
     assert {n.domain for n in model.graph.node} == {""} and "DequantizeLinear" not in ops
-    assert ("Slice" in ops) == (padded_shape(qt) != qt.shape)
+    assert any(n.name == "w_unpad" for n in model.graph.node) == (padded_shape(qt) != qt.shape)
     kinds = {t.name: t.data_type for t in model.graph.initializer}
     small = {TensorProto.INT4, TensorProto.UINT4}
-    assert (kinds["w"] in small) == (code_bits == 4 and qt.bits == 4)
+    assert (kinds["w"] in small) == (codes == "int4" and qt.bits == 4)
+    assert ("BitShift" in ops) == (codes == "nibbles" and qt.bits == 4)
+    stored = next(t for t in model.graph.initializer if t.name == "w")
+    if codes == "nibbles" and qt.bits == 4:  # two codes per byte: the 4-bit size
+        assert stored.data_type == TensorProto.UINT8 and len(stored.raw_data) == -(-np.prod(padded_shape(qt)) // 2)
 
 
 def test_padding_holds_each_blocks_zero_code():
@@ -88,7 +97,7 @@ def test_padded_elements_dequantize_to_zero():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="code_bits must be one of"):
-        arithmetic_weight_subgraph(QTS["int4 partial axis0"], "w", "y", code_bits=2)
+    with pytest.raises(ValueError, match="codes must be one of"):
+        arithmetic_weight_subgraph(QTS["int4 partial axis0"], "w", "y", codes="int2")
     with pytest.raises(TypeError):
         arithmetic_weight_subgraph(W, "w", "y")

@@ -72,12 +72,15 @@ def test_partial_last_block_runs_in_openvino_only_with_its_target():
 
 def test_weight_forms_and_matmulnbits_choice():
     forms = {name: [weight_form(qt, t) for t in TARGETS] for name, qt in LAYERS.items()}
-    assert forms["int4 g32 whole"] == ["dequantizelinear", "dequantizelinear", "arithmetic8", "arithmetic8"]
-    assert forms["int4 g16 partial"] == ["dequantizelinear", "arithmetic4", "arithmetic8", "arithmetic8"]
-    assert forms["uint4 g16 axis1 partial"][1] == "arithmetic4"
+    assert forms["int4 g32 whole"] == ["dequantizelinear", "dequantizelinear", "arithmetic-nibbles",
+                                        "arithmetic-bytes"]
+    assert forms["int4 g16 partial"] == ["dequantizelinear", "arithmetic-int4", "arithmetic-nibbles",
+                                           "arithmetic-bytes"]
+    assert forms["uint4 g16 axis1 partial"][1] == "arithmetic-int4"
     assert forms["int8 fallback"] == ["dequantizelinear"] * 4
     assert forms["nf4 g16 partial"][:2] == ["dequantizelinear"] * 2
-    assert forms["int4 double quant"][1:] == ["arithmetic4", "arithmetic8", "arithmetic8"]
+    assert forms["int4 double quant"][1:] == ["arithmetic-int4", "arithmetic-nibbles", "arithmetic-bytes"]
+    assert weight_form(double_quantize(LAYERS["int8 fallback"], block_size=2), "portable") == "arithmetic-bytes"
     g32 = LAYERS["int4 g32 whole"]
     assert [uses_matmulnbits(g32, t, "qdq") for t in TARGETS] == [False, False, False, False]  # tract: f16 scales
     g32h = quantize(W[:32], group_size=32, scale_dtype=np.float16)
@@ -141,7 +144,9 @@ def test_quantize_model_and_cli_targets(tmp_path, capsys, target):
     model, report = quantize_model_with_report(src, group_size=16, symmetric=False, ops="MatMul,Gather",
                                                min_elements=0, algorithm=record, target=target)
     assert report.options["target"] == target
-    assert [r.served_as for r in report.rows] == ["MatMulNBits" if target == "tract" else "qdq", "qdq"]
+    served = {"openvino": ["arithmetic-int4"] * 2, "tract": ["MatMulNBits", "arithmetic-nibbles"],
+              "portable": ["arithmetic-bytes"] * 2}[target]  # K = 40: a partial block; the table: axis 1
+    assert [r.served_as for r in report.rows] == served
     x = RNG.standard_normal((2, 40)).astype(np.float32)
     ids = np.array([[0, 29, 3], [7, 7, 1]], np.int64)
     got = run_model(runtime, model, {"x": x, "ids": ids})

@@ -21,7 +21,21 @@ from .conformance import (
     conformance_tests,
     float32_bound,
 )
-from .strategies import KINDS, Case, axes, cases, group_sizes, matmul_inputs, scale_dtypes, schemes, shapes, weights
+from .strategies import (
+    GGUF_KINDS,
+    KINDS,
+    Case,
+    axes,
+    cases,
+    gguf_rows,
+    group_sizes,
+    matmul_inputs,
+    nf4_weights,
+    scale_dtypes,
+    schemes,
+    shapes,
+    weights,
+)
 
 __all__ = [
     # checking a backend
@@ -49,4 +63,7 @@ __all__ = [
     "schemes",
     "scale_dtypes",
     "matmul_inputs",
+    "nf4_weights",
+    "gguf_rows",
+    "GGUF_KINDS",
 ]

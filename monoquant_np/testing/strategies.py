@@ -16,7 +16,16 @@ kind            values of the group
                 ``+-5.96e-08`` (smallest subnormal), ``0``
 ``denormals``   float32 subnormals ``+-k * 2**-149`` and zeros
 ``constant``    one value repeated (symmetric: every code 7 or -7)
+``f32_underflow`` ``+-k * 2**-149``, ``k`` in ``0..3``, at least one non-zero per
+                lane: the float32 scale rounds to 0 (spec 3.3)
+``f16_boundary`` ``N(0, 1000)`` and one ``+-458639.96875`` per lane: the largest
+                int4 group a float16 scale holds (65504, spec 3.4)
 ==============  ==============================================================
+
+Two more strategies draw the inputs of other quantizers at their edges:
+:func:`nf4_weights` (blocks whose absmax is a float32 subnormal, with exact
+zeros, spec 10.2) and :func:`gguf_rows` (GGUF blocks of 32 whose ``d`` is
+tiny, so that ``1/d`` overflows, or zero, spec 12.2).
 
 The numbers are produced by NumPy from a drawn seed (fast for large arrays);
 the structure (shape, axis, group size, scheme, kinds) is drawn by hypothesis
@@ -45,10 +54,15 @@ __all__ = [
     "weights",
     "cases",
     "matmul_inputs",
+    "nf4_weights",
+    "gguf_rows",
+    "GGUF_KINDS",
 ]
 
 #: Group kinds :func:`weights` draws from (table in the module docstring).
-KINDS = ("normal", "zeros", "spike", "ties", "f16_limits", "denormals", "constant")
+KINDS = ("normal", "zeros", "spike", "ties", "f16_limits", "denormals", "constant", "f32_underflow", "f16_boundary")
+#: The largest max|w_g| whose int4 scale float16 holds (spec 3.4): 458639.96875 / 7 -> 65519.996 -> 65504.
+F16_BOUNDARY = np.float32(458639.96875)
 #: float16 landmarks: largest finite, smallest normal, smallest subnormal.
 F16_LIMITS = np.array([65504.0, 6.103515625e-05, 5.960464477539063e-08, 0.0], dtype=np.float32)
 
@@ -125,6 +139,15 @@ def _group_values(kind: str, rng: np.random.Generator, shape: tuple[int, int]) -
         return (rng.integers(-1000, 1000, shape) * rng.integers(0, 2, shape)).astype(np.float32) * tiny
     if kind == "constant":
         return np.full(shape, np.float32(rng.standard_normal()), np.float32)
+    if kind == "f32_underflow":
+        v = (rng.integers(-3, 4, shape) * np.float64(2.0**-149)).astype(np.float32)
+        v[rng.integers(0, rows, lanes), np.arange(lanes)] = rng.choice([-3, -2, -1, 1, 2, 3], lanes) * np.float32(
+            2.0**-149)
+        return v
+    if kind == "f16_boundary":
+        v = (rng.standard_normal(shape) * 1000).astype(np.float32)
+        v[rng.integers(0, rows, lanes), np.arange(lanes)] = rng.choice([-1, 1], lanes) * F16_BOUNDARY
+        return v
     raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
 
 
@@ -197,3 +220,47 @@ def matmul_inputs(draw: Any, k: int, *, max_rows: int = 4) -> np.ndarray:
     m = draw(st.integers(1, max_rows))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     return rng.standard_normal((m, k)).astype(np.float32)
+
+
+#: Row kinds of :func:`gguf_rows`: ``tiny`` blocks have ``0 < |d| <= 2**-128`` (``1/d`` overflows),
+#: ``edge`` blocks an extreme of exactly ``+-2**-125`` or ``+-2**-124`` (either side of the overflow).
+GGUF_KINDS = ("normal", "zeros", "tiny", "edge", "denormals", "ties")
+
+
+@st.composite
+def nf4_weights(draw: Any, *, max_side: int = 48) -> tuple[np.ndarray, int, int]:
+    """``(w, block_size, axis)`` for ``quantize_nf4``: a 2-D float32 weight whose blocks are ``normal``,
+    ``zeros``, ``denormals`` (a float32 subnormal absmax, with exact zeros), ``f32_underflow`` or
+    ``spike`` (spec 10.2)."""
+    shape = draw(shapes(min_dims=2, max_dims=2, max_side=max_side))
+    axis = draw(axes(2))
+    block = draw(st.one_of(st.sampled_from((16, 32, 64)), st.integers(1, 40)))
+    w, _ = _weights_with_kinds(draw, shape, axis, block, ("denormals", "normal", "zeros", "f32_underflow", "spike"))
+    return w, block, axis
+
+
+@st.composite
+def gguf_rows(draw: Any, *, max_rows: int = 6, max_blocks: int = 3) -> np.ndarray:
+    """float32 ``(rows, 32 * blocks)`` for the GGUF quantizers, each row's blocks of one of :data:`GGUF_KINDS`."""
+    rows = draw(st.integers(1, max_rows))
+    nb = draw(st.integers(1, max_blocks))
+    chosen = draw(st.lists(st.sampled_from(GGUF_KINDS), min_size=rows * nb, max_size=rows * nb))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    blocks = [_gguf_block(k, rng) for k in chosen]
+    return np.stack(blocks).reshape(rows, nb * 32)
+
+
+def _gguf_block(kind: str, rng: np.random.Generator) -> np.ndarray:
+    """32 float32 values of one GGUF block of ``kind``."""
+    if kind in ("normal", "zeros", "denormals", "ties"):
+        return _group_values(kind, rng, (32, 1)).ravel()
+    v = np.zeros(32, np.float32)
+    if kind == "tiny":  # |m| <= 2^-125: Q4_0's d = m / -8 has |d| <= 2^-128 and 1/d overflows
+        v[:] = (rng.integers(-(2**20), 2**20, 32) * np.float64(2.0**-149)).astype(np.float32)
+        v[rng.integers(0, 32, 3)] = 0.0
+        return v
+    if kind == "edge":  # the extreme is exactly +-2^-125 (1/d overflows) or +-2^-124 (1/d = -+2^127, finite)
+        v[:] = np.clip(rng.standard_normal(32) * 2.0**-128, -(2.0**-126), 2.0**-126).astype(np.float32)
+        v[int(rng.integers(0, 32))] = rng.choice([-1.0, 1.0]) * rng.choice([2.0**-125, 2.0**-124])
+        return v
+    raise ValueError(f"kind must be one of {GGUF_KINDS}, got {kind!r}")

@@ -183,6 +183,14 @@ def test_gguf_non_finite_codes_match_gguf_py():
         assert np.array_equal(getattr(F, f"{name}_quantize")(w), ref), name
 
 
+def test_gguf_q4_0_tiny_m_gives_d_zero_not_an_overflow():
+    # spec 12.2: |m| = 4 * 2^-149 gives d = 2^-150 -> 0 (a tie, to even): id = 0, codes 8;
+    # |m| = 5 * 2^-149: 1/d = inf, codes 0
+    four, five = F.q4_0_quantize(gguf_block(4 * TINY)), F.q4_0_quantize(gguf_block(5 * TINY))
+    assert four[0, :2].tolist() == [0x00, 0x80] and (four[0, 2:] == 0x88).all()
+    assert five[0, :2].tolist() == [0x00, 0x80] and (five[0, 2:] == 0x00).all()
+
+
 def test_gguf_zero_code_dequantizes_to_negative_zero_when_d_is_negative():
     data = F.q4_0_quantize(gguf_block(7.0, 6.5625))  # d = -0.875: code 8 gives 0 * -0.875 = -0.0
     assert bits(F.q4_0_dequantize(data, (1, 32))[0, 2:]) == [0x80000000] * 30

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from monoquant_np import QuantizedTensor, dequantize, pack_int4, quantize, unpack_int4
 from monoquant_np.formats import matmulnbits_pack, matmulnbits_unpack, ort_default_quantize
 from monoquant_np.formats.matmulnbits import MATMULNBITS_BLOCK_SIZES, is_block_size
-from monoquant_np.testing import cases
+from monoquant_np.testing import KINDS, cases
 
 ort_pybind = pytest.importorskip("onnxruntime.capi._pybind_state")
 
@@ -108,7 +108,9 @@ def test_all_zero_block_and_signed_zero_scales():
 
 # ------------------------------------------------------------------ byte-identical with the kernel
 @settings(max_examples=60, deadline=None)
-@given(case=cases(ndims=(2,), axes_=(0,), group_sizes_=MATMULNBITS_BLOCK_SIZES, max_side=300))
+# the weight itself is cast to float16 below, which cannot hold the f16_boundary kind's 458639.97
+@given(case=cases(ndims=(2,), axes_=(0,), group_sizes_=MATMULNBITS_BLOCK_SIZES, max_side=300,
+                  kinds=tuple(k for k in KINDS if k != "f16_boundary")))
 def test_byte_identical_with_quantize_matmul_4bits(case):
     w = case.w.astype(case.scale_dtype)  # float16 scales come from the float16 kernel
     assert_same_as_kernel(w, case.group_size, case.symmetric)

@@ -1,4 +1,4 @@
-"""Error and storage of INT4 vs NF4, with and without double quantization (docs/nf4.md).
+"""Error and storage of INT4 vs NF4 (with and without double quantization) vs MXFP4 and NVFP4 (docs/nf4.md).
 
 Usage::
 
@@ -32,7 +32,15 @@ from collections.abc import Callable
 import numpy as np
 from _report import environment, markdown_table, print_environment, print_table, write_page
 
-from monoquant_np import bits_per_weight, dequantize, double_quantize, quantize, quantize_nf4
+from monoquant_np import (
+    bits_per_weight,
+    dequantize,
+    double_quantize,
+    quantize,
+    quantize_mxfp4,
+    quantize_nf4,
+    quantize_nvfp4,
+)
 from monoquant_np.tensor import QuantizedTensor
 
 Scheme = Callable[[np.ndarray], QuantizedTensor]
@@ -51,6 +59,9 @@ def schemes() -> dict[str, Scheme]:
     for name, fn in base.items():
         out[name] = fn
         out[name + " +DQ"] = lambda w, fn=fn: double_quantize(fn(w), w=w)
+    # the floating-point formats (spec 18, 19): their scales are 8 bits already, no +DQ
+    out["MXFP4 b32"] = lambda w: quantize_mxfp4(w, axis=0)
+    out["NVFP4 b16"] = lambda w: quantize_nvfp4(w, axis=0)
     return out
 
 
@@ -128,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown:
         intro = (f"Weights: {sizes}; synthetic ones {args.size} x {args.size}, seed {args.seed}. "
                  "Every scheme groups along axis 0 (the K axis of a MatMul weight).")
-        write_page(args.markdown, "Error and storage of INT4 and NF4, with and without double quantization",
+        write_page(args.markdown, "Error and storage of INT4, NF4 (with and without double quantization), MXFP4 "
+                   "and NVFP4",
                    env, [intro, markdown_table(head, rows, "lr" + "rrr" * len(data)), READING])
     return 0
 
@@ -142,7 +154,10 @@ same run (`x0.62`: 62 % of INT4 g128's MSE). `+DQ` is double quantization (spec
 11): the scales stored in 8 bits. MiniLM pools the 18 MatMul weights of the real
 MiniLM-L3 model. NF4's MAE on standard-normal weights can be compared with the
 values bitsandbytes publishes for its NF4 (0.07280 at block 64, 0.07683 at block
-128)."""
+128). `MXFP4 b32` (OCP MX, spec 18: E8M0 power-of-two scale per 32) and
+`NVFP4 b16` (spec 19: E4M3 scale per 16 and one float32 per tensor) store
+E2M1 floating-point codes; compare each with the INT4 and NF4 rows of equal
+bits per weight (4.25: INT4 g128, NF4 b128; 4.5: INT4 g64, NF4 b64)."""
 
 
 if __name__ == "__main__":

@@ -39,8 +39,8 @@ __all__ = [
     "check_accuracy_level",
 ]
 
-#: Code schemes of the model quantizer (spec 1, 10).
-SCHEMES = ("int4", "uint4", "nf4")
+#: Code schemes of the model quantizer (spec 1, 10, 18, 19).
+SCHEMES = ("int4", "uint4", "nf4", "mxfp4", "nvfp4")
 DEFAULT_SCHEME = "int4"
 #: Dtypes of the stored group scales (spec 3.4).
 SCALE_DTYPES = ("float32", "float16")

@@ -27,7 +27,9 @@ import numpy as np
 import onnx
 
 from ...algorithms.extreme import quantize_extreme
+from ...mxfp4 import quantize_mxfp4
 from ...nf4 import quantize_nf4
+from ...nvfp4 import quantize_nvfp4
 from ...quantize import quantize
 from ...tensor import QuantizedTensor
 from ..options import ALGORITHMS, DEFAULT_GROUP_SIZE, DEFAULT_SCALE_DTYPE, DEFAULT_SCHEME
@@ -87,6 +89,8 @@ class Algorithm:
 def rtn(ctx: WeightContext) -> QuantizedTensor:
     """Round-to-nearest: int4 with the default scales of spec 14.0, uint4 with spec 3's min/max, NF4 absmax.
 
+    MXFP4 and NVFP4 take their formats' own scales (spec 18, 19).
+
     int4 takes :func:`~monoquant_np.algorithms.extreme.quantize_extreme`'s
     two-point search on ``m / -8``, except with double quantization, whose
     scales must be non-negative (spec 11): then spec 3's ``absmax / 7``. A
@@ -98,6 +102,9 @@ def rtn(ctx: WeightContext) -> QuantizedTensor:
         return quantize_nf4(ctx.w, block_size=o.group_size, axis=ctx.axis, double_quant=o.double_quant)
     if o.scheme == "int4" and not o.double_quant:
         return quantize_extreme(ctx.w, group_size=o.group_size, axis=ctx.axis, scale_dtype=o.scale_dtype)
+    if o.scheme in ("mxfp4", "nvfp4"):  # spec 18, 19: E2M1 codes, 8-bit float block scales
+        fp4 = quantize_mxfp4 if o.scheme == "mxfp4" else quantize_nvfp4
+        return fp4(ctx.w, axis=ctx.axis, block_size=o.group_size)
     # double-quant: packed once, from the rebuilt scales; the int8 fallback (spec 7) keeps its own scales
     return quantize(ctx.w, group_size=o.group_size, axis=ctx.axis, symmetric=o.symmetric, scale_dtype=o.scale_dtype,
                     int8_fallback=True, double_quant=o.double_quant and ctx.w.shape[ctx.axis] >= o.group_size)

@@ -22,17 +22,31 @@ import numpy as np
 import onnx
 
 from ...errors import check_choice, check_positive_int
+from ...mxfp4 import MX_BLOCK_SIZE
+from ...nvfp4 import NV_BLOCK_SIZE
 from ...tensor import QuantizedTensor
 from ..export.targets import target_options
 from ..feeds import load_feeds
 from ..model_io import load_model
-from ..options import DEFAULT_TARGET, FORMATS, GATHER_OPS, OPS, SCALE_DTYPES, SCHEMES, check_accuracy_level
+from ..options import (
+    DEFAULT_GROUP_SIZE,
+    DEFAULT_TARGET,
+    FORMATS,
+    GATHER_OPS,
+    OPS,
+    SCALE_DTYPES,
+    SCHEMES,
+    check_accuracy_level,
+)
 from ..tensors import check_tensors, is_external, iter_tensors, tensor_nbytes
 from .algorithm import Algorithm, QuantOptions
 from .opset import check_versions
 from .registry import get_algorithm
 
-__all__ = ["QuantPlan", "plan_options", "resolve_scheme", "working_copy"]
+__all__ = ["QuantPlan", "plan_options", "resolve_scheme", "working_copy", "FP4_BLOCK_SIZES"]
+
+#: The FP4 schemes and their formats' block sizes, used when ``group_size`` is the default (spec 18, 19).
+FP4_BLOCK_SIZES = {"mxfp4": MX_BLOCK_SIZE, "nvfp4": NV_BLOCK_SIZE}
 
 
 @dataclasses.dataclass
@@ -87,6 +101,11 @@ def plan_options(*, group_size, symmetric, scale_dtype, format, ops, exclude, mi
     if not ops:
         raise ValueError(f"ops must name at least one of {', '.join(OPS)}, got {ops!r}")
     scheme = resolve_scheme(scheme, symmetric, scale_dtype)
+    if scheme in FP4_BLOCK_SIZES:  # spec 18, 19: the format's own block size unless another one is asked for
+        group_size = FP4_BLOCK_SIZES[scheme] if group_size == DEFAULT_GROUP_SIZE else group_size
+        if double_quant:
+            raise ValueError(f"scheme={scheme!r} stores 8-bit float block scales already; double_quant is for "
+                             "int4/uint4/nf4")
     if exclude:
         try:
             re.compile(exclude)
@@ -110,6 +129,9 @@ def resolve_scheme(scheme: str | None, symmetric: bool, scale_dtype: str) -> str
         raise ValueError("scheme='int4' is symmetric; use scheme='uint4' (or symmetric=True)")
     if scheme == "nf4" and scale_dtype != "float32":
         raise ValueError(f"scheme='nf4' stores float32 absmax scales (spec 10), got scale_dtype={scale_dtype!r}")
+    if scheme in FP4_BLOCK_SIZES and scale_dtype != "float32":
+        raise ValueError(f"scheme={scheme!r} stores its own 8-bit float scales (spec 18, 19), "
+                         f"got scale_dtype={scale_dtype!r}")
     return scheme
 
 

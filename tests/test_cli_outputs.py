@@ -191,3 +191,19 @@ def test_bare_command_is_one_error_line(capsys):
     line = _one_line(capsys, main([]))
     assert line.startswith("monoquant-np: error: a command is required") and "--help" in line
     assert capsys.readouterr().out == ""
+
+
+# ------------------------------------------------------------- the report may not replace another file of the run
+def test_report_may_be_neither_the_data_file_nor_an_input_side_file(tmp_path, capsys):
+    src = tmp_path / "f.onnx"
+    m = _write_model(src)
+    onnx.save(m, str(tmp_path / "e.onnx"), save_as_external_data=True, location="e.data", size_threshold=0)
+    data = (tmp_path / "e.data").read_bytes()
+    line = _one_line(capsys, main(["quantize", str(src), str(tmp_path / "q.onnx"), "--external-data",
+                                   "--report", str(tmp_path / "q.onnx.data")]))
+    assert "is the output model's data file" in line
+    line = _one_line(capsys, main(["quantize", str(tmp_path / "e.onnx"), str(tmp_path / "q.onnx"),
+                                   "--report", str(tmp_path / "e.data")]))
+    assert "--report" in line and "is the input file" in line
+    assert (tmp_path / "e.data").read_bytes() == data
+    assert sorted(os.listdir(tmp_path)) == ["e.data", "e.onnx", "f.onnx"]

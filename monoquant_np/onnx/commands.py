@@ -77,18 +77,22 @@ def _progress_printer(enabled: bool):
 
 
 def _check_paths(inp: Path, out: Path, report: str | None) -> None:
+    """Refuse outputs that are the input, one of its side files, or each other (spec 13.9)."""
     if not inp.exists():
         raise OSError(f"input {str(inp)!r} does not exist")
     check_output_path(out, (inp,))
-    existing = [p for p in (out, out.with_name(out.name + ".data")) if p.exists()]
-    if existing:  # could OUTPUT or OUTPUT.data be one of the input's side files? (cheap: they stay on disk)
-        side = external_files(load_model(inp, load_external_data=False), inp.parent)
-        for p in existing:
-            check_output_path(p, tuple(side))
+    data = out.with_name(out.name + ".data")
     if report:
-        if same_file(Path(report), out):
-            raise ValueError(f"--report {report!r} is the output model's file; choose another name")
+        for p, what in ((out, "file"), (data, "data file")):
+            if same_file(Path(report), p):
+                raise ValueError(f"--report {report!r} is the output model's {what}; choose another name")
         check_output_path(Path(report), (inp,), "--report")
+    named = [(out, "output"), (data, "data file")] + ([(Path(report), "--report")] if report else [])
+    existing = [(p, what) for p, what in named if p.exists()]
+    if existing:  # could one of them be one of the input's side files? (cheap: they stay on disk)
+        side = external_files(load_model(inp, load_external_data=False), inp.parent)
+        for p, what in existing:
+            check_output_path(p, tuple(side), what)
 
 
 def _cmd_quantize(args: argparse.Namespace) -> int:
@@ -120,7 +124,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
         del model
         report.file_bytes_after = outs.size(out) + (outs.size(data) if data is not None else 0)
         if args.report:
-            write_text_atomic(args.report, report.to_json() + "\n", inputs=(inp, out), outputs=outs)
+            write_text_atomic(args.report, report.to_json() + "\n", inputs=inputs, outputs=outs, what="--report")
         outs.commit()
         if not report.rows:
             print(f"nothing to quantize in {inp}: wrote it unchanged to {out}")

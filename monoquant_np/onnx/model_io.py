@@ -212,11 +212,12 @@ def _too_large(model: onnx.ModelProto, has_external_refs: bool, base_dir: str | 
 
 
 def write_text_atomic(path: str | os.PathLike, text: str, *, inputs: tuple[str | os.PathLike, ...] = (),
-                      outputs: Outputs | None = None) -> None:
+                      outputs: Outputs | None = None, what: str = "output") -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename (never a partial file); with
-    ``outputs``, staged there for its ``commit``."""
+    ``outputs``, staged there for its ``commit``. ``path`` may not be one of ``inputs`` (``what`` names
+    it in messages)."""
     out = Path(path)
-    check_output_path(out, inputs)
+    check_output_path(out, inputs, what)
     with _staging(outputs) as outs:
         tmp = outs.stage(out)
         with writing(out, tmp), open(tmp, "w", encoding="utf-8") as f:

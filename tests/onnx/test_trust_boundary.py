@@ -198,3 +198,46 @@ def test_invalid_dims_are_one_line_and_nothing_written(tmp_path, capsys, dims, r
     assert _snapshot(tmp_path) == before
     with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")):
         quantize_model(m, min_elements=0)
+
+
+def _external(t, location):
+    t.ClearField("raw_data")
+    t.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", location), ("offset", "0"), ("length", "4")):
+        e = t.external_data.add()
+        e.key, e.value = k, v
+    return t
+
+
+@pytest.mark.parametrize("where", ["attribute", "subgraph", "function"])
+def test_every_tensor_of_the_model_is_checked(tmp_path, capsys, where):
+    """A ConstantOfShape value, a Constant inside an If branch, a Constant inside a model function."""
+    (tmp_path / "secret.bin").write_bytes(SECRET)
+    d = tmp_path / "m"
+    d.mkdir()
+    bad = _external(numpy_helper.from_array(np.ones(1, np.float32), "bad"), "../secret.bin")
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["y"]), helper.make_node("Add", ["y", "z"], ["o"])]
+    inits = [numpy_helper.from_array(np.ones((128, 64), np.float32), "W"),
+             numpy_helper.from_array(np.array([64], np.int64), "shape")]
+    functions = []
+    if where == "attribute":
+        nodes.append(helper.make_node("ConstantOfShape", ["shape"], ["z"], value=bad))
+    elif where == "subgraph":
+        out = helper.make_tensor_value_info("k", TensorProto.FLOAT, [1])
+        branch = helper.make_graph([helper.make_node("Constant", [], ["k"], value=bad)], "b", [], [out])
+        nodes.append(helper.make_node("If", ["c"], ["z"], then_branch=branch, else_branch=branch))
+        inits.append(numpy_helper.from_array(np.array(True), "c"))
+    else:
+        body = [helper.make_node("Constant", [], ["k"], value=bad)]
+        functions.append(helper.make_function("local", "F", [], ["k"], body, [helper.make_opsetid("", 17)]))
+        nodes.append(helper.make_node("F", [], ["z"], domain="local"))
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 128])],
+                          [helper.make_tensor_value_info("o", TensorProto.FLOAT, None)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)],
+                          functions=functions)
+    m.ir_version = 8
+    (d / "h.onnx").write_bytes(m.SerializeToString())
+    code = main(["quantize", str(d / "h.onnx"), str(d / "q.onnx")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "tensor 'bad'" in lines[0] and "climbs out" in lines[0], lines
+    assert sorted(os.listdir(d)) == ["h.onnx"]

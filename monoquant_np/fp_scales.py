@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import check_choice, check_real, check_uint8
 from .fp8 import E4M3_NAN, E8M0_NAN, e4m3_values, e8m0_values
 
 __all__ = ["FloatScales", "SCALE_KINDS"]
@@ -48,12 +49,11 @@ class FloatScales:
     tensor_scale: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.kind not in SCALE_KINDS:
-            raise ValueError(f"kind must be one of {sorted(SCALE_KINDS)}, got {self.kind!r}")
-        if not isinstance(self.codes, np.ndarray) or self.codes.dtype != np.uint8:
-            raise TypeError(f"codes must be a uint8 array, got {getattr(self.codes, 'dtype', type(self.codes))}")
-        ts = np.float32(self.tensor_scale)
-        if not np.isfinite(ts) or ts < 0 or float(ts) != float(self.tensor_scale):
+        check_uint8(self.codes, "codes")  # spec 15.4: the fields in order, kind before value
+        check_choice(self.kind, tuple(SCALE_KINDS), "kind")
+        with np.errstate(over="ignore"):  # 1e39 becomes inf, then fails the exactness test below
+            ts = np.float32(check_real(self.tensor_scale, "tensor_scale", low=0.0))
+        if float(ts) != float(self.tensor_scale):
             raise ValueError(f"tensor_scale must be a finite float32 value >= 0, got {self.tensor_scale!r}")
         if self.kind == "e8m0":
             if ts != 1:

@@ -188,6 +188,15 @@ rows(mq.DoubleQuant, _dq, "offset", ["0", None, True, [0.0]], TypeError, "offset
 rows(mq.DoubleQuant, _dq, "offset", [np.nan, np.inf, 1e39], ValueError, "offset must be a finite number")
 sizes(mq.DoubleQuant, _dq, "block_size")
 
+_fs = {"codes": np.zeros(2, np.uint8), "kind": "e4m3", "tensor_scale": 0.5}
+rows(mq.FloatScales, _fs, "codes", [np.zeros(2, np.int8), [0, 0], None], TypeError, "codes must be a numpy uint8 array")
+rows(mq.FloatScales, _fs, "kind", NOT_STR, TypeError, "kind must be one of")
+rows(mq.FloatScales, _fs, "kind", ["e5m2", "E4M3"], ValueError, "kind must be one of")
+rows(mq.FloatScales, _fs, "tensor_scale", ["1", None, True, [1.0]], TypeError, "tensor_scale must be a real number")
+rows(mq.FloatScales, _fs, "tensor_scale", [-1.0, np.nan, np.inf], ValueError, "tensor_scale must be a finite number")
+rows(mq.FloatScales, _fs, "tensor_scale", [0.1, 1e39], ValueError, "tensor_scale must be a finite float32 value")
+rows(mq.FloatScales, {**_fs, "kind": "e8m0", "tensor_scale": 1.0}, "codes", [np.array([255], np.uint8)], ValueError,
+     "0..254")
 _qt = {"data": QT.data, "shape": (8, 4), "axis": 0, "block_size": 4, "scale": QT.scale}
 _qtu = {**_qt, "zero_point": QT_U.zero_point, "scale": QT_U.scale, "signed": False}
 rows(mq.QuantizedTensor, _qt, "shape", NOT_SHAPE, TypeError, "shape must be a tuple of ints")

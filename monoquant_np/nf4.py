@@ -39,11 +39,14 @@ dequantizes to ``2 * 0.24611230 = 0.49222460``.)
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .double_quant import quantize_scales
-from .errors import check_axis, check_bool, check_float_array, check_positive_int
+from .errors import check_axis, check_bool, check_float_array, check_positive_int, check_scale_dtype
 from .groups import expand_groups, index_along
+from .numerics import store_scale
 from .packing import pack_grouped, pack_int4
 from .scales import group_absmax
 from .tensor import QuantizedTensor
@@ -199,8 +202,9 @@ def quantize_nf4(
     axis: int = 0,
     double_quant: bool = False,
     dq_block_size: int = 256,
+    scale_dtype: Any = np.float32,
 ) -> QuantizedTensor:
-    """Quantize ``w`` to NF4 with one float32 absmax per block (spec 10).
+    """Quantize ``w`` to NF4 with one absmax per block (spec 10).
 
     Args:
         w: float16/float32/float64 array, at least 1-D, finite; converted to
@@ -214,11 +218,16 @@ def quantize_nf4(
             then computed from the rebuilt absmax.
         dq_block_size: absmax values per second-level block (256 as in
             bitsandbytes).
+        scale_dtype: float32 (bitsandbytes' absmax, the default) or float16:
+            the absmax is stored rounded to nearest even, as a linear scale is
+            (spec 3.4: overflow raises, a zero stored absmax makes the block
+            code 7), and the codes are computed from the stored value.
 
     Returns:
         A :class:`QuantizedTensor` with ``codebook=NF4_CODEBOOK``,
         ``signed=False``, ``bits=4``, ``zero_point=None`` and ``scale`` = the
-        float32 absmax of shape ``group_shape(w.shape, axis, block_size)``.
+        absmax of shape ``group_shape(w.shape, axis, block_size)`` in
+        ``scale_dtype`` (float32 rebuilt values with double quantization).
 
     # Note: bitsandbytes blocks the *flattened* tensor (consecutive elements in
     # C order); here blocks run along ``axis`` like every other scheme of the
@@ -228,16 +237,19 @@ def quantize_nf4(
 
     Raises (spec 15, arguments checked in signature order):
         TypeError: ``w`` not a float array-like; ``block_size``, ``axis`` or
-            ``dq_block_size`` not an int; ``double_quant`` not a bool.
+            ``dq_block_size`` not an int; ``double_quant`` not a bool;
+            ``scale_dtype`` not a dtype.
         ValueError: ``w`` 0-d, empty or beyond float32; a size < 1;
-            ``axis`` out of range; then non-finite ``w``.
+            ``axis`` out of range; ``scale_dtype`` not float32/float16; then
+            non-finite ``w``, float16 absmax overflow.
     """
     w32 = check_float_array(w, "w", nonempty=True)
     block_size = check_positive_int(block_size, "block_size")
     axis = check_axis(axis, w32.ndim)
     double_quant = check_bool(double_quant, "double_quant")
     dq_block_size = check_positive_int(dq_block_size, "dq_block_size")
-    absmax = group_absmax(w32, axis=axis, group_size=block_size)  # raises on NaN/inf
+    sdt = check_scale_dtype(scale_dtype)
+    absmax = store_scale(group_absmax(w32, axis=axis, group_size=block_size), sdt)  # raises on NaN/inf
     # with double quantization the codes come from the rebuilt absmax (spec 11.2), packed once:
     # the same tensor as double_quantize(quantize_nf4(w), w=w), without packing twice
     dq = quantize_scales(absmax, block_size=dq_block_size) if double_quant else None

@@ -88,7 +88,7 @@ def run(function: str, w: np.ndarray, params: dict, extra: dict) -> QuantizedTen
         kw["scale_dtype"] = np.dtype(kw["scale_dtype"])
         return quantize(w, **kw)
     if function == "quantize_nf4":
-        return quantize_nf4(w, **params)
+        return quantize_nf4(w, **params | {"scale_dtype": np.dtype(params["scale_dtype"])})
     if function == "gptq_from_hessian":
         kw = dict(params)
         kw["scale_dtype"] = np.dtype(kw["scale_dtype"])
@@ -102,8 +102,10 @@ def q_params(group_size: int = 16, axis: int = 0, symmetric: bool = True, scale_
             "int8_fallback": int8_fallback, "double_quant": double_quant, "dq_block_size": dq_block_size}
 
 
-def nf4_params(block_size: int = 16, axis: int = 0, double_quant: bool = False, dq_block_size: int = 256) -> dict:
-    return {"block_size": block_size, "axis": axis, "double_quant": double_quant, "dq_block_size": dq_block_size}
+def nf4_params(block_size: int = 16, axis: int = 0, double_quant: bool = False, dq_block_size: int = 256,
+               scale_dtype: str = "float32") -> dict:
+    return {"block_size": block_size, "axis": axis, "double_quant": double_quant, "dq_block_size": dq_block_size,
+            "scale_dtype": scale_dtype}
 
 
 def grid(rng: np.random.Generator, shape: tuple[int, ...], step: float, lim: int) -> np.ndarray:
@@ -123,7 +125,7 @@ def case(name: str, what: str, spec: str, edges: list[str], function: str, param
 
 # ------------------------------------------------------------------ the cases
 def matrix_cases() -> list[dict]:
-    """One case per (scheme x scale dtype x axis): int4, uint4, the int8 fallback, NF4 (float32 absmax only)."""
+    """One case per (scheme x scale dtype x axis): int4, uint4, the 8-bit fallback, NF4."""
     rng = np.random.default_rng(20261207)
     out = []
     for axis in (0, 1):
@@ -142,10 +144,12 @@ def matrix_cases() -> list[dict]:
                                 f"axis {axis}", "7 3.4", ["matrix", "int8_fallback", "k_lt_group"], "quantize",
                                 q_params(128, axis, sym, sdt), w8))
         shape = (40, 3) if axis == 0 else (3, 40)
-        out.append(case(f"nf4_float32_axis{axis}_{shape[0]}x{shape[1]}_b16",
-                        f"NF4, float32 absmax, blocks of 16 along axis {axis}, partial last block (40 = 16 + 16 + 8)",
-                        "10.2", ["matrix", "partial_group"], "quantize_nf4", nf4_params(16, axis),
-                        grid(rng, shape, 0.0625, 32)))
+        wn = grid(rng, shape, 0.0625, 32)
+        for sdt in ("float32", "float16"):
+            out.append(case(f"nf4_{sdt}_axis{axis}_{shape[0]}x{shape[1]}_b16",
+                            f"NF4, {sdt} absmax, blocks of 16 along axis {axis}, partial last block (40 = 16 + 16 + 8)",
+                            "10.2", ["matrix", "partial_group"], "quantize_nf4", nf4_params(16, axis, scale_dtype=sdt),
+                            wn))
     return out
 
 
@@ -295,6 +299,14 @@ def nf4_and_dq_cases() -> list[dict]:
     nf4_sub[:, 1] = f32([1, 0.5, -0.25, 0], 2.0**-127)
     nf4_sub[:, 2] = f32([1, 0.5, -0.25, 0], 2.0**-126)
     return [
+        case("nf4_float16_absmax_example", "spec 10.2: a16 = 0.89990234, x = -1.0001 for -0.9, codes [11, 0, 14, 7]",
+             "10.2", ["worked_example"], "quantize_nf4", nf4_params(4, scale_dtype="float16"),
+             f32([0.3, -0.9, 0.6, 0])),
+        case("nf4_float16_absmax_underflow", "float16 absmax 2^-25 rounds to 0: codes 7, the block dequantizes to 0",
+             "10.2 3.4", ["f16_underflow"], "quantize_nf4", nf4_params(3, scale_dtype="float16"),
+             f32([2.0**-25, -(2.0**-26), 1e-9])),
+        case("nf4_float16_absmax_overflow", "absmax 65520 does not fit float16 (ValueError)", "10.2 3.4",
+             ["f16_overflow_boundary"], "quantize_nf4", nf4_params(1, scale_dtype="float16"), f32([65520.0])),
         case("nf4_subnormal_absmax", "spec 10.2: absmax 57 * 2^-149, 2^-127 (lifted by 2^24) and 2^-126 (normal): "
              "codes [15, 9, 6, 7] and [15, 12, 4, 7]", "10.2", ["nf4_subnormal_absmax", "worked_example"],
              "quantize_nf4", nf4_params(4), nf4_sub),

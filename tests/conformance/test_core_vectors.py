@@ -70,7 +70,7 @@ def call(doc: dict, w: np.ndarray):
     if doc["function"] == "quantize":
         return quantize(w, **p | {"scale_dtype": np.dtype(p["scale_dtype"])})
     if doc["function"] == "quantize_nf4":
-        return quantize_nf4(w, **p)
+        return quantize_nf4(w, **p | {"scale_dtype": np.dtype(p["scale_dtype"])})
     assert doc["function"] == "gptq_from_hessian"
     return gptq_from_hessian(w, array(doc["hessian"]), **p | {"scale_dtype": np.dtype(p["scale_dtype"])})
 
@@ -129,7 +129,7 @@ def check_edge(edge: str, doc: dict) -> None:
         assert -8 in out["codes"]["values"]
     elif edge == "all_zero_group":
         assert any((g == 0).all() for g in groups(w, out["axis"], out["block_size"]))
-    elif edge in ("float32_underflow", "f16_underflow"):
+    elif edge == "float32_underflow":
         assert (scale == 0).any() and (w != 0).all()
     elif edge == "subnormal_scale":
         stored = array(out["scale"])
@@ -139,6 +139,8 @@ def check_edge(edge: str, doc: dict) -> None:
         assert (array(out["codes"])[w == 0] == 7).all()  # an exact zero stays zero
     elif edge == "f16_overflow_boundary":
         assert "error" in doc if doc["name"].endswith("overflow") else float(scale.max()) == 65504.0
+    elif edge == "f16_underflow":
+        assert (scale == 0).any() and (w != 0).all() and array(out["scale"]).dtype == np.float16
     elif edge == "double_quant":
         assert "double_quant" in out
     elif edge == "gptq_act_order":
@@ -171,8 +173,8 @@ def test_corpus_covers_the_matrix_and_every_edge():
             scheme = {"int8": "int8_fallback", "uint8": "int8_fallback"}.get(doc["output"]["scheme"],
                                                                            doc["output"]["scheme"])
             cells.add((scheme, doc["output"]["scale"]["dtype"], doc["output"]["axis"]))
-    wanted = {(s, d, a) for s in ("int4", "uint4", "int8_fallback") for d in ("float32", "float16") for a in (0, 1)}
-    wanted |= {("nf4", "float32", 0), ("nf4", "float32", 1)}  # NF4 stores float32 absmax only (spec 10.2)
+    wanted = {(s, d, a) for s in ("int4", "uint4", "int8_fallback", "nf4") for d in ("float32", "float16")
+              for a in (0, 1)}
     assert wanted <= cells
     edges = {e for c in MANIFEST["cases"] for e in c["edges"]}
     assert {"ties", "minus8", "all_zero_group", "spike", "subnormal_scale", "f16_overflow_boundary",

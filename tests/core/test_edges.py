@@ -197,3 +197,24 @@ def test_gguf_zero_code_dequantizes_to_negative_zero_when_d_is_negative():
     zero = F.q4_0_quantize(np.zeros((1, 32), np.float32))  # d = 0 / -8 = -0.0
     assert zero[0, :2].tolist() == [0x00, 0x80]
     assert bits(F.q4_0_dequantize(zero, (1, 32))) == [0x80000000] * 32
+
+
+# ------------------------------------------------------------------ 10.2 float16 absmax
+def test_nf4_float16_absmax_example():
+    qt = quantize_nf4(np.array([0.3, -0.9, 0.6, 0.0], np.float32), block_size=4, scale_dtype=np.float16)
+    assert qt.scale.dtype == np.float16 and bits(qt.scale) == [0x3B33]
+    assert qt.codes().tolist() == [11, 0, 14, 7]
+    deq = dequantize(qt)
+    assert deq[1] == np.float32(np.float16(0.9)) * -1 and deq[3] == 0
+    assert np.array_equal(deq, (qt.codebook[qt.codes()] * qt.scale.astype(np.float32)).astype(np.float32))
+
+
+def test_nf4_float16_absmax_overflow_raises_and_underflow_gives_code_7():
+    with pytest.raises(ValueError, match="float16"):
+        quantize_nf4(np.array([65520.0], np.float32), block_size=1, scale_dtype=np.float16)
+    assert quantize_nf4(np.array([65519.99], np.float32), block_size=1, scale_dtype=np.float16).scale.tolist() \
+        == [65504.0]
+    qt = quantize_nf4(np.array([2.0**-25, -(2.0**-26), 0.0], np.float32), block_size=3, scale_dtype=np.float16)
+    assert bits(qt.scale) == [0] and qt.codes().tolist() == [7, 7, 7] and bits(dequantize(qt)) == [0, 0, 0]
+    with pytest.raises(ValueError, match="scale_dtype"):
+        quantize_nf4(np.ones(4, np.float32), block_size=4, scale_dtype=np.float64)

@@ -100,7 +100,7 @@ def dequantize_slice(qt: QuantizedTensor, start: int, stop: int) -> np.ndarray:
     :func:`monoquant_np.matmul.dequant_matmul` to stay chunked.
     """
     vals = _slice_codes(qt, start, stop)  # (rows, *shape[1:])
-    scale = qt.scale.astype(np.float32)
+    scale = np.asarray(qt.scale, dtype=np.float32)  # float16 widened exactly; float32 used as is, not copied
     zp = qt.zero_point
     if qt.axis == 0:
         bs = qt.block_size

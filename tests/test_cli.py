@@ -174,12 +174,12 @@ def test_quantize_bad_input(tmp_path, capsys, case, expect):
 
 def test_failed_write_leaves_no_partial_output(tmp_path, capsys, monkeypatch):
     good = _bad_files(tmp_path)
-    import monoquant_np.onnx.model_io as io
+    from monoquant_np.onnx.streaming import DataFile
 
     def boom(*a, **k):
         raise OSError("disk full (simulated)")
 
-    monkeypatch.setattr(io, "externalize", boom)
+    monkeypatch.setattr(DataFile, "externalize", boom)
     before = sorted(os.listdir(tmp_path))
     line = _one_error_line(capsys, main(["quantize", str(good), str(tmp_path / "out.onnx"), "--external-data"]))
     assert "disk full" in line

@@ -18,9 +18,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import monoquant_np.onnx.commands as commands
-import monoquant_np.onnx.model_io as model_io
 from monoquant_np.cli import main
 from monoquant_np.onnx import quantize_model
+from monoquant_np.onnx.streaming import DataFile
 
 
 def _write_model(path, opset=17, ir=8):
@@ -109,7 +109,7 @@ def test_no_space_message_names_the_file(tmp_path, capsys, monkeypatch):
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(model_io, "externalize", full)
+    monkeypatch.setattr(DataFile, "externalize", full)
     line = _one_line(capsys, main(["quantize", str(src), str(tmp_path / "q.onnx"), "--external-data"]))
     assert "No space left on device" in line and repr(str(tmp_path / "q.onnx.data")) in line
     monkeypatch.setattr(os, "fsync", full)

@@ -42,13 +42,14 @@ HOOK = textwrap.dedent("""
         real = p.tensor_array
         p.tensor_array = lambda *a, **k: (hit(), real(*a, **k))[1]
     elif moment == "data_written":
-        import monoquant_np.onnx.model_io as io
-        real = io.externalize
-        def after(model, data_file, *a, **k):
-            r = real(model, data_file, *a, **k)
-            hit(f"{os.path.getsize(data_file)}")
+        from monoquant_np.onnx.streaming import DataFile
+        real = DataFile.externalize
+        def after(self, *a, **k):
+            r = real(self, *a, **k)
+            self.f.flush()
+            hit(f"{os.path.getsize(self.path)}")
             return r
-        io.externalize = after
+        DataFile.externalize = after
     elif moment == "between_renames":
         real = os.replace
         def replace(a, b):

@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,12 @@ from .calibration.adapters import awq_algorithm, gptq_algorithm
 from .feeds import load_feeds
 from .inspect import format_inspection, inspect_model
 from .model_io import (
+    ModelWriter,
     check_output_path,
     copy_atomic,
     external_files,
     load_model,
     same_file,
-    save_model,
     write_text_atomic,
 )
 from .options import (
@@ -51,6 +52,7 @@ from .options import (
     TARGETS,
 )
 from .outputs import Outputs
+from .progress import Progress, format_bytes, format_seconds, peak_rss
 from .quantizer.pipeline import quantize_model_with_report
 from .verify import format_diffs, verify_models
 
@@ -60,20 +62,14 @@ __all__ = ["add_model_commands"]
 SEQUENTIAL = {"gptq": gptq_algorithm, "awq": awq_algorithm}
 
 
-def _progress_printer(enabled: bool):
-    """Progress on stderr: one rewritten line on a terminal, one line per weight otherwise."""
-    if not enabled:
-        return None
-    tty = sys.stderr.isatty()
-
-    def show(i: int, n: int, name: str) -> None:
-        text = f"quantizing [{i + 1}/{n}] {name[-60:]}" if i < n else f"quantized {n} weights"
-        if tty:
-            print(f"\r\033[K{text}", end="\n" if i >= n else "", file=sys.stderr, flush=True)
-        else:
-            print(text, file=sys.stderr, flush=True)
-
-    return show
+def _summary(report, seconds: float) -> str:
+    """The one line that ends the progress display: weights, bytes before and after, time, rate, peak memory."""
+    t = report.totals()
+    rate = f" ({format_bytes(t['bytes_before'] / seconds)}/s)" if seconds > 0 else ""
+    peak = peak_rss()
+    mem = f", peak memory {format_bytes(peak)}" if peak else ""
+    return (f"quantized {t['layers']} weights, {format_bytes(t['bytes_before'])} -> {format_bytes(t['bytes_after'])} "
+            f"in {format_seconds(seconds)}{rate}{mem}")
 
 
 def _check_paths(inp: Path, out: Path, report: str | None) -> None:
@@ -106,26 +102,32 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
         if scheme not in (None, "uint4"):
             raise ValueError(f"--asymmetric means --scheme uint4, got --scheme {scheme}")
         scheme = "uint4"
-    model, report = quantize_model_with_report(
-        inp, group_size=args.group_size, scheme=scheme or DEFAULT_SCHEME, scale_dtype=args.scale_dtype,
-        format=args.format, ops=args.ops, exclude=args.exclude, min_elements=args.min_elements,
-        double_quant=args.double_quant, algorithm=_algorithm(args), calibration=args.calibration,
-        gather_op=args.gather_op, accuracy_level=args.accuracy_level, target=args.target,
-        progress=_progress_printer(args.progress or sys.stderr.isatty()),
-    )
-    inputs = (inp, *external_files(model, inp.parent))  # the input and its side files are never written
+    progress = Progress(lines=args.progress)
     with Outputs(hold=True) as outs:  # model, data file and report: all published, or none
-        data: Path | None = None
-        if report.rows or len(inputs) > 1 or args.external_data:
-            data = save_model(model, out, external_data=args.external_data, base_dir=inp.parent, inputs=inputs,
-                              consume=True, outputs=outs)
-        else:
-            copy_atomic(inp, out, outputs=outs)
+        with ModelWriter(out, external_data=args.external_data, base_dir=inp.parent, inputs=(inp,),
+                         outputs=outs) as writer:  # quantized tensors go to the data file as they are made
+            model, report = quantize_model_with_report(
+                inp, group_size=args.group_size, scheme=scheme or DEFAULT_SCHEME, scale_dtype=args.scale_dtype,
+                format=args.format, ops=args.ops, exclude=args.exclude, min_elements=args.min_elements,
+                double_quant=args.double_quant, algorithm=_algorithm(args), calibration=args.calibration,
+                gather_op=args.gather_op, accuracy_level=args.accuracy_level, target=args.target,
+                progress=progress, jobs=args.jobs, spill=writer.spill)
+            t0 = time.perf_counter()
+            side = tuple(external_files(model, inp.parent))
+            inputs = writer.inputs = (inp, *side)  # the input and its side files are never written
+            data: Path | None = None
+            if report.rows or side or args.external_data:
+                data = writer.finish(model, progress)
+            else:
+                outs.unstage(writer.data_path)
+                copy_atomic(inp, out, outputs=outs)
+            report.timings["save"] = time.perf_counter() - t0
         del model
         report.file_bytes_after = outs.size(out) + (outs.size(data) if data is not None else 0)
         if args.report:
             write_text_atomic(args.report, report.to_json() + "\n", inputs=inputs, outputs=outs, what="--report")
         outs.commit()
+        progress.finish(_summary(report, progress.elapsed()))
         if not report.rows:
             print(f"nothing to quantize in {inp}: wrote it unchanged to {out}")
         print(report.format())
@@ -242,7 +244,12 @@ def _add_quantize(sub) -> None:
                         "compile with DYNAMIC_QUANTIZATION_GROUP_SIZE=0 to get float32 activations)")
     q.add_argument("--external-data", action="store_true", help="write weights to OUTPUT.data")
     q.add_argument("--report", metavar="REPORT.json", help="write the per-layer report as JSON")
-    q.add_argument("--progress", action="store_true", help="show progress on stderr even when not a terminal")
+    q.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
+                   help="weights quantized at once, one thread each (default: every core); the output does not "
+                        "depend on it")
+    q.add_argument("--progress", action="store_true",
+                   help="on a terminal progress is always shown; this also writes one line per weight when "
+                        "stderr is not a terminal")
     q.set_defaults(func=_cmd_quantize)
 
 

@@ -11,9 +11,10 @@
   (:class:`~monoquant_np.onnx.outputs.Outputs`). It refuses to overwrite its
   own input or a special file (FIFO, device). With ``external_data=True`` every initializer of at least
   ``size_threshold`` bytes is appended to ``OUTPUT.data`` one tensor at a
-  time, so memory holds at most one tensor's bytes beyond the model itself;
-  tensors that still refer to the input's external data file (``base_dir``)
-  are copied across the same way, one at a time.
+  time; tensors that still refer to the input's external data file
+  (``base_dir``) are copied across in chunks. It is :class:`ModelWriter`,
+  which the command line opens before quantizing so that each quantized
+  tensor goes to the data file as soon as it exists (spec 13.6).
 
 Models whose serialized size would exceed protobuf's 2 GB limit are written
 with external data automatically.
@@ -26,16 +27,16 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import onnx
 
 from .outputs import Outputs, check_name_length, check_special_file, writing
+from .streaming import DataFile, write_inline
 from .tensors import (
     check_tensors,
     every_tensor,
     external_base_dir,
-    externalize,
-    inline_copy,
     is_external,
     iter_tensors,
     load_external,
@@ -43,7 +44,7 @@ from .tensors import (
 )
 
 __all__ = [
-    "load_model", "save_model", "save", "write_text_atomic", "copy_atomic", "external_files",
+    "load_model", "save_model", "save", "ModelWriter", "write_text_atomic", "copy_atomic", "external_files",
     "check_output_path", "same_file", "PROTOBUF_LIMIT",
 ]
 
@@ -135,6 +136,79 @@ def external_files(model: onnx.ModelProto, base_dir: str | os.PathLike) -> list[
     return [Path(base_dir) / loc for loc in sorted(locs)]
 
 
+class ModelWriter:
+    """The output model, written while it is built (spec 13.6).
+
+    Opening it checks ``path`` (as :func:`save_model` does) and stages a data
+    file for ``<path>.data`` in ``outputs`` (an :class:`~monoquant_np.onnx.outputs.Outputs`;
+    a private one, committed by :meth:`finish`, when None). :meth:`spill`
+    appends a tensor's bytes to it at once (the model quantizer calls it with
+    each quantized initializer as it is made); :meth:`finish` writes the rest:
+    with ``external_data`` (or when one file would pass :data:`PROTOBUF_LIMIT`)
+    the other large tensors are appended to the data file, input side files
+    copied in chunks; otherwise every tensor is written inline into the one
+    ``.onnx`` file, copied in chunks (:func:`~monoquant_np.onnx.streaming.write_inline`),
+    and the data file is unstaged. Leaving the ``with`` block without
+    :meth:`finish` (an error, a signal) leaves no output. Memory: the graph
+    without its tensors, plus one chunk.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, external_data: bool = False, size_threshold: int = 1024,
+                 base_dir: str | os.PathLike | None = None, inputs: tuple[str | os.PathLike, ...] = (),
+                 outputs: Outputs | None = None):
+        self.out = Path(path)
+        check_output_path(self.out, inputs)
+        self.external_data, self.threshold, self.base_dir, self.inputs = external_data, size_threshold, base_dir, inputs
+        self.data_path = self.out.with_name(self.out.name + ".data")
+        self._stack = contextlib.ExitStack()
+        self.outputs = outputs if outputs is not None else self._stack.enter_context(Outputs())
+        self._own = outputs is None
+        tmp = self.outputs.stage(self.data_path)
+        f = self._stack.enter_context(open(tmp, "wb"))
+        self.data = DataFile(f, tmp, Path(tmp).name)  # tensors refer to the temporary name until finish()
+
+    def __enter__(self) -> ModelWriter:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stack.__exit__(*exc)
+
+    def spill(self, t: onnx.TensorProto) -> None:
+        """Move inline tensor ``t`` (at least ``size_threshold`` bytes) to the data file now; ``t`` refers to it."""
+        if not is_external(t):
+            with writing(self.data_path, self.data.path):
+                self.data.append(t, None, self.threshold)
+
+    def finish(self, model: onnx.ModelProto, progress: Any = None) -> Path | None:
+        """Write ``model`` (its tensors external to the data file, to the input's side files, or inline) and
+        stage it; return the data file's path or None. ``model``'s tensors are moved to the data file when
+        it is written (like ``save_model(consume=True)``). ``progress`` (a
+        :class:`~monoquant_np.onnx.progress.Progress`) sees the phase ``save``."""
+        has_refs = any(is_external(t) for t in iter_tensors(model))
+        external = self.external_data or _too_large(model, has_refs, self.base_dir)
+        if progress is not None:
+            progress.phase("save", total=sum(tensor_nbytes(t) for t in iter_tensors(model)
+                                             if external or is_external(t)))
+        done = (lambda t: progress.advance(tensor_nbytes(t))) if progress is not None else None
+        with writing(self.data_path, self.data.path):
+            if external:
+                check_output_path(self.data_path, self.inputs, "data file")
+                self.data.externalize(model, self.threshold, self.base_dir, done)
+                self.data.rename(model, self.data_path.name)
+            self.data.f.close()
+        tmp_model = self.outputs.stage(self.out)
+        with writing(self.out, tmp_model), open(tmp_model, "wb") as f:
+            if external or not has_refs:
+                f.write(model.SerializeToString())
+            else:
+                write_inline(model, f, self.data, self.base_dir, done)
+        if not external:
+            self.outputs.unstage(self.data_path)
+        if self._own:
+            self.outputs.commit()
+        return self.data_path if external else None
+
+
 def save_model(
     model: onnx.ModelProto,
     path: str | os.PathLike,
@@ -148,9 +222,10 @@ def save_model(
 ) -> Path | None:
     """Write ``model`` to ``path`` atomically; return the data file's path or None.
 
+    :class:`ModelWriter` then :meth:`ModelWriter.finish`.
+
     Args:
-        model: the model; it is not modified (tensors are detached on a copy
-            of the graph's protos only when written externally).
+        model: the model; it is not modified (unless ``consume``).
         path: the output ``.onnx`` file. Its folder must exist.
         external_data: write every tensor of ``size_threshold`` bytes or more
             to ``<path>.data`` (one file, tensors appended in graph order,
@@ -160,8 +235,7 @@ def save_model(
         inputs: paths the output must not be (the input files).
         consume: with ``external_data``, move the tensors' bytes out of
             ``model`` itself instead of a copy (``model`` then refers to the
-            written data file). Saves one copy of the model: the command line
-            uses it so that peak memory stays near one model plus one tensor.
+            written data file). Saves one copy of the model.
         outputs: stage the files in this :class:`~monoquant_np.onnx.outputs.Outputs`
             and let its ``commit`` publish them (with other files) instead of
             publishing them now.
@@ -171,24 +245,13 @@ def save_model(
             special file, or writing fails (the message names the output).
         ValueError: ``path`` is one of ``inputs``.
     """
-    out = Path(path)
-    check_output_path(out, inputs)
-    has_external_refs = any(is_external(t) for t in iter_tensors(model))
-    external_data = external_data or _too_large(model, has_external_refs, base_dir)
-    data_path = out.with_name(out.name + ".data") if external_data else None
-    if data_path is not None:
-        check_output_path(data_path, inputs, "data file")
-    with _staging(outputs) as outs:
-        if data_path is not None:
-            tmp_data = outs.stage(data_path)
-            with writing(data_path, tmp_data):
-                to_write = externalize(model, Path(tmp_data), data_path.name, size_threshold, base_dir, consume)
-        else:
-            to_write = inline_copy(model, base_dir) if has_external_refs else model
-        tmp_model = outs.stage(out)
-        with writing(out, tmp_model), open(tmp_model, "wb") as f:
-            f.write(to_write.SerializeToString())
-    return data_path
+    with ModelWriter(path, external_data=external_data, size_threshold=size_threshold, base_dir=base_dir,
+                     inputs=inputs, outputs=outputs) as w:
+        if not consume and (external_data or any(is_external(t) for t in iter_tensors(model))):
+            copy = onnx.ModelProto()
+            copy.CopyFrom(model)
+            model = copy
+        return w.finish(model)
 
 
 @contextlib.contextmanager

@@ -134,6 +134,17 @@ class Outputs:
             return tmp
         raise OSError(f"cannot create a temporary file next to {str(dst)!r}")
 
+    def unstage(self, dst: Path) -> None:
+        """Drop the file staged for ``dst``: its temporary is removed and nothing is published for it (a
+        data file spooled while a model was built, which ended up written inline)."""
+        for i, (tmp, d) in enumerate(self._staged):
+            if d == dst:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                _PENDING.discard(tmp)
+                del self._staged[i]
+                return
+
     def size(self, dst: Path) -> int:
         """Bytes of the file staged for ``dst``."""
         return next(os.path.getsize(tmp) for tmp, d in self._staged if d == dst)

@@ -5,8 +5,9 @@ the one function that turns a tensor's ``external_data`` entries into a file
 to open: the location must be a relative path without ``..`` that resolves
 (symlinks followed) inside the model's own folder to a regular file, and
 ``offset + length`` must lie within that file. Every reader of external bytes
-(:func:`tensor_array`, :func:`inline_copy`, :func:`externalize`,
-:func:`load_external`) opens files only through it, and :func:`check_tensors`
+(:func:`tensor_array`, :func:`inline_copy`, :func:`load_external`, and the
+output writer :mod:`monoquant_np.onnx.streaming`) opens files only through it
+(:func:`open_external`), and :func:`check_tensors`
 applies it to every tensor of a model when the model is loaded.
 
 Every tensor of a model — initializers and ``Constant`` values, in the main
@@ -14,8 +15,8 @@ graph and every subgraph — is reached through :func:`iter_tensors`. A tensor's
 size is computed from its dims and type (:func:`tensor_nbytes`), never by
 reading its data. :func:`tensor_array` reads one tensor with at most one copy
 of its bytes (external data straight from its file at its offset).
-:func:`externalize` moves large tensors to a side file one at a time;
-:func:`inline_copy` reads external tensors back.
+:func:`inline_copy` reads external tensors back; writing them to a side file
+is :mod:`monoquant_np.onnx.streaming`'s job.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ from onnx import TensorProto, numpy_helper
 from .protobuf import constant_tensor, iter_graphs
 
 __all__ = [
-    "iter_tensors", "is_external", "tensor_nbytes", "tensor_array", "inline_copy", "externalize", "external_base_dir",
-    "external_location", "check_tensors", "load_external", "every_tensor",
+    "iter_tensors", "is_external", "tensor_nbytes", "tensor_array", "inline_copy", "external_base_dir",
+    "external_location", "check_tensors", "load_external", "every_tensor", "open_external",
 ]
 
 
@@ -158,7 +159,7 @@ def _int_entry(t: TensorProto, info: dict[str, str], key: str) -> int | None:
     return int(text)
 
 
-def _open_external(t: TensorProto, base_dir: str | os.PathLike | None) -> tuple[BinaryIO, int, int]:
+def open_external(t: TensorProto, base_dir: str | os.PathLike | None) -> tuple[BinaryIO, int, int]:
     """``(open file, offset, length)`` of external tensor ``t`` (:func:`external_location`); the opened file
     itself is checked again (regular, long enough), so a file swapped after the check is refused too."""
     path, offset, length = external_location(t, base_dir)
@@ -240,7 +241,7 @@ def tensor_array(t: TensorProto, base_dir: str | os.PathLike | None = None) -> n
             return numpy_helper.to_array(inline)
         dt = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).newbyteorder("<")
         n = math.prod(int(d) for d in t.dims)
-        f, _, _ = _open_external(t, base_dir)
+        f, _, _ = open_external(t, base_dir)
         with f:
             a = np.fromfile(f, dtype=dt, count=n)
         if a.size != n:
@@ -254,7 +255,7 @@ def tensor_array(t: TensorProto, base_dir: str | os.PathLike | None = None) -> n
 
 def _read_external(t: TensorProto, base_dir: str | os.PathLike | None) -> bytes:
     """The ``length`` bytes of external tensor ``t`` (:func:`external_location`); ``ValueError`` if short."""
-    f, _, length = _open_external(t, base_dir)
+    f, _, length = open_external(t, base_dir)
     with f:
         raw = f.read(length)
     if len(raw) < length:
@@ -280,59 +281,4 @@ def inline_copy(model: onnx.ModelProto, base_dir: str | os.PathLike | None) -> o
     for t in iter_tensors(m):
         if is_external(t):
             load_external(t, base_dir)
-    return m
-
-
-def externalize(
-    model: onnx.ModelProto,
-    data_file: Path,
-    location: str,
-    threshold: int,
-    base_dir: str | os.PathLike | None,
-    consume: bool,
-) -> onnx.ModelProto:
-    """``model`` (or a copy) with its large tensors moved to ``data_file``, one by one.
-
-    Every tensor of ``threshold`` bytes or more (:func:`tensor_nbytes`), and
-    every tensor still external (read from ``base_dir``), is appended to
-    ``data_file`` at an offset aligned to 64 bytes and refers to it as
-    ``location`` (the name written in the model). With ``consume`` the
-    tensors of ``model`` itself are changed, else those of a copy. Each
-    tensor's bytes are moved to the file and cleared from the proto before the
-    next is handled, so the peak is the model proto plus one tensor. Raises
-    as :func:`inline_copy` for external tensors.
-    """
-    if consume:
-        m = model
-    else:
-        m = onnx.ModelProto()
-        m.CopyFrom(model)
-    offset = 0
-    with open(data_file, "wb") as f:
-        for t in iter_tensors(m):
-            if is_external(t):
-                raw = _read_external(t, base_dir)
-                del t.external_data[:]
-            elif t.HasField("raw_data"):
-                if tensor_nbytes(t) < threshold:
-                    continue
-                raw = t.raw_data
-            else:
-                if tensor_nbytes(t) < threshold or t.data_type in (TensorProto.STRING, TensorProto.UNDEFINED):
-                    continue
-                raw = numpy_helper.to_array(t).tobytes()
-                for field in ("float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
-                    t.ClearField(field)
-            pad = (-offset) % 64
-            if pad:
-                f.write(b"\0" * pad)
-                offset += pad
-            f.write(raw)
-            t.ClearField("raw_data")
-            t.data_location = TensorProto.EXTERNAL
-            for k, v in (("location", location), ("offset", str(offset)), ("length", str(len(raw)))):
-                e = t.external_data.add()
-                e.key, e.value = k, v
-            offset += len(raw)
-            del raw
     return m

@@ -42,13 +42,16 @@ __all__ = ["QuantOptions", "WeightContext", "Algorithm", "rtn", "rtn_algorithm"]
 class QuantOptions:
     """The numeric options every weight quantizer receives, and where the
     model's side files are: ``base_dir`` is the folder of a model whose tensors
-    stay in external data files (None: every tensor is in the ModelProto)."""
+    stay in external data files (None: every tensor is in the ModelProto).
+    ``progress`` is the run's :class:`~monoquant_np.onnx.progress.Progress`
+    (or None): a calibration pre-pass reports ``progress.stage(i, n)`` there."""
 
     group_size: int = DEFAULT_GROUP_SIZE
     scheme: str = DEFAULT_SCHEME
     scale_dtype: str = DEFAULT_SCALE_DTYPE
     double_quant: bool = False
     base_dir: str | None = None
+    progress: Any = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def symmetric(self) -> bool:

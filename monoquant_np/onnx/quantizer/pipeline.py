@@ -46,10 +46,13 @@ weights are quantized one by one (:func:`_quantize_site`).
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import dataclasses
+import itertools
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -68,7 +71,8 @@ from ..options import (
     DEFAULT_SCALE_DTYPE,
     DEFAULT_TARGET,
 )
-from ..tensors import tensor_array
+from ..progress import Progress
+from ..tensors import tensor_array, tensor_nbytes
 from .algorithm import Algorithm, WeightContext
 from .opset import drop_unused_ms_opset, ensure_ms_opset, opset_of, to_opset21
 from .plan import QuantPlan, plan_options, working_copy
@@ -101,8 +105,10 @@ def quantize_model_with_report(
     prequantized: Mapping[str, QuantizedTensor] | None = None,
     gather_op: str = DEFAULT_GATHER_OP,
     accuracy_level: int | None = None,
-    progress: Callable[[int, int, str], None] | None = None,
     target: str = DEFAULT_TARGET,
+    progress: Progress | None = None,
+    jobs: int | None = None,
+    spill: Callable[[onnx.TensorProto], None] | None = None,
 ) -> tuple[onnx.ModelProto, QuantReport]:
     """Quantize the weights of a float ONNX model to 4 bits (spec 13).
 
@@ -125,7 +131,18 @@ def quantize_model_with_report(
         prequantized: weight name -> ``QuantizedTensor`` exported as given.
         gather_op: ``"GatherBlockQuantized"`` or ``"DequantizeLinear"`` for ``Gather`` tables.
         accuracy_level: ``MatMulNBits``' attribute (``format="matmulnbits"``).
-        progress: called as ``progress(i, n, name)`` before each weight.
+        progress: a :class:`~monoquant_np.onnx.progress.Progress`: the phases
+            ``load`` and ``quantize`` (bytes of float weights done of total)
+            are reported to it; it also reaches the algorithm's ``prepare`` as
+            ``options.progress`` (for ``calibrate stage i/n``).
+        jobs: weights quantized at once, on that many threads (None: every
+            core this process may use). The output does not depend on it: the
+            results are rewritten into the graph in site order (spec 13.3).
+        spill: called with every new quantized initializer right after its
+            weight is rewritten, in site order; the command line's
+            :class:`~monoquant_np.onnx.model_io.ModelWriter` moves its bytes to
+            the output's data file there, so the model in memory never holds
+            the quantized weights (spec 13.6).
         target: the runtime the model is for, ``"onnxruntime"`` (default),
             ``"openvino"``, ``"tract"`` or ``"portable"``: each weight in a form
             that runtime runs exactly (spec 16.4); ``"tract"`` implies
@@ -145,9 +162,11 @@ def quantize_model_with_report(
                         ops=ops, exclude=exclude, min_elements=min_elements, scheme=scheme,
                         double_quant=double_quant, algorithm=algorithm, calibration=calibration,
                         prequantized=prequantized, gather_op=gather_op, accuracy_level=accuracy_level,
-                        target=target)
+                        target=target, jobs=jobs)
+    progress = progress if progress is not None else Progress(tty=False)
+    progress.phase("load")
     model, base_dir, file_bytes = working_copy(model_or_path)
-    plan.opts = dataclasses.replace(plan.opts, base_dir=base_dir)
+    plan.opts = dataclasses.replace(plan.opts, base_dir=base_dir, progress=progress)
     report = QuantReport(options=plan.report_options(), file_bytes_before=file_bytes)
     if plan.feeds is not None and plan.alg.prepare is None:
         report.notes.append(f"calibration inputs are not used by algorithm {plan.alg.name!r} "
@@ -165,8 +184,10 @@ def quantize_model_with_report(
         todo = [s for s in _find_sites(model, plan)[0] if s.skip is None]
     else:
         model = to_opset21(model)  # the IR version only
+    t1 = time.perf_counter()
     stats = _prepare(model, todo, plan)
-    _quantize_all(model, todo, plan, stats, report, progress)
+    report.timings["prepare"] = time.perf_counter() - t1
+    _quantize_all(model, todo, plan, stats, report, progress, spill)
     report.seconds = time.perf_counter() - t0
     return model, report
 
@@ -197,17 +218,23 @@ def _prepare(model: onnx.ModelProto, todo: list[WeightSite], plan: QuantPlan) ->
 
 
 def _quantize_all(model: onnx.ModelProto, todo: list[WeightSite], plan: QuantPlan, stats: Mapping[str, Any],
-                  report: QuantReport, progress: Callable[[int, int, str], None] | None) -> None:
-    """Quantize and rewrite every site of ``todo`` in turn (spec 13.2, 13.3), one report row each."""
+                  report: QuantReport, progress: Progress,
+                  spill: Callable[[onnx.TensorProto], None] | None) -> None:
+    """Quantize every site of ``todo`` (``plan.jobs`` at once) and rewrite them in site order (spec 13.2,
+    13.3), one report row each; new quantized initializers go to ``spill`` as they are made."""
     names = unique_names(model)
     if plan.format == "matmulnbits" or ("Gather" in plan.ops and plan.gather_op == "GatherBlockQuantized"):
         ensure_ms_opset(model)
-    for i, site in enumerate(todo):
-        if progress is not None:
-            progress(i, len(todo), site.name)
-        report.rows.append(_quantize_site(site, plan, stats, names))
-    if progress is not None:
-        progress(len(todo), len(todo), "")
+    progress.phase("quantize", total=sum(tensor_nbytes(s.tensor) for s in todo), items=len(todo))
+    t0 = time.perf_counter()
+    for site, done in _in_order(todo, lambda s: _compute(s, plan, stats), plan.jobs):
+        t1 = time.perf_counter()
+        report.rows.append(_rewrite_site(site, done, plan, names, spill))
+        done.seconds["rewrite"] = time.perf_counter() - t1
+        for k, v in done.seconds.items():
+            report.timings[k] = report.timings.get(k, 0.0) + v
+        progress.advance(tensor_nbytes(site.tensor), site.name)
+    report.timings["quantize_wall"] = time.perf_counter() - t0
     if plan.format == "matmulnbits":
         kept = [r.name for r, s in zip(report.rows, todo, strict=True)
                 if "qdq" in r.served_as.split("+") and any(c.role in ("matmul", "gemm") for c in s.consumers)]
@@ -219,6 +246,34 @@ def _quantize_all(model: onnx.ModelProto, todo: list[WeightSite], plan: QuantPla
     drop_unused_ms_opset(model)
 
 
+def _in_order(todo: list[WeightSite], work: Callable[[WeightSite], Any], jobs: int
+              ) -> Iterator[tuple[WeightSite, Any]]:
+    """``(site, work(site))`` in the order of ``todo``, with up to ``jobs`` calls of ``work`` running at once
+    on threads (NumPy releases the GIL in large array operations); one at a time when ``jobs == 1``.
+
+    At most ``jobs`` sites are being worked on while the caller handles a result, so memory holds
+    ``jobs`` weights' working sets, never more. An error in ``work`` is raised here, in order.
+    """
+    if jobs == 1 or len(todo) < 2:
+        for site in todo:
+            yield site, work(site)
+        return
+    sites = iter(todo)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="quantize") as pool:
+        pending = collections.deque((s, pool.submit(work, s)) for s in itertools.islice(sites, jobs))
+        try:
+            while pending:
+                site, future = pending.popleft()
+                result = future.result()
+                nxt = next(sites, None)
+                if nxt is not None:
+                    pending.append((nxt, pool.submit(work, nxt)))
+                yield site, result
+        finally:
+            for _, future in pending:
+                future.cancel()
+
+
 def _use_prequantized(site: WeightSite, qt: Any) -> None:
     check_qt(qt, f"prequantized[{site.name!r}]")
     if site.skip is not None and site.skip.startswith(("also read", "dtype")):
@@ -228,32 +283,57 @@ def _use_prequantized(site: WeightSite, qt: Any) -> None:
     site.skip, site.transpose, site.axis = None, False, qt.axis
 
 
-def _quantize_site(site: WeightSite, plan: QuantPlan, stats: Mapping[str, Any], names: set[str]) -> LayerRow:
-    """Quantize one weight (freeing its float copy before the rewrite) and describe it in a report row."""
+@dataclasses.dataclass
+class _Quantized:
+    """One weight's quantization, computed off the main thread: the tensor, the report's numbers, the seconds
+    spent reading, quantizing and measuring the error."""
+
+    qt: QuantizedTensor
+    extra: dict[str, Any]
+    rel: float
+    mx: float
+    size: int
+    itemsize: int
+    seconds: dict[str, float]
+
+
+def _compute(site: WeightSite, plan: QuantPlan, stats: Mapping[str, Any]) -> _Quantized:
+    """Read one weight, quantize it and measure its error; the float copy is dropped on return (spec 13.3)."""
+    t0 = time.perf_counter()
     w_store = tensor_array(site.tensor, plan.opts.base_dir)
     itemsize = w_store.dtype.itemsize
     w = np.asarray(w_store, dtype=np.float32)
     del w_store
     if site.transpose:
         w = np.ascontiguousarray(w.T)  # (K, N) from Gemm's (N, K)
+    t1 = time.perf_counter()
     extra: dict[str, Any] = {}
     if site.name in plan.prequantized:
         qt = plan.prequantized[site.name]
     else:
         qt, extra = _run_algorithm(plan.alg, WeightContext(site.name, w, site.axis, tuple(site.consumers), plan.opts,
                                                            stats.get(site.name)))
+    t2 = time.perf_counter()
     w_hat = extra.pop("w_hat", None)
     rel, mx = tensor_error(w, qt) if w_hat is None else relative_error(w, w_hat)
-    size = w.size
-    del w
-    served = apply_quantized(site, qt, fresh_name(site.name, names), fmt=plan.format, gather_op=plan.gather_op,
-                             accuracy_level=plan.accuracy_level, target=plan.target)
+    seconds = {"read": t1 - t0, "algorithm": t2 - t1, "error": time.perf_counter() - t2}
+    return _Quantized(qt, extra, rel, mx, w.size, itemsize, seconds)
+
+
+def _rewrite_site(site: WeightSite, done: _Quantized, plan: QuantPlan, names: set[str],
+                  spill: Callable[[onnx.TensorProto], None] | None) -> LayerRow:
+    """Rewrite the graph around one quantized weight (spec 13.2), its new initializers handed to ``spill``
+    before they join the graph, and describe it in a report row."""
+    qt, size = done.qt, done.size
+    qname = fresh_name(site.name, names)
+    served = apply_quantized(site, qt, qname, fmt=plan.format, gather_op=plan.gather_op,
+                             accuracy_level=plan.accuracy_level, target=plan.target, spill=spill)
     bpw = bits_per_weight(qt)
     return LayerRow(
         name=site.name, shape=qt.shape, scheme=qt.scheme, group_size=qt.block_size,
-        bytes_before=size * itemsize, bytes_after=int(round(bpw * size / 8)), size=size,
-        bits_per_weight=bpw, rel_err=rel, max_abs_err=mx, served_as=served,
-        consumers=tuple(c.node.name or c.node.output[0] for c in site.consumers), extra=extra,
+        bytes_before=size * done.itemsize, bytes_after=int(round(bpw * size / 8)), size=size,
+        bits_per_weight=bpw, rel_err=done.rel, max_abs_err=done.mx, served_as=served,
+        consumers=tuple(c.node.name or c.node.output[0] for c in site.consumers), extra=done.extra,
     )
 
 

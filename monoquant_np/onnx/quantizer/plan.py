@@ -43,7 +43,7 @@ from .algorithm import Algorithm, QuantOptions
 from .opset import check_versions
 from .registry import get_algorithm
 
-__all__ = ["QuantPlan", "plan_options", "resolve_scheme", "working_copy", "FP4_BLOCK_SIZES"]
+__all__ = ["QuantPlan", "plan_options", "resolve_scheme", "working_copy", "FP4_BLOCK_SIZES", "usable_cores"]
 
 #: The FP4 schemes and their formats' block sizes, used when ``group_size`` is the default (spec 18, 19).
 FP4_BLOCK_SIZES = {"mxfp4": MX_BLOCK_SIZE, "nvfp4": NV_BLOCK_SIZE}
@@ -65,6 +65,7 @@ class QuantPlan:
     feeds: dict[str, np.ndarray] | None
     prequantized: dict[str, QuantizedTensor]
     target: str = DEFAULT_TARGET
+    jobs: int = 1
 
     def report_options(self) -> dict[str, Any]:
         """The options as the report's ``options`` record them."""
@@ -77,7 +78,7 @@ class QuantPlan:
 
 def plan_options(*, group_size, symmetric, scale_dtype, format, ops, exclude, min_elements, scheme,  # noqa: A002
                  double_quant, algorithm, calibration, prequantized, gather_op, accuracy_level,
-                 target=DEFAULT_TARGET) -> QuantPlan:
+                 target=DEFAULT_TARGET, jobs=None) -> QuantPlan:
     """Check every option against :mod:`monoquant_np.onnx.options`, resolve the algorithm, read the feeds.
 
     The keywords are those of :func:`~monoquant_np.onnx.quantizer.pipeline.quantize_model_with_report`;
@@ -86,6 +87,7 @@ def plan_options(*, group_size, symmetric, scale_dtype, format, ops, exclude, mi
     (:func:`~monoquant_np.onnx.export.targets.target_options`, spec 16.4).
     """
     group_size = check_positive_int(group_size, "group_size")
+    jobs = usable_cores() if jobs is None else check_positive_int(jobs, "jobs")
     min_elements = check_positive_int(min_elements, "min_elements") if min_elements else 0
     check_choice(format, FORMATS, "format")
     check_choice(gather_op, GATHER_OPS, "gather_op")
@@ -117,7 +119,14 @@ def plan_options(*, group_size, symmetric, scale_dtype, format, ops, exclude, mi
     feeds = load_feeds(calibration, what="calibration file", finite=True) if calibration is not None else None
     opts = QuantOptions(group_size=group_size, scheme=scheme, scale_dtype=scale_dtype, double_quant=bool(double_quant))
     return QuantPlan(opts, format, ops, exclude, min_elements, gather_op, accuracy_level, alg, feeds,
-                     dict(prequantized or {}), target)
+                     dict(prequantized or {}), target, jobs)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS tells it, else ``os.cpu_count()``)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 def resolve_scheme(scheme: str | None, symmetric: bool, scale_dtype: str) -> str:

@@ -28,6 +28,8 @@ orientation), each reader is served in one of three ways:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
@@ -91,9 +93,21 @@ def _float_weight(qt: QuantizedTensor, qname: str, out: str, dtype: str, target:
     return target_weight_subgraph(qt, qname, out, target)
 
 
+class _Added(set):
+    """The names of the initializers added for one weight, and ``spill``, which receives each new one before it
+    joins the graph (its bytes then go to the output file from the tensor's own protobuf arena, which is freed;
+    an arena only grows, so bytes cleared after joining the graph's would stay in memory)."""
+
+    def __init__(self, spill: Callable[[onnx.TensorProto], None] | None = None):
+        super().__init__()
+        self.spill = spill
+
+
 def _add_inits(graph: onnx.GraphProto, inits, seen: set[str]) -> None:
     for t in inits:
         if t.name not in seen:
+            if isinstance(seen, _Added) and seen.spill is not None:
+                seen.spill(t)
             graph.initializer.append(t)
             seen.add(t.name)
 
@@ -107,6 +121,7 @@ def apply_quantized(
     gather_op: str = DEFAULT_GATHER_OP,
     accuracy_level: int | None = None,
     target: str = DEFAULT_TARGET,
+    spill: Callable[[onnx.TensorProto], None] | None = None,
 ) -> str:
     """Rewrite the graphs around ``site`` to use ``qt``; return how it is served (e.g. ``"qdq"``).
 
@@ -115,11 +130,12 @@ def apply_quantized(
     before a reader lands right before it, in the reader's graph; the
     dequantizing nodes land where the weight was defined, in the form
     ``target`` runs (``fmt`` and ``gather_op`` as
-    :func:`~monoquant_np.onnx.export.targets.target_options` set them).
+    :func:`~monoquant_np.onnx.export.targets.target_options` set them). ``spill`` receives
+    every new initializer before it is added to the graph (spec 13.6).
     """
     g = site.graph
     served: list[str] = []
-    seen: set[str] = set()
+    seen: set[str] = _Added(spill)
     need_float: list = []
     for c in site.consumers:
         node = c.graph.node[_index(c.graph, c.node)]

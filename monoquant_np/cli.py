@@ -8,7 +8,8 @@ Signals: :func:`main` first installs handlers for SIGINT, SIGTERM and SIGHUP
 (before the parser is built and onnx imported). Each removes the temporary
 and not yet final output files (:mod:`monoquant_np.onnx.outputs`), prints one
 line and exits ``128 + signal number`` (130, 143, 129); the previous handlers
-are restored when :func:`main` returns.
+are restored when :func:`main` returns. A signal the process inherited as
+ignored (``nohup``'s SIGHUP, SIGINT of a background job) stays ignored.
 """
 
 from __future__ import annotations
@@ -100,13 +101,13 @@ def _on_signal(signum: int, frame: object) -> None:
 
 
 def _install_signal_handlers() -> dict[int, object]:
-    """Install :func:`_on_signal` (main thread only); the previous handlers, to restore."""
+    """Install :func:`_on_signal` (main thread only) for each signal not ignored; the previous handlers."""
     if threading.current_thread() is not threading.main_thread():
         return {}
     previous: dict[int, object] = {}
     for name in _SIGNALS:
         sig = getattr(signal, name, None)
-        if sig is not None:
+        if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:  # nohup, a background job: stay deaf
             previous[sig] = signal.signal(sig, _on_signal)
     return previous
 

@@ -137,8 +137,13 @@ def _special(tmp_path, kind):
         os.mkfifo(p)
     elif kind == "socket":
         s = socket.socket(socket.AF_UNIX)
-        s.bind(str(p))
-        s.close()
+        cwd = os.getcwd()
+        os.chdir(tmp_path)  # a relative name: AF_UNIX paths are limited to about 100 bytes
+        try:
+            s.bind(p.name)
+        finally:
+            os.chdir(cwd)
+            s.close()
     else:
         try:
             os.mknod(p, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # a null device of our own

@@ -108,3 +108,19 @@ def test_signal_leaves_nothing_and_one_line(tmp_path, moment, sig, extra, seen):
     assert err == [f"monoquant-np: {words} ({sig}); no output written"], r.stderr
     assert sorted(os.listdir(folder)) == ["f.onnx"]
     assert (folder / "f.onnx").read_bytes() == before
+
+
+def test_an_ignored_signal_stays_ignored(tmp_path):
+    """Under ``nohup`` (SIGHUP ignored) a hang-up does not stop the run: the output is written, exit 0."""
+    folder = tmp_path / "m"
+    folder.mkdir()
+    _model(folder)
+    mark = tmp_path / "mark"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    r = subprocess.run([sys.executable, "-c", HOOK, "first_weight", "SIGHUP", str(mark), "quantize",
+                        str(folder / "f.onnx"), str(folder / "q.onnx")],
+                       capture_output=True, text=True, timeout=120, env=env,
+                       preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    assert mark.read_text() == "first_weight"
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert sorted(os.listdir(folder)) == ["f.onnx", "q.onnx"]

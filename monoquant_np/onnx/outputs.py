@@ -73,6 +73,8 @@ def writing(dst: Path, tmp: str | os.PathLike = "") -> Iterator[None]:
         yield
     except OSError as e:
         if e.filename is None or (tmp and str(e.filename) == str(tmp)):
+            if e.errno is None:
+                raise OSError(f"cannot write {str(dst)!r}: {e}") from None
             raise OSError(e.errno, e.strerror or str(e), str(dst)) from None
         raise
 

@@ -82,7 +82,6 @@ def _model(folder):
 CASES = [  # (moment, signal, extra arguments, what the hook must have seen)
     ("import", "SIGINT", [], "import"),
     ("first_weight", "SIGINT", [], "first_weight"),
-    ("first_weight", "SIGTERM", [], "first_weight"),
     ("data_written", "SIGTERM", ["--external-data"], "12288"),
     ("between_renames", "SIGHUP", ["--external-data"], "published q.onnx.data"),
     ("after_commit", "SIGTERM", ["--external-data"], "f.onnx q.onnx q.onnx.data r.json"),

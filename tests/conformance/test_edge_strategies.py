@@ -91,3 +91,19 @@ def test_gguf_tiny_d_is_defined_and_matches_gguf_py(w):
             rec = data.reshape(-1, 18)
             assert (rec[tiny, 2:] == 0).all()  # every code 0 (spec 12.2)
             assert (deq.reshape(-1, 32)[tiny] == 0).all()  # and d stored as +-0.0
+
+
+@settings(max_examples=30, deadline=None)
+@given(drawn=nf4_weights())
+def test_nf4_float16_absmax_codes_follow_the_stored_absmax(drawn):
+    w, block, axis = drawn
+    qt = quantize_nf4(w, block_size=block, axis=axis, scale_dtype=np.float16)
+    a32 = quantize_nf4(w, block_size=block, axis=axis).scale
+    assert np.array_equal(qt.scale, a32.astype(np.float16))  # stored rounded to nearest even (spec 3.4)
+    codes, deq = qt.codes(), dequantize(qt)
+    assert (codes[w == 0] == 7).all() and (deq[w == 0].view(np.uint32) == 0).all()
+    a16 = np.repeat(qt.scale.astype(np.float32), block, axis=axis)[tuple(slice(0, n) for n in w.shape)]
+    a = np.repeat(a32, block, axis=axis)[tuple(slice(0, n) for n in w.shape)]
+    at_max = (np.abs(w) == a) & (a16 > 0)
+    assert np.array_equal(np.abs(deq[at_max]), a16[at_max])  # the absmax element comes back as +-a16
+    assert (codes[a16 == 0] == 7).all()  # a block whose float16 absmax underflows is all code 7

@@ -132,6 +132,7 @@ for _fn in (mq.quantize_mxfp4, mq.quantize_nvfp4):
     rows(_fn, {"w": W}, "w", [NAN_W], ValueError, "w must be finite")
 flags(mq.quantize, {"w": W}, "symmetric", "int8_fallback")
 scale_dtypes(mq.quantize, {"w": W})
+scale_dtypes(mq.quantize_nf4, {"w": W})
 
 qts(mq.dequantize, {})
 rows(mq.dequantize, {"qt": QT}, "dtype", NOT_DTYPE, TypeError, "dtype must be a dtype")

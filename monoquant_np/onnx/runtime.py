@@ -73,7 +73,7 @@ def make_session(
     accuracy_level = check_accuracy_level(accuracy_level)
     so = ort.SessionOptions()
     so.add_session_config_entry(ACCURACY_OPTION, str(accuracy_level))
-    so.log_severity_level = 3
+    so.log_severity_level = 4  # fatal only: errors come back as exceptions, reported on one line
     if disable_optimizations:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     elif optimized_path is not None:

@@ -46,8 +46,12 @@ _FLOATS = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorPro
 
 
 def _ort_error(e: Exception, what: str) -> Exception:
-    """onnxruntime's exceptions (not ``ValueError``) as one ``ValueError`` line; others unchanged."""
-    if not type(e).__module__.startswith("onnxruntime"):
+    """onnxruntime's exceptions (not ``ValueError``) as one ``ValueError`` line; others unchanged.
+
+    Its Python binding also raises plain ``RuntimeError`` (``Numpy_type 14
+    can't be converted to MLDataType`` for a complex feed).
+    """
+    if not (type(e).__module__.startswith("onnxruntime") or type(e) is RuntimeError):
         return e
     return ValueError(f"{what}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
 
@@ -136,7 +140,7 @@ class StagedModel:
     def session(self, sub: onnx.ModelProto) -> ort.InferenceSession:
         """An onnxruntime CPU session for a sub-model (external data read from ``base_dir``)."""
         so = ort.SessionOptions()
-        so.log_severity_level = 3
+        so.log_severity_level = 4  # fatal only: errors come back as exceptions, reported on one line
         so.add_session_config_entry(ACCURACY_OPTION, str(self.accuracy_level))
         if self.threads is not None:
             so.intra_op_num_threads = self.threads

@@ -9,8 +9,10 @@ along axis 0, every array with the same batch length.
 
 * every input the model declares (graph inputs that are not initializers) is
   present; a name the model does not take is an error only with ``strict``;
-* a float array for an integer input (or the reverse) is an error, other dtype
-  differences are left to onnxruntime; the rank must match, and every
+* an array of another kind (float, integer, bool, complex, string) than the
+  input's is an error (a float array for an integer input, a complex one for
+  a float input); other dtype differences (int32 for int64) are left to
+  onnxruntime; the rank must match, and every
   dimension with a fixed size in the model;
 * with ``batched``: at least one array, every array at least 1-D with one
   batch length, and that length at least 1;
@@ -148,6 +150,10 @@ def _check_names(feeds: Mapping[str, np.ndarray], model: onnx.ModelProto, what: 
                          f"{what} hold {sorted(feeds)}")
 
 
+_KIND = {"f": "float", "i": "integer", "u": "integer", "b": "bool", "c": "complex", "U": "string", "S": "string",
+         "O": "string"}
+
+
 def _check_kinds_and_shapes(feeds: Mapping[str, np.ndarray], model: onnx.ModelProto, what: str) -> None:
     inits = {t.name for t in model.graph.initializer}
     for vi in model.graph.input:
@@ -155,7 +161,7 @@ def _check_kinds_and_shapes(feeds: Mapping[str, np.ndarray], model: onnx.ModelPr
             continue
         tt, x = vi.type.tensor_type, np.asarray(feeds[vi.name])
         want = input_dtype(tt.elem_type)
-        if want is not None and (x.dtype.kind == "f") != (want.kind == "f"):
+        if want is not None and _KIND.get(x.dtype.kind, x.dtype.kind) != _KIND.get(want.kind, want.kind):
             raise ValueError(f"{what}: input {vi.name!r} is {x.dtype}, the model takes {want}")
         if tt.HasField("shape"):
             dims = [d.dim_value if d.HasField("dim_value") else d.dim_param or "?" for d in tt.shape.dim]

@@ -72,17 +72,25 @@ def cosine_per_sample(a: np.ndarray, b: np.ndarray) -> float:
     b64 = np.asarray(b, dtype=np.float64)
     if a64.ndim <= 1:
         a64, b64 = a64.reshape(1, -1), b64.reshape(1, -1)
-    a64 = a64.reshape(a64.shape[0], -1)  # (samples, features)
-    b64 = b64.reshape(b64.shape[0], -1)
     if a64.shape[0] == 0:
         return 1.0
-    na, nb = np.linalg.norm(a64, axis=1), np.linalg.norm(b64, axis=1)
-    dot = np.sum(a64 * b64, axis=1)
-    both_zero = (na == 0) & (nb == 0)
-    cos = np.where(both_zero, 1.0, dot / np.where(na * nb == 0, 1.0, na * nb))
-    cos = np.where(~both_zero & (na * nb == 0), 0.0, cos)
-    cos = np.where(np.all(a64 == b64, axis=1), 1.0, np.clip(cos, -1.0, 1.0))  # identical: exactly 1, not 1 - ulp
-    return float(np.mean(cos))
+    features = int(np.prod(a64.shape[1:]))  # not -1: a sample may have zero features
+    a64 = a64.reshape(a64.shape[0], features)  # (samples, features)
+    b64 = b64.reshape(b64.shape[0], features)
+    with np.errstate(all="ignore"):  # inf/NaN samples give a NaN cosine, not a warning
+        na, nb = np.linalg.norm(a64, axis=1), np.linalg.norm(b64, axis=1)
+        dot = np.sum(a64 * b64, axis=1)
+        both_zero = (na == 0) & (nb == 0)
+        cos = np.where(both_zero, 1.0, dot / np.where(na * nb == 0, 1.0, na * nb))
+        cos = np.where(~both_zero & (na * nb == 0), 0.0, cos)
+        cos = np.where(np.all(a64 == b64, axis=1), 1.0, np.clip(cos, -1.0, 1.0))  # identical: exactly 1, not 1 - ulp
+        return float(np.mean(cos))
+
+
+def _ratio(num: float, den: float) -> float:
+    """``num / den``; for ``den == 0``: 0 if ``num`` is 0, else 1; NaN in, NaN out, without a warning."""
+    with np.errstate(all="ignore"):
+        return float(np.float64(num) / den) if den > 0 else float(num > 0) if num == num else num
 
 
 def _gather_table_rows(model: onnx.ModelProto) -> dict[str, int]:
@@ -233,12 +241,13 @@ def verify_models(
         a64, b64 = np.asarray(ra[name], np.float64), np.asarray(rb[name], np.float64)
         if a64.shape != b64.shape:
             raise ValueError(f"output {name!r} has shape {a64.shape} in the reference, {b64.shape} in the candidate")
-        d = a64 - b64
-        den = float(np.linalg.norm(a64))
+        with np.errstate(all="ignore"):  # inf/NaN outputs give NaN errors and cosines, not warnings
+            d = a64 - b64
+            den = float(np.linalg.norm(a64))
         out.append(OutputDiff(
             name=name, shape=tuple(a64.shape),
             max_abs_err=float(np.max(np.abs(d))) if d.size else 0.0,
-            rel_err=float(np.linalg.norm(d)) / den if den > 0 else float(np.linalg.norm(d) > 0),
+            rel_err=_ratio(float(np.linalg.norm(d)), den),
             cosine=cosine_per_sample(a64, b64),
         ))
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 import onnx
@@ -80,3 +81,32 @@ def test_minilm_seq_len_one_billion_is_one_line(capsys):
     assert main(["verify", m, m, "--seq-len", "1000000000"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "of shape (2, 1000000000) int64 brings the made inputs to" in err[0], err
+
+
+def test_nonfinite_and_empty_outputs_compare_without_warnings():
+    from monoquant_np.onnx.verify import cosine_per_sample
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a = np.array([[np.inf, 1.0], [1.0, 2.0]])
+        assert np.isnan(cosine_per_sample(a, a * 2)) and cosine_per_sample(np.zeros((2, 0)), np.zeros((2, 0))) == 1.0
+        assert cosine_per_sample(np.zeros((0, 3)), np.zeros((0, 3))) == 1.0
+
+
+@pytest.mark.parametrize("ids, expect", [
+    (np.full((2, 3), 10**12, np.int64), "indices element out of data bounds, idx=1000000000000"),
+    (np.zeros((2, 3), np.complex64), "input 'input_ids' is complex64, the model takes int64"),
+    (np.zeros((0, 3), np.int64), None),
+])
+def test_bad_given_inputs_are_one_line_on_file_descriptor_2(tmp_path, capfd, ids, expect):
+    """onnxruntime's own error log would be a second line on stderr: only the exception's line is printed."""
+    onnx.save(_embedding_model(), str(tmp_path / "m.onnx"))
+    np.savez(tmp_path / "f.npz", input_ids=ids)
+    m = str(tmp_path / "m.onnx")
+    code = main(["verify", m, m, "--inputs", str(tmp_path / "f.npz")])
+    out = capfd.readouterr()
+    err = out.err.strip().splitlines()
+    if expect is None:  # an empty batch compares as equal
+        assert code == 0 and err == [] and "1.000000" in out.out
+    else:
+        assert code == 2 and len(err) == 1 and expect in err[0], err

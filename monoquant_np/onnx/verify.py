@@ -87,6 +87,14 @@ def cosine_per_sample(a: np.ndarray, b: np.ndarray) -> float:
         return float(np.mean(cos))
 
 
+def _outputs(got: dict[str, np.ndarray], names: list[str], what: str) -> dict[str, np.ndarray]:
+    """``got`` restricted to ``names``; ``ValueError`` for a graph output no node computes (a damaged model)."""
+    missing = [n for n in names if n not in got]
+    if missing:
+        raise ValueError(f"{what}: graph output {missing[0]!r} is computed by no node of the model")
+    return {n: got[n] for n in names}
+
+
 def _ratio(num: float, den: float) -> float:
     """``num / den``; for ``den == 0``: 0 if ``num`` is 0, else 1; NaN in, NaN out, without a warning."""
     with np.errstate(all="ignore"):
@@ -233,9 +241,10 @@ def verify_models(
     ref_in, cand_in = set(model_input_names(ref_model)), set(model_input_names(cand_model))
     ra = staged_outputs(ref_model, {k: v for k, v in feeds.items() if k in ref_in}, base_dir=ref_dir,
                         stage_bytes=stage_bytes, accuracy_level=accuracy_level, what="reference")
-    ra = {n: ra[n] for n in shared}
-    rb = staged_outputs(cand_model, {k: v for k, v in feeds.items() if k in cand_in}, base_dir=cand_dir,
-                        stage_bytes=stage_bytes, accuracy_level=accuracy_level, what="candidate")
+    ra = _outputs(ra, shared, "reference")
+    rb = _outputs(staged_outputs(cand_model, {k: v for k, v in feeds.items() if k in cand_in}, base_dir=cand_dir,
+                                 stage_bytes=stage_bytes, accuracy_level=accuracy_level, what="candidate"),
+                  shared, "candidate")
     out = []
     for name in shared:
         a64, b64 = np.asarray(ra[name], np.float64), np.asarray(rb[name], np.float64)

@@ -110,3 +110,10 @@ def test_bad_given_inputs_are_one_line_on_file_descriptor_2(tmp_path, capfd, ids
         assert code == 0 and err == [] and "1.000000" in out.out
     else:
         assert code == 2 and len(err) == 1 and expect in err[0], err
+
+
+def test_graph_output_computed_by_no_node_is_one_line(tmp_path, capsys):
+    m = _model()
+    m.graph.output[0].name = "nobody"
+    line = _verify(tmp_path, capsys, m)
+    assert line == "monoquant-np: error: reference: graph output 'nobody' is computed by no node of the model"

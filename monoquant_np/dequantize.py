@@ -27,7 +27,7 @@ import numpy as np
 
 from .errors import check_dtype
 from .groups import apply_rows, index_along, split_groups
-from .packing import lookup_pairs, packed_size, pair_table, unpack_int4
+from .packing import lookup_pairs, packed_size, pair_table, storage_size, unpack_codes, unpack_int4
 from .tensor import QuantizedTensor, check_qt
 
 __all__ = ["dequantize", "dequantize_slice", "bits_per_weight", "OUTPUT_DTYPES"]
@@ -48,6 +48,9 @@ def _slice_codes(qt: QuantizedTensor, start: int, stop: int) -> np.ndarray:
     if qt.bits == 4:
         b0 = lo // 2
         flat = unpack_int4(qt.data[b0 : packed_size(hi)], hi - 2 * b0, signed=qt.signed)[lo - 2 * b0 :]
+    elif qt.bits == 2:
+        b0 = lo // 4
+        flat = unpack_codes(qt.data[b0 : storage_size(hi, 2)], hi - 4 * b0, 2, qt.signed)[lo - 4 * b0 :]
     else:
         flat = qt.data[lo:hi].view(np.int8) if qt.signed else qt.data[lo:hi]
     rows = flat.reshape((stop - start,) + qt.shape[1:])
@@ -141,7 +144,8 @@ def bits_per_weight(qt: QuantizedTensor) -> float:
 
     ``8 * (data bytes + scale bytes + packed zero-point bytes) / size``; with
     double quantization the 8-bit scale codes, their float32 block scales and
-    the float32 offset replace the scales. The NF4 codebook is a constant of
+    the float32 offset replace the scales. Zero points are counted packed at
+    the code width (``storage_size(n_groups, bits)`` bytes). The NF4 codebook is a constant of
     the format and is not counted; neither is ``perm`` (it is not a property
     of the weight's storage in the exported graph, where it is a permutation
     of the activations).
@@ -155,5 +159,5 @@ def bits_per_weight(qt: QuantizedTensor) -> float:
     else:
         nbytes += qt.double_quant.nbytes() if qt.double_quant is not None else qt.scale.nbytes
     if qt.zero_point is not None:
-        nbytes += packed_size(qt.zero_point.size) if qt.bits == 4 else qt.zero_point.size
+        nbytes += storage_size(qt.zero_point.size, qt.bits)
     return 8.0 * nbytes / qt.size

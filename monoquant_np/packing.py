@@ -13,6 +13,11 @@ tensors (onnx.helper.pack_float32_to_4bit).
 # Note: bitsandbytes puts the first element in the *high* nibble, and GGUF
 # Q4_0 pairs element ``j`` with ``j + 16`` of its 32-block; those dialects are
 # in ``monoquant_np.formats`` and are built on the functions here.
+
+2-bit codes (spec 20.3) go four per byte, element ``4i + j`` in bits
+``2j .. 2j+1`` (element ``4i`` lowest), as ONNX packs ``INT2``/``UINT2``;
+8-bit codes take one byte each. :func:`pack_codes`, :func:`unpack_codes` and
+:func:`storage_size` dispatch on the width.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import numpy as np
 
 from .errors import check_bool, check_int, check_int_array, check_uint8
 
-__all__ = ["pack_int4", "unpack_int4", "pack_codes", "packed_size", "pack_bytes_into", "pack_slabs",
+__all__ = ["pack_int4", "unpack_int4", "pack_int2", "unpack_int2", "pack_codes", "unpack_codes",
+           "storage_size", "packed_size", "pack_crumbs_into", "pack_bytes_into", "pack_slabs",
            "slab_rows", "pack_grouped", "pair_table", "lookup_pairs"]
 
 #: Packed bytes handled per step by the unpacking loop (the step's output stays in L2).
@@ -35,15 +41,122 @@ def packed_size(count: int) -> int:
     return (count + 1) // 2
 
 
-def pack_codes(codes: np.ndarray, bits: int) -> np.ndarray:
-    """The storage bytes of a tensor's codes (``QuantizedTensor.data``, spec 5 and 7).
+def storage_size(count: int, bits: int) -> int:
+    """Bytes that hold ``count`` codes of ``bits`` (2, 4 or 8) bits: ``ceil(count * bits / 8)``.
 
-    4 bits: :func:`pack_int4`. 8 bits: one byte per code in C order, int8
-    codes as their two's complement byte. Returns a new uint8 array.
+    >>> storage_size(5, 2), storage_size(5, 4), storage_size(5, 8)
+    (2, 3, 5)
+    """
+    per = 8 // bits
+    return (count + per - 1) // per
+
+
+def pack_codes(codes: np.ndarray, bits: int) -> np.ndarray:
+    """The storage bytes of a tensor's codes (``QuantizedTensor.data``, spec 5, 7 and 20).
+
+    2 bits: :func:`pack_int2`. 4 bits: :func:`pack_int4`. 8 bits: one byte
+    per code in C order, int8 codes as their two's complement byte. Returns
+    a new uint8 array.
     """
     if bits == 4:
         return pack_int4(codes)
+    if bits == 2:
+        return pack_int2(codes)
     return np.ascontiguousarray(codes).reshape(-1).view(np.uint8).copy()
+
+
+def unpack_codes(data: np.ndarray, count: int, bits: int, signed: bool) -> np.ndarray:
+    """The first ``count`` codes of ``bits``-wide storage ``data`` (the inverse of :func:`pack_codes`):
+    1-D int8 when ``signed``, else uint8.
+
+    >>> unpack_codes(np.array([0xE1, 0x07], np.uint8), 3, 4, True).tolist()
+    [1, -2, 7]
+    >>> unpack_codes(np.array([0x2D], np.uint8), 4, 2, True).tolist()
+    [1, -1, -2, 0]
+    """
+    if bits == 4:
+        return unpack_int4(data, count, signed=signed)
+    if bits == 2:
+        return unpack_int2(data, count, signed=signed)
+    flat = data.reshape(-1)[:count]
+    return flat.view(np.int8) if signed else flat
+
+
+def pack_int2(codes: np.ndarray) -> np.ndarray:
+    """Pack 2-bit codes, four per byte, element ``4i`` in the lowest bits (spec 20.3).
+
+    Args:
+        codes: integer array of any shape (or a list of ints), values in
+            ``-2..3`` (int2 codes ``-2..1`` or uint2 codes ``0..3``);
+            flattened in C order.
+
+    Returns:
+        uint8 array of shape ``(ceil(codes.size / 4),)``:
+        ``byte[i] = sum_j (c[4i+j] & 3) << 2j``, missing codes 0.
+
+    >>> pack_int2(np.array([1, -1, -2, 0, 3])).tolist()  # 0b00_10_11_01 = 0x2D, then 0x03
+    [45, 3]
+    """
+    flat = check_int_array(codes, "codes").reshape(-1)
+    if flat.size and (int(flat.min()) < -2 or int(flat.max()) > 3):
+        raise ValueError(
+            f"codes must lie in -2..3 (int2 or uint2), got values in {int(flat.min())}..{int(flat.max())}"
+        )
+    crumbs = flat.view(np.uint8) if flat.dtype.itemsize == 1 else flat.astype(np.uint8)
+    out = np.empty(storage_size(crumbs.size, 2), dtype=np.uint8)
+    pack_crumbs_into(crumbs, out)
+    return out
+
+
+def pack_crumbs_into(crumbs: np.ndarray, out: np.ndarray) -> None:
+    """Pack the low two bits of the bytes ``crumbs`` (1-D uint8) into ``out``:
+    ``out[i] = sum_j (crumbs[4i+j] & 3) << 2j`` for the ``ceil(crumbs.size / 4)``
+    bytes of ``out`` (missing codes 0). :func:`pack_int2` without its checks."""
+    n = crumbs.size
+    full = n // 4
+    if full:
+        # each little-endian uint32 holds four codes in bytes 0..3; gather bits 0-1 of each byte
+        q = np.ascontiguousarray(crumbs[: 4 * full]).view("<u4") & np.uint32(0x03030303)  # (full,)
+        q |= q >> np.uint32(6)  # bits 0-3: codes 0, 1; bits 16-19: codes 2, 3
+        q |= q >> np.uint32(12)  # bits 0-7: codes 0..3
+        np.copyto(out[:full], q, casting="unsafe")  # keeps the low byte: codes 0..3
+    rest = crumbs[4 * full :]
+    if rest.size:
+        out[full] = sum((int(c) & 3) << (2 * j) for j, c in enumerate(rest))
+
+
+def unpack_int2(packed: np.ndarray, count: int, *, signed: bool = True) -> np.ndarray:
+    """Unpack ``count`` 2-bit codes from bytes packed by :func:`pack_int2`.
+
+    Returns a 1-D array of shape ``(count,)``: ``c[4i+j] = (byte[i] >> 2j) & 3``,
+    sign-extended from bit 1 (int8 ``-2..1``) when ``signed``, else uint8 ``0..3``.
+    Errors as :func:`unpack_int4`.
+
+    >>> unpack_int2(np.array([0x2D, 0x03], np.uint8), 5, signed=False).tolist()
+    [1, 3, 2, 0, 3]
+    """
+    check_uint8(packed, "packed")
+    count = check_int(count, "count", minimum=0)
+    signed = check_bool(signed, "signed")
+    flat = packed.reshape(-1)
+    nbytes = storage_size(int(count), 2)
+    if flat.size < nbytes:
+        raise ValueError(
+            f"packed holds {flat.size} byte(s) = {4 * flat.size} codes, "
+            f"fewer than count={count} needs ({nbytes} bytes)"
+        )
+    src = flat[:nbytes]
+    codes = np.empty((nbytes, 4), dtype=np.uint8)  # (nbytes, 4)
+    for j in range(4):
+        np.right_shift(src, np.uint8(2 * j), out=codes[:, j])
+    codes &= np.uint8(3)
+    out = codes.reshape(-1)[: int(count)]
+    if signed:  # (c ^ 2) - 2 sign-extends bit 1
+        out ^= np.uint8(2)
+        signed_out = out.view(np.int8)
+        signed_out -= np.int8(2)
+        return signed_out
+    return out
 
 
 def pack_int4(codes: np.ndarray) -> np.ndarray:
@@ -101,14 +214,17 @@ def pack_bytes_into(nib: np.ndarray, out: np.ndarray) -> None:
 def slab_rows(group: int, inner: int, elements: int, bits: int = 4) -> int:
     """Rows per slab for :func:`pack_slabs` of a ``(rows, inner)`` code array
     grouped along its rows: whole groups of ``group`` rows, about ``elements``
-    codes (at least one group) and, for 4 bits, an even count of codes, so
-    that every slab but the last starts on a byte boundary.
+    codes (at least one group) and a count of codes that fills whole bytes
+    (even for 4 bits, a multiple of 4 for 2 bits), so that every slab but
+    the last starts on a byte boundary.
 
-    >>> slab_rows(3, 5, 40), slab_rows(4, 5, 40)
-    (6, 8)
+    >>> slab_rows(3, 5, 40), slab_rows(4, 5, 40), slab_rows(3, 5, 40, bits=2)
+    (6, 8, 12)
     """
     groups = max(1, elements // max(1, group * inner))
     if bits == 4 and (groups * group * inner) % 2:
+        groups += 1
+    while bits == 2 and (groups * group * inner) % 4:
         groups += 1
     return groups * group
 
@@ -124,17 +240,21 @@ def pack_slabs(codes_of: Callable[[int, int], np.ndarray], rows: int, inner: int
     ``pack_codes(codes, bits)`` of the whole array, bit-identical.
 
     Raises:
-        ValueError: 4-bit slabs of an odd element count (``step * inner``),
-            which would not start on a byte boundary.
+        ValueError: slabs whose element count (``step * inner``) does not
+            fill whole bytes (odd at 4 bits, not a multiple of 4 at 2 bits).
     """
-    if bits == 4 and (step * inner) % 2 and step < rows:
-        raise ValueError(f"step * inner must be even for 4-bit slabs, got step={step}, inner={inner}")
-    data = np.empty(packed_size(rows * inner) if bits == 4 else rows * inner, np.uint8)
+    per = 8 // bits
+    if (step * inner) % per and step < rows:
+        raise ValueError(f"step * inner must be a multiple of {per} for {bits}-bit slabs, "
+                         f"got step={step}, inner={inner}")
+    data = np.empty(storage_size(rows * inner, bits), np.uint8)
     for r0 in range(0, rows, step):
         r1 = min(r0 + step, rows)
         flat = codes_of(r0, r1).reshape(-1).view(np.uint8)
         if bits == 4:
             pack_bytes_into(flat, data[r0 * inner // 2 : packed_size(r1 * inner)])
+        elif bits == 2:
+            pack_crumbs_into(flat, data[r0 * inner // 4 : storage_size(r1 * inner, 2)])
         else:
             data[r0 * inner : r1 * inner] = flat
     return data

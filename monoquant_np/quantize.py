@@ -1,16 +1,17 @@
-"""Quantize a float weight group-wise (spec sections 3, 4 and 7); the inverse is :mod:`monoquant_np.dequantize`.
+"""Quantize a float weight group-wise (spec sections 3, 4, 7 and 20); the inverse is :mod:`monoquant_np.dequantize`.
 
-Symmetric int4 (the default), per group ``g`` along ``axis``::
+Symmetric, per group ``g`` along ``axis``, with ``(qmin, qmax) = (-2**(b-1),
+2**(b-1) - 1)`` for ``bits = b`` (int4: -8, 7; int2: -2, 1; int8: -128, 127)::
 
-    s = max|w_g| / 7
-    q = clip(round_half_even(w / s), -8, 7)        (q = 0 where s == 0)
+    s = max|w_g| / qmax
+    q = clip(round_half_even(w / s), qmin, qmax)   (q = 0 where s == 0)
     w' = q * s
 
-Asymmetric uint4::
+Asymmetric, with ``qmax = 2**b - 1`` (uint4: 15; uint2: 3; uint8: 255)::
 
-    lo = min(min(w_g), 0);  hi = max(max(w_g), 0);  s = (hi - lo) / 15
-    z = clip(round_half_even(-lo / s), 0, 15)
-    q = clip(round_half_even(w / s) + z, 0, 15)    (q = z = 0 where s == 0)
+    lo = min(min(w_g), 0);  hi = max(max(w_g), 0);  s = (hi - lo) / qmax
+    z = clip(round_half_even(-lo / s), 0, qmax)
+    q = clip(round_half_even(w / s) + z, 0, qmax)  (q = z = 0 where s == 0)
     w' = (q - z) * s
 
 Int8 per-channel fallback (spec 7): when ``w.shape[axis] < group_size`` the
@@ -39,16 +40,20 @@ import numpy as np
 
 from .codes import packed_codes
 from .double_quant import quantize_scales
-from .errors import check_axis, check_bool, check_float_array, check_positive_int, check_scale_dtype
+from .errors import check_axis, check_bool, check_choice, check_float_array, check_positive_int, check_scale_dtype
 from .scales import asymmetric_scales, symmetric_scales
 from .tensor import QuantizedTensor
 
-__all__ = ["quantize"]
+__all__ = ["quantize", "BITS"]
+
+#: The code widths :func:`quantize` accepts (spec 1, 20).
+BITS = (2, 4, 8)
 
 
 def quantize(
     w: np.ndarray,
     *,
+    bits: int = 4,
     group_size: int = 128,
     axis: int = 0,
     symmetric: bool = True,
@@ -57,21 +62,24 @@ def quantize(
     double_quant: bool = False,
     dq_block_size: int = 256,
 ) -> QuantizedTensor:
-    """Quantize ``w`` group-wise to 4 bits (spec 3).
+    """Quantize ``w`` group-wise to ``bits``-wide codes (spec 3, 20).
 
     Args:
         w: float16/float32/float64 array, any shape with at least one
             dimension; converted to float32 first (spec 4.1). Must be finite.
+        bits: code width, 2, 4 or 8 (:data:`BITS`): the same scale rules
+            and rounding with that width's ``qmin``/``qmax`` (spec 20.1).
         group_size: elements per group along ``axis`` (any positive int; the
             last group may be partial).
         axis: the axis groups run along (``0``: the ``K`` axis of a ``(K, N)``
             MatMul weight, as ONNX ``DequantizeLinear(axis=0)`` expects).
-        symmetric: int4 codes ``-8..7`` with ``s = max|w|/7`` (True), or uint4
-            codes ``0..15`` with a zero point (False).
+        symmetric: signed codes (int4 ``-8..7`` with ``s = max|w|/7``; int2
+            ``-2..1``; int8 ``-128..127``) (True), or unsigned codes (uint4
+            ``0..15``; uint2 ``0..3``; uint8 ``0..255``) with a zero point (False).
         scale_dtype: float32 or float16 (spec 3.4).
         int8_fallback: when ``w.shape[axis] < group_size``, quantize to 8 bits
-            with one group per channel instead (spec 7). False keeps 4 bits
-            with a single partial group.
+            with one group per channel instead (spec 7), whatever ``bits``.
+            False keeps ``bits`` with a single partial group.
         double_quant: store the scales in 8 bits (spec 11): the codes are
             then computed from the rebuilt float32 scales, packed once; the
             same tensor as ``double_quantize(quantize(w, ...), block_size=
@@ -82,14 +90,15 @@ def quantize(
         A :class:`QuantizedTensor`.
 
     Raises (spec 15, arguments checked in signature order):
-        TypeError: ``w`` not a float array-like; ``group_size``, ``axis`` or
+        TypeError: ``w`` not a float array-like; ``bits``, ``group_size``, ``axis`` or
             ``dq_block_size`` not an int; a flag not a bool; ``scale_dtype``
             not a dtype-like.
-        ValueError: ``w`` 0-d, empty or beyond float32; ``group_size`` or
+        ValueError: ``w`` 0-d, empty or beyond float32; ``bits`` not 2, 4 or 8; ``group_size`` or
             ``dq_block_size`` < 1; ``axis`` out of range; ``scale_dtype`` not
             float32/float16; then non-finite ``w`` and float16 scale overflow.
     """
     w32 = check_float_array(w, "w", nonempty=True)
+    bits = int(check_choice(bits, BITS, "bits"))
     group_size = check_positive_int(group_size, "group_size")
     axis = check_axis(axis, w32.ndim)
     symmetric = check_bool(symmetric, "symmetric")
@@ -98,7 +107,6 @@ def quantize(
     double_quant = check_bool(double_quant, "double_quant")
     dq_block_size = check_positive_int(dq_block_size, "dq_block_size")
     length = w32.shape[axis]
-    bits = 4
     if int8_fallback and length < group_size:
         bits, group_size = 8, length
     if symmetric:

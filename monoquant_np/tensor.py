@@ -19,7 +19,7 @@ from .errors import check_bool, check_choice, check_int, check_scales, check_sha
 from .fp_scales import FloatScales
 from .groups import group_shape
 from .numerics import code_range
-from .packing import packed_size, unpack_int4
+from .packing import storage_size, unpack_codes
 
 __all__ = ["QuantizedTensor", "check_qt", "zero_points_of"]
 
@@ -38,18 +38,20 @@ class QuantizedTensor:
     Attributes:
         data: uint8, packed codes of the weight in its own ``shape``, flattened
             in C order. 4-bit codes: two per byte, low nibble first (spec 5),
-            ``ceil(size / 2)`` bytes. 8-bit codes: one per byte (int8 codes as
-            their two's complement byte), ``size`` bytes.
+            ``ceil(size / 2)`` bytes. 2-bit codes: four per byte, element
+            ``4i`` lowest (spec 20.3), ``ceil(size / 4)`` bytes. 8-bit codes:
+            one per byte (int8 codes as their two's complement byte), ``size`` bytes.
         shape: the weight's shape.
         axis: the axis along which groups run (non-negative).
         block_size: the group size along ``axis``.
         scale: float32 or float16, ``group_shape(shape, axis, block_size)``.
             With double quantization, the scales rebuilt from ``double_quant``.
-        zero_point: uint8 codes with ``scale``'s shape (``0..15`` for 4 bits),
+        zero_point: uint8 codes with ``scale``'s shape (``0..2**bits - 1``),
             or ``None`` (symmetric codes, or a codebook).
-        signed: True for two's complement codes (int4 ``-8..7``, int8), False
-            for unsigned codes (uint4 ``0..15``, uint8, codebook indices).
-        bits: 4, or 8 for the int8 per-channel fallback (spec 7).
+        signed: True for two's complement codes (int2, int4 ``-8..7``, int8),
+            False for unsigned codes (uint2, uint4 ``0..15``, uint8, codebook indices).
+        bits: the code width: 2, 4 or 8 (spec 1, 20; 8 also for the int8
+            per-channel fallback, spec 7).
         codebook: float32 ``(16,)`` values that unsigned codes index (NF4,
             spec 10), or ``None`` for linear codes.
         double_quant: the 8-bit storage of ``scale`` (spec 11), or ``None``.
@@ -76,13 +78,13 @@ class QuantizedTensor:
 
     def _check_scalars(self) -> tuple[int, ...]:
         """Spec 15.4: ``shape`` a tuple of ints >= 0, ``axis`` an int in ``[0, ndim)``, ``block_size`` an int
-        >= 1, ``bits`` 4 or 8, ``signed`` a bool; stored as Python ints and bools."""
+        >= 1, ``bits`` 2, 4 or 8, ``signed`` a bool; stored as Python ints and bools."""
         shape = check_shape(self.shape)
         axis = check_int(self.axis, "axis")
         if not 0 <= axis < len(shape):
             raise ValueError(f"axis must be in [0, {len(shape) - 1}] for shape {shape}, got {axis}")
         block_size = check_int(self.block_size, "block_size", minimum=1)
-        bits = check_choice(self.bits, (4, 8), "bits")
+        bits = check_choice(self.bits, (2, 4, 8), "bits")
         signed = check_bool(self.signed, "signed")
         for name, value in (("shape", shape), ("axis", axis), ("block_size", block_size), ("bits", int(bits)),
                             ("signed", signed)):
@@ -94,7 +96,7 @@ class QuantizedTensor:
         if not isinstance(self.data, np.ndarray) or self.data.dtype != np.uint8:
             raise TypeError(f"data must be a uint8 array, got {getattr(self.data, 'dtype', type(self.data))}")
         size = int(np.prod(shape))
-        want = packed_size(size) if self.bits == 4 else size
+        want = storage_size(size, self.bits)
         if self.data.size != want:
             raise ValueError(
                 f"data must hold {want} bytes for shape {shape} at {self.bits} bits, got {self.data.size}"
@@ -157,7 +159,8 @@ class QuantizedTensor:
 
     @property
     def scheme(self) -> str:
-        """``"int4"``, ``"uint4"``, ``"nf4"``, ``"mxfp4"``, ``"nvfp4"``, ``"int8"`` or ``"uint8"``."""
+        """``"int4"``, ``"uint4"``, ``"nf4"``, ``"mxfp4"``, ``"nvfp4"``, ``"int2"``, ``"uint2"``, ``"int8"``
+        or ``"uint8"``."""
         if self.fp_scales is not None:
             return self.fp_scales.scheme
         if self.codebook is not None:
@@ -171,11 +174,7 @@ class QuantizedTensor:
 
     def codes(self) -> np.ndarray:
         """The logical codes, shape ``shape``: int8 when ``signed``, else uint8."""
-        if self.bits == 4:
-            flat = unpack_int4(self.data, self.size, signed=self.signed)
-        else:
-            flat = self.data.view(np.int8) if self.signed else self.data
-        return flat.reshape(self.shape)
+        return unpack_codes(self.data, self.size, self.bits, self.signed).reshape(self.shape)
 
     def equals(self, other: Any) -> bool:
         """True when ``other`` stores exactly the same codes and metadata."""

@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from monoquant_np import QuantizedTensor, dequantize, quantize  # noqa: E402
 from monoquant_np.algorithms.gptq import gptq_from_hessian  # noqa: E402
 from monoquant_np.nf4 import quantize_nf4  # noqa: E402
-from monoquant_np.packing import pack_int4  # noqa: E402
+from monoquant_np.packing import pack_codes  # noqa: E402
 
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "spec", "vectors", "core")
 FORMAT = "monoquant-np core vector 1"
@@ -67,8 +67,8 @@ def encode_tensor(qt: QuantizedTensor) -> dict:
            "scale": encode(qt.scale), "dequantized": encode(dequantize(qt))}
     if qt.zero_point is not None:
         out["zero_point"] = encode(qt.zero_point)
-        if qt.bits == 4:
-            out["zero_point_packed"] = encode_bytes(pack_int4(qt.zero_point))
+        if qt.bits in (2, 4):
+            out["zero_point_packed"] = encode_bytes(pack_codes(qt.zero_point, qt.bits))
     if qt.codebook is not None:
         out["codebook"] = encode(qt.codebook)
     if qt.perm is not None:
@@ -353,7 +353,7 @@ def build(c: dict) -> dict:
     return doc
 
 
-def _write(path: str, data: bytes) -> None:
+def write_file(path: str, data: bytes) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
@@ -373,12 +373,12 @@ def generate(out_dir: str = DEFAULT_OUT) -> list[str]:
         doc = build(c)
         data = (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()
         rel = c["name"] + ".json"
-        _write(os.path.join(out_dir, rel), data)
+        write_file(os.path.join(out_dir, rel), data)
         written.append(rel)
         manifest["cases"].append({"file": rel, "function": c["function"], "scheme": doc.get("output", {}).get(
             "scheme", "error"), "edges": c["edges"], "what": c["what"], "sha256": hashlib.sha256(data).hexdigest()})
-    _write(os.path.join(out_dir, "manifest.json"), (json.dumps(manifest, indent=1) + "\n").encode())
-    _write(os.path.join(out_dir, "README.md"), readme(manifest).encode())
+    write_file(os.path.join(out_dir, "manifest.json"), (json.dumps(manifest, indent=1) + "\n").encode())
+    write_file(os.path.join(out_dir, "README.md"), readme(manifest).encode())
     return written + ["manifest.json", "README.md"]
 
 

@@ -124,20 +124,36 @@ def unpack(packed: np.ndarray, count: int, signed: bool) -> np.ndarray:
     return (c ^ 8).view(np.int8) - np.int8(8) if signed else c
 
 
+def pack2(c: np.ndarray) -> np.ndarray:
+    """2-bit codes packed four per byte, in C order (spec 20.3): ``byte[i] = sum_j (c[4i+j] & 3) << 2j``,
+    the count padded with 0 codes to a multiple of 4."""
+    flat = c.reshape(-1).astype(np.uint8) & 3
+    flat = np.append(flat, np.zeros(-flat.size % 4, np.uint8)).reshape(-1, 4)  # (bytes, 4)
+    return flat[:, 0] | (flat[:, 1] << 2) | (flat[:, 2] << 4) | (flat[:, 3] << 6)
+
+
+def unpack2(packed: np.ndarray, count: int, signed: bool) -> np.ndarray:
+    """The first ``count`` 2-bit codes (spec 20.3): ``(byte[i] >> 2j) & 3``, sign-extended
+    (``(c ^ 2) - 2``, int8) when ``signed``. The inverse of :func:`pack2`."""
+    b = np.asarray(packed, dtype=np.uint8)
+    c = np.stack([(b >> (2 * j)) & 3 for j in range(4)], axis=1).reshape(-1)[:count]
+    return (c ^ 2).view(np.int8) - np.int8(2) if signed else c
+
+
 def quantize(w: np.ndarray, group_size: int = 128, axis: int = 0, symmetric: bool = True,
-             scale_dtype: type = np.float32) -> Quantized:
+             scale_dtype: type = np.float32, bits: int = 4) -> Quantized:
     """Group-wise quantization and packing of ``w`` (spec 3, 4, 5 and 7).
 
     Float32 throughout. Symmetric: ``s = max|w_g| / qmax``; asymmetric:
     ``lo = min(min w_g, 0)``, ``hi = max(max w_g, 0)``, ``s = (hi - lo) / qmax``,
     ``z = clip(rint(-lo / s), 0, qmax)`` (0 where the stored ``s`` is 0), with
-    ``qmax`` 7 / 15 for 4 bits. ``s`` is rounded to ``scale_dtype`` before the
+    ``qmax`` 7 / 15 for 4 bits (1 / 3 for 2, 127 / 255 for 8). ``s`` is rounded to ``scale_dtype`` before the
     codes (:func:`codes`) are computed from it. An axis shorter than one group
     takes the int8 fallback (spec 7): 8 bits, one group over the whole axis,
     ``qmax`` 127 / 255, one code per byte.
     """
     w32 = np.asarray(w, dtype=f32)  # no copy when already float32
-    bits, group = 4, group_size
+    group = group_size
     if 0 < w32.shape[axis] < group:
         bits, group = 8, w32.shape[axis]
     if symmetric:
@@ -154,19 +170,21 @@ def quantize(w: np.ndarray, group_size: int = 128, axis: int = 0, symmetric: boo
         z[s32 == 0] = 0
         z = z.astype(np.uint8)
     q = codes(w32, s, z, axis, group, bits)
-    data = pack(q) if bits == 4 else q.reshape(-1).view(np.uint8)
+    data = pack(q) if bits == 4 else pack2(q) if bits == 2 else q.reshape(-1).view(np.uint8)
     return Quantized(data, s, z, bits, group)
 
 
 def dequantize(qt: QuantizedTensor) -> np.ndarray:
     """``w' = (v - z) * s`` in float32 (spec 6.1), ``v`` the code or ``codebook[code]``.
 
-    Codes are read from ``qt.data`` directly (:func:`unpack` for 4 bits, one
-    byte per code for 8); ``z`` and ``s`` are repeated to every element of their
+    Codes are read from ``qt.data`` directly (:func:`unpack` for 4 bits,
+    :func:`unpack2` for 2, one byte per code for 8); ``z`` and ``s`` are repeated to every element of their
     group. Shape ``qt.shape``.
     """
     if qt.bits == 4:
         c = unpack(qt.data, qt.size, qt.signed).reshape(qt.shape)
+    elif qt.bits == 2:
+        c = unpack2(qt.data, qt.size, qt.signed).reshape(qt.shape)
     else:
         c = np.asarray(qt.data).reshape(-1).view(np.int8 if qt.signed else np.uint8)[: qt.size].reshape(qt.shape)
     v = qt.codebook[c] if qt.codebook is not None else c.astype(f32)  # a new float32 array

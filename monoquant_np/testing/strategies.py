@@ -50,6 +50,7 @@ __all__ = [
     "axes",
     "group_sizes",
     "schemes",
+    "SCHEME_BITS",
     "scale_dtypes",
     "weights",
     "cases",
@@ -59,6 +60,8 @@ __all__ = [
     "GGUF_KINDS",
 ]
 
+#: Linear schemes :func:`cases` can draw and their code width (spec 1, 20): ``int*`` symmetric, ``uint*`` not.
+SCHEME_BITS = {"int4": 4, "uint4": 4, "int2": 2, "uint2": 2, "int8": 8, "uint8": 8}
 #: Group kinds :func:`weights` draws from (table in the module docstring).
 KINDS = ("normal", "zeros", "spike", "ties", "f16_limits", "denormals", "constant", "f32_underflow", "f16_boundary")
 #: The largest max|w_g| whose int4 scale float16 holds (spec 3.4): 458639.96875 / 7 -> 65519.996 -> 65504.
@@ -69,7 +72,7 @@ F16_LIMITS = np.array([65504.0, 6.103515625e-05, 5.960464477539063e-08, 0.0], dt
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-    """One quantization problem: ``quantize(w, group_size=, axis=, symmetric=, scale_dtype=)``."""
+    """One quantization problem: ``quantize(w, bits=, group_size=, axis=, symmetric=, scale_dtype=)``."""
 
     w: np.ndarray
     group_size: int
@@ -77,10 +80,11 @@ class Case:
     symmetric: bool
     scale_dtype: np.dtype
     kinds: tuple[str, ...]
+    bits: int = 4
 
     @property
     def scheme(self) -> str:
-        return "int4" if self.symmetric else "uint4"
+        return f"{'int' if self.symmetric else 'uint'}{self.bits}"
 
     def describe(self) -> str:
         return (
@@ -107,7 +111,7 @@ def group_sizes(choices: Sequence[int] | None = None) -> st.SearchStrategy:
 
 
 def schemes(choices: Sequence[str] = ("int4", "uint4")) -> st.SearchStrategy:
-    """``"int4"`` (symmetric) or ``"uint4"`` (asymmetric)."""
+    """``"int4"`` (symmetric) or ``"uint4"`` (asymmetric), or others of :data:`SCHEME_BITS`."""
     return st.sampled_from(tuple(choices))
 
 
@@ -200,9 +204,13 @@ def cases(
 ) -> Case:
     """A :class:`Case`: shape, axis, group size, scheme, scale dtype and a weight built for them.
 
-    The keyword arguments restrict what is drawn (a backend's capabilities).
-    ``f16_limits`` groups are drawn only when the scale dtype can hold their
-    scales (always: ``65504 / 7`` and ``2 * 65504 / 15`` fit float16).
+    The keyword arguments restrict what is drawn (a backend's capabilities);
+    ``schemes_`` may name any scheme of :data:`SCHEME_BITS` (2- and 8-bit
+    codes: spec 20). ``f16_limits`` groups are drawn only when the scale
+    dtype can hold their scales (always: ``65504 / qmax`` and ``2 * 65504 / qmax``
+    fit float16 for every width). ``f16_boundary`` groups (the int4 limit)
+    are left out of int2 cases with float16 scales, whose ``qmax`` of 1
+    would overflow.
     """
     ndim = draw(st.sampled_from(tuple(ndims)))
     shape = draw(shapes(min_dims=ndim, max_dims=ndim, min_side=min_side, max_side=max_side))
@@ -210,8 +218,11 @@ def cases(
     gs = draw(group_sizes(group_sizes_))
     scheme = draw(schemes(schemes_))
     sdt = draw(scale_dtypes(scale_dtypes_))
+    if scheme == "int2" and sdt == np.float16:
+        kinds = tuple(k for k in kinds if k != "f16_boundary") or ("normal",)
     w, chosen = _weights_with_kinds(draw, shape, axis, gs, tuple(kinds))
-    return Case(w=w, group_size=gs, axis=axis, symmetric=scheme == "int4", scale_dtype=sdt, kinds=chosen)
+    return Case(w=w, group_size=gs, axis=axis, symmetric=scheme.startswith("int"), scale_dtype=sdt, kinds=chosen,
+                bits=SCHEME_BITS[scheme])
 
 
 @st.composite

@@ -131,6 +131,8 @@ for _fn in (mq.quantize_mxfp4, mq.quantize_nvfp4):
     axes(_fn, {"w": W})
     rows(_fn, {"w": W}, "w", [NAN_W], ValueError, "w must be finite")
 flags(mq.quantize, {"w": W}, "symmetric", "int8_fallback")
+rows(mq.quantize, {"w": W}, "bits", NOT_INT, TypeError, "bits must be one of 2, 4, 8 (an int)")
+rows(mq.quantize, {"w": W}, "bits", [0, 1, 3, 16, -4], ValueError, "bits must be one of 2, 4, 8")
 scale_dtypes(mq.quantize, {"w": W})
 scale_dtypes(mq.quantize_nf4, {"w": W})
 
@@ -205,8 +207,9 @@ rows(mq.QuantizedTensor, _qt, "shape", [(), (-8, 4)], ValueError, "shape must ha
 rows(mq.QuantizedTensor, _qt, "axis", NOT_INT, TypeError, "axis must be an int")
 rows(mq.QuantizedTensor, _qt, "axis", [2, -1], ValueError, "axis must be in [0, 1]")
 sizes(mq.QuantizedTensor, _qt, "block_size")
-rows(mq.QuantizedTensor, _qt, "bits", NOT_INT, TypeError, "bits must be one of 4, 8 (an int)")
-rows(mq.QuantizedTensor, _qt, "bits", [2, 16], ValueError, "bits must be one of 4, 8")
+rows(mq.QuantizedTensor, _qt, "bits", NOT_INT, TypeError, "bits must be one of 2, 4, 8 (an int)")
+rows(mq.QuantizedTensor, _qt, "bits", [1, 3, 16], ValueError, "bits must be one of 2, 4, 8")
+rows(mq.QuantizedTensor, _qt, "bits", [2], ValueError, "data must hold 8 bytes for shape (8, 4) at 2 bits")
 flags(mq.QuantizedTensor, _qt, "signed")
 rows(mq.QuantizedTensor, _qt, "data", [QT.data.tolist(), QT.data.view(np.int8), None], TypeError,
      "data must be a uint8 array")

@@ -104,8 +104,10 @@ def test_pack_slabs_equals_packing_the_whole_array(rows, inner, step, bits):
 def test_pack_slabs_refuses_slabs_off_a_byte_boundary():
     from monoquant_np.packing import pack_slabs
 
-    with pytest.raises(ValueError, match=r"step \* inner must be even .* step=3, inner=5"):
+    with pytest.raises(ValueError, match=r"step \* inner must be a multiple of 2 .* step=3, inner=5"):
         pack_slabs(lambda r0, r1: np.zeros((r1 - r0, 5), np.int8), 9, 5, 3)
+    with pytest.raises(ValueError, match=r"step \* inner must be a multiple of 4 for 2-bit .* step=2, inner=5"):
+        pack_slabs(lambda r0, r1: np.zeros((r1 - r0, 5), np.int8), 9, 5, 2, bits=2)
 
 
 def test_pair_table_and_lookup_pairs_check_their_arguments():

@@ -109,8 +109,8 @@ def _gather_table_rows(model: onnx.ModelProto) -> dict[str, int]:
         if n.op_type in ("Gather", "GatherBlockQuantized") and len(n.input) > 1 and n.input[0] in consts:
             shape = tuple(consts[n.input[0]].dims)
             axis = attr(n, "gather_axis", attr(n, "axis", 0))
-            if shape:
-                r = shape[axis]
+            if isinstance(axis, int) and -len(shape) <= axis < len(shape):  # else onnxruntime refuses the node
+                r = max(int(shape[axis]), 0)
                 rows[n.input[1]] = min(rows.get(n.input[1], r), r)
     return rows
 
@@ -173,7 +173,7 @@ def make_inputs(model: onnx.ModelProto, *, samples: int = 2, seq_len: int = 16, 
         elif "position" in low and dims:
             x = np.broadcast_to(np.arange(dims[-1]), dims).astype(dt)
         elif name in table_rows:
-            x = rng.integers(0, table_rows[name], size=dims).astype(dt)
+            x = rng.integers(0, max(table_rows[name], 1), size=dims).astype(dt)
         else:
             x = rng.integers(0, 2, size=dims).astype(dt)
         feeds[name] = x

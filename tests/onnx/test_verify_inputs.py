@@ -117,3 +117,11 @@ def test_graph_output_computed_by_no_node_is_one_line(tmp_path, capsys):
     m.graph.output[0].name = "nobody"
     line = _verify(tmp_path, capsys, m)
     assert line == "monoquant-np: error: reference: graph output 'nobody' is computed by no node of the model"
+
+
+@pytest.mark.parametrize("axis", [3, -3])
+def test_gather_axis_out_of_range_is_left_to_onnxruntime(tmp_path, capsys, axis):
+    m = _embedding_model()
+    m.graph.node[0].attribute.append(helper.make_attribute("axis", axis))
+    assert "input_ids" in make_inputs(m)  # the table's rows are not read at a missing axis
+    assert "onnxruntime cannot load" in _verify(tmp_path, capsys, m)

@@ -150,7 +150,7 @@ class StagedModel:
         try:
             return ort.InferenceSession(sub.SerializeToString(), so, providers=["CPUExecutionProvider"])
         except Exception as e:
-            raise _ort_error(e, f"onnxruntime cannot load {sub.graph.name}") from None
+            raise _ort_error(e, f"onnxruntime cannot load {sub.graph.name!r}") from None
 
     def run(self, si: int, carried: list[dict[str, np.ndarray]], outputs: Iterable[str],
             overrides: Mapping[str, np.ndarray] | None = None) -> list[dict[str, np.ndarray]]:

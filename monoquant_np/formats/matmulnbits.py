@@ -1,17 +1,19 @@
 """onnxruntime ``MatMulNBits``: its weight layout, its block sizes and its DEFAULT quantizer (spec section 12.1).
 
-Layout (``com.microsoft.MatMulNBits``, ``bits`` 4 or 8) of a ``(K, N)``
+Layout (``com.microsoft.MatMulNBits``, ``bits`` 2, 4 or 8) of a ``(K, N)``
 weight in blocks of ``block_size`` rows along K, ``nb = ceil(K / block_size)``:
 
 * ``B``: uint8 ``(N, nb, block_size * bits // 8)``; column ``n``, block ``b``,
   unsigned codes ``0 .. 2**bits - 1``. 4 bits: byte ``j`` holds rows
-  ``b * block_size + 2j`` (low nibble) and ``+ 2j + 1`` (high nibble); 8 bits:
-  byte ``j`` holds row ``b * block_size + j``. Rows past ``K`` (the padding of
+  ``b * block_size + 2j`` (low nibble) and ``+ 2j + 1`` (high nibble); 2 bits:
+  byte ``j`` holds rows ``b * block_size + 4j + i`` in bits ``2i .. 2i+1``
+  (spec 20.3's order); 8 bits: byte ``j`` holds row ``b * block_size + j``. Rows past ``K`` (the padding of
   the last block) hold that block's zero point, so they dequantize to 0.
 * ``scales``: ``(N, nb)``, float32 or float16.
 * ``zero_points``: uint8 ``(N, ceil(nb * bits / 8))``, each row on its own;
   4 bits: two blocks per byte, low nibble first, a missing last nibble set to
-  8. Absent means every zero point is ``2 ** (bits - 1)`` (8 or 128).
+  8; 2 bits: four blocks per byte, the lowest bits first, missing ones set to
+  2. Absent means every zero point is ``2 ** (bits - 1)`` (2, 8 or 128).
 * ``w = (code - zero_point) * scale``.
 
 So signed codes ``c`` are stored as ``c + 2 ** (bits - 1)`` without zero
@@ -71,7 +73,7 @@ from ..errors import (
 )
 from ..groups import expand_groups, group_reduce
 from ..numerics import round_half_away
-from ..packing import pack_int4, unpack_int4
+from ..packing import pack_codes, pack_int4, unpack_codes
 from ..tensor import QuantizedTensor, check_qt
 
 __all__ = [
@@ -160,9 +162,9 @@ def _check_layout(qt: QuantizedTensor, block_size: int | None) -> int:
 
 
 def _pack_rows(rows: np.ndarray, bits: int) -> np.ndarray:
-    """uint8 ``(N, nb, block)`` codes -> ``(N, nb, block * bits // 8)`` bytes (4 bits: low nibble first)."""
+    """uint8 ``(N, nb, block)`` codes -> ``(N, nb, block * bits // 8)`` bytes (spec 5 and 20.3's order)."""
     n, nb, block = rows.shape
-    return pack_int4(rows).reshape(n, nb, block // 2) if bits == 4 else rows
+    return rows if bits == 8 else pack_codes(rows, bits).reshape(n, nb, block * bits // 8)
 
 
 def matmulnbits_pack(
@@ -171,7 +173,7 @@ def matmulnbits_pack(
     """``(B, scales, zero_points)`` of ``MatMulNBits`` for a 2-D ``(K, N)`` weight (module docstring layout).
 
     Args:
-        qt: linear 4- or 8-bit codes (no codebook, no ``perm``), grouped along
+        qt: linear 2-, 4- or 8-bit codes (no codebook, no ``perm``), grouped along
             axis 0; double-quantized scales are stored as ``qt.scale``.
         block_size: the ``MatMulNBits`` block, a power of two >= 16 that
             divides ``qt.block_size`` (or any, when one group spans K); the
@@ -216,9 +218,10 @@ def matmulnbits_pack(
         return b, scales, None
     if bits == 8:
         return b, scales, np.ascontiguousarray(zp_blocks.T)  # (N, nb)
-    even = np.full((n, nb + nb % 2), 8, np.uint8)  # (N, nb rounded up to even): rows pack alone
-    even[:, :nb] = zp_blocks.T
-    return b, scales, pack_int4(even).reshape(n, (nb + 1) // 2)
+    per = 8 // bits  # zero points per byte
+    whole = np.full((n, -(-nb // per) * per), 1 << (bits - 1), np.uint8)  # (N, nb rounded up): rows pack alone
+    whole[:, :nb] = zp_blocks.T
+    return b, scales, pack_codes(whole, bits).reshape(n, -(-nb // per))
 
 
 def matmulnbits_unpack(
@@ -238,7 +241,7 @@ def matmulnbits_unpack(
     if zero_points is not None:
         check_uint8(zero_points, "zero_points")
     k = check_positive_int(k, "k")
-    bits = check_choice(bits, (4, 8), "bits")
+    bits = check_choice(bits, (2, 4, 8), "bits")
     bs = blob * 8 // bits
     if not is_block_size(bs):
         raise ValueError(f"MatMulNBits needs block_size a power of two >= {MIN_BLOCK_SIZE}, got {bs} "
@@ -249,21 +252,21 @@ def matmulnbits_unpack(
     if zero_points is not None and zero_points.size != zp_bytes:
         raise ValueError(f"zero_points must hold N * ceil(n_blocks * bits / 8) = {zp_bytes} bytes, "
                          f"got {zero_points.shape}")
-    flat = unpack_int4(b, n * nb * bs, signed=False) if bits == 4 else b.reshape(-1)
+    flat = unpack_codes(b, n * nb * bs, bits, False)
     codes = flat.reshape(n, nb * bs)[:, :k].T  # (K, N) unsigned
     scale = np.ascontiguousarray(scales.reshape(n, nb).T)  # (n_blocks, N)
     if zero_points is None:
         signed = (codes.astype(np.int16) - (1 << (bits - 1))).astype(np.int8)
         return QuantizedTensor(_codes_data(signed, bits), (k, n), 0, bs, scale, None, signed=True, bits=bits)
-    per_row = unpack_int4(zero_points, 2 * zp_bytes, signed=False) if bits == 4 else zero_points.reshape(-1)
+    per_row = unpack_codes(zero_points, zp_bytes * 8 // bits, bits, False)
     zp = per_row.reshape(n, -1)[:, :nb].T  # (n_blocks, N)
     return QuantizedTensor(_codes_data(codes, bits), (k, n), 0, bs, scale, np.ascontiguousarray(zp),
                            signed=False, bits=bits)
 
 
 def _codes_data(codes: np.ndarray, bits: int) -> np.ndarray:
-    """``QuantizedTensor.data`` of int8/uint8 ``codes``: packed nibbles (4 bits) or the bytes themselves (8)."""
-    return pack_int4(codes) if bits == 4 else np.ascontiguousarray(codes).reshape(-1).view(np.uint8)
+    """``QuantizedTensor.data`` of int8/uint8 ``codes``: :func:`~monoquant_np.packing.pack_codes` at ``bits``."""
+    return pack_codes(codes, bits)
 
 
 def ort_default_quantize(w: Any, *, block_size: int, symmetric: bool = True) -> QuantizedTensor:

@@ -36,7 +36,9 @@ from .model_io import (
 from .options import (
     ACCURACY_LEVELS,
     ALGORITHMS,
+    BITS,
     DEFAULT_ALGORITHM,
+    DEFAULT_BITS,
     DEFAULT_FORMAT,
     DEFAULT_GATHER_OP,
     DEFAULT_GROUP_SIZE,
@@ -111,7 +113,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
                 format=args.format, ops=args.ops, exclude=args.exclude, min_elements=args.min_elements,
                 double_quant=args.double_quant, algorithm=_algorithm(args), calibration=args.calibration,
                 gather_op=args.gather_op, accuracy_level=args.accuracy_level, target=args.target,
-                progress=progress, jobs=args.jobs, spill=writer.spill)
+                progress=progress, jobs=args.jobs, spill=writer.spill, bits=args.bits)
             t0 = time.perf_counter()
             side = tuple(external_files(model, inp.parent))
             inputs = writer.inputs = (inp, *side)  # the input and its side files are never written
@@ -214,6 +216,8 @@ def _add_quantize(sub) -> None:
                    help=f"elements per group along K (or the embedding axis) (default {DEFAULT_GROUP_SIZE})")
     q.add_argument("--asymmetric", action="store_true", help="uint4 codes with zero points (= --scheme uint4)")
     q.add_argument("--scheme", choices=SCHEMES, default=None, help=f"code scheme (default {DEFAULT_SCHEME})")
+    q.add_argument("--bits", type=int, choices=BITS, default=DEFAULT_BITS,
+                   help=f"code width of int/uint schemes (default {DEFAULT_BITS}; 2 writes INT2 at opset 25)")
     q.add_argument("--scale-dtype", choices=SCALE_DTYPES, default=DEFAULT_SCALE_DTYPE,
                    help=f"dtype of the stored group scales (default {DEFAULT_SCALE_DTYPE})")
     q.add_argument("--format", choices=FORMATS, default=DEFAULT_FORMAT,

@@ -4,7 +4,7 @@
 would care about:
 
 * quantized weights, recognised by the operator that reads them:
-  ``DequantizeLinear`` on an INT4/UINT4/INT8/UINT8 constant (scheme from the
+  ``DequantizeLinear`` on an INT2/UINT2/INT4/UINT4/INT8/UINT8 constant (scheme from the
   type, group from ``block_size``, or per-channel without it; `` dq8`` appended
   when its scales come from this package's double-quant graph, spec 11),
   ``com.microsoft.MatMulNBits`` (``bits``, ``block_size``, zero points ->
@@ -35,6 +35,7 @@ __all__ = ["TensorInfo", "inspect_model", "format_inspection"]
 
 _QTYPES: dict[int, str] = {
     TensorProto.INT4: "int4", TensorProto.UINT4: "uint4", TensorProto.INT8: "int8", TensorProto.UINT8: "uint8",
+    TensorProto.INT2: "int2", TensorProto.UINT2: "uint2",
 }
 _FTYPES: dict[int, str] = {
     TensorProto.FLOAT: "float32", TensorProto.FLOAT16: "float16", TensorProto.BFLOAT16: "bfloat16",

@@ -20,6 +20,8 @@ import numpy as np
 __all__ = [
     "SCHEMES",
     "DEFAULT_SCHEME",
+    "BITS",
+    "DEFAULT_BITS",
     "SCALE_DTYPES",
     "DEFAULT_SCALE_DTYPE",
     "FORMATS",
@@ -42,6 +44,9 @@ __all__ = [
 #: Code schemes of the model quantizer (spec 1, 10, 18, 19).
 SCHEMES = ("int4", "uint4", "nf4", "mxfp4", "nvfp4")
 DEFAULT_SCHEME = "int4"
+#: Code widths of the linear schemes (``int4``/``uint4`` become int2/uint2 or int8/uint8, spec 20).
+BITS = (2, 4, 8)
+DEFAULT_BITS = 4
 #: Dtypes of the stored group scales (spec 3.4).
 SCALE_DTYPES = ("float32", "float16")
 DEFAULT_SCALE_DTYPE = "float32"

@@ -264,8 +264,8 @@ rows(F.matmulnbits_unpack, _mu, "zero_points", NOT_BYTES[:4], TypeError, "zero_p
 rows(F.matmulnbits_unpack, _mu, "zero_points", [np.zeros(100, np.uint8)], ValueError, "zero_points must hold")
 sizes(F.matmulnbits_unpack, _mu, "k")
 rows(F.matmulnbits_unpack, _mu, "k", [17, 100], ValueError, "k must lie in")
-rows(F.matmulnbits_unpack, _mu, "bits", NOT_INT, TypeError, "bits must be one of 4, 8 (an int)")
-rows(F.matmulnbits_unpack, _mu, "bits", [2, 16, 0], ValueError, "bits must be one of 4, 8")
+rows(F.matmulnbits_unpack, _mu, "bits", NOT_INT, TypeError, "bits must be one of 2, 4, 8 (an int)")
+rows(F.matmulnbits_unpack, _mu, "bits", [3, 16, 0], ValueError, "bits must be one of 2, 4, 8")
 
 _od = {"w": np.ones((16, 2), f32), "block_size": 16}
 rows(F.ort_default_quantize, _od, "w", [np.ones((16, 2)), [[1.0, 2.0]] * 16, np.ones((16, 2), np.int32), None],

@@ -6,9 +6,9 @@ tensors that ``DequantizeLinear`` (opset 21) consumes unchanged:
 =====================  =========================================  ===============================
 tensor                 ONNX type, dims                            content
 =====================  =========================================  ===============================
-``name``               INT4 / UINT4 / INT8 / UINT8, ``qt.shape``  ``qt.data`` as ``raw_data``
+``name``               INT2/UINT2/INT4/UINT4/INT8/UINT8, shape    ``qt.data`` as ``raw_data``
 ``name_scale``         FLOAT or FLOAT16, the scale layout         ``qt.scale``
-``name_zero_point``    UINT4 (4 bits) / UINT8 (8 bits)            ``qt.zero_point`` (asymmetric)
+``name_zero_point``    UINT2 / UINT4 / UINT8 (the code width)     ``qt.zero_point`` (asymmetric)
 ``name_codebook``      FLOAT ``(16,)``                            ``qt.codebook`` (NF4)
 ``name_perm``          INT64 ``(shape[axis],)``                   ``qt.perm`` (act-order)
 ``name_scale_codes``   INT8, the scale layout                     ``double_quant.codes``
@@ -18,7 +18,10 @@ tensor                 ONNX type, dims                            content
 
 Two scale layouts (:func:`scale_dims`):
 
-* ``blocked`` (every 4-bit tensor): scale dims = ``group_shape(shape, axis,
+2-bit tensors (``INT2``/``UINT2``, spec 20) need opset 25
+(:data:`~monoquant_np.onnx.export.constants.INT2_OPSET`, :func:`opset_for`).
+
+* ``blocked`` (every 2- and 4-bit tensor): scale dims = ``group_shape(shape, axis,
   block_size)``, consumed by ``DequantizeLinear(axis=axis, block_size=block_size)``.
 * ``per_axis`` (the 2-D int8 fallback, one group per channel, spec 7): scale
   dims ``(shape[1 - axis],)``, consumed by ``DequantizeLinear(axis=1 - axis)``
@@ -50,8 +53,9 @@ from onnx import TensorProto, helper, numpy_helper
 from ...double_quant import DoubleQuant
 from ...errors import check_name
 from ...groups import group_shape
-from ...packing import pack_int4, unpack_int4
+from ...packing import pack_codes, storage_size, unpack_codes
 from ...tensor import QuantizedTensor, check_qt
+from .constants import INT2_OPSET, OPSET
 
 __all__ = [
     "tensor_to_onnx",
@@ -61,6 +65,7 @@ __all__ = [
     "scale_dims",
     "raw_tensor",
     "int64_tensor",
+    "opset_for",
 ]
 
 # role -> name suffix; longest suffixes first so that "_scale_codes" wins over "_scale".
@@ -76,7 +81,16 @@ _SUFFIX = {
 _META = "monoquant."
 # ONNX weight type -> (bits, signed)
 _WEIGHT_TYPES: dict[int, tuple[int, bool]] = {TensorProto.INT4: (4, True), TensorProto.UINT4: (4, False),
-                 TensorProto.INT8: (8, True), TensorProto.UINT8: (8, False)}
+                 TensorProto.INT8: (8, True), TensorProto.UINT8: (8, False),
+                 TensorProto.INT2: (2, True), TensorProto.UINT2: (2, False)}
+# the zero point's ONNX type per code width
+_ZP_TYPES = {2: TensorProto.UINT2, 4: TensorProto.UINT4, 8: TensorProto.UINT8}
+
+
+def opset_for(tensors: Sequence[QuantizedTensor]) -> int:
+    """The ``ai.onnx`` opset a graph of ``tensors`` needs: :data:`INT2_OPSET` (25, ``INT2``/``UINT2``)
+    when one has 2-bit codes, else :data:`OPSET` (21)."""
+    return INT2_OPSET if any(qt.bits == 2 and qt.codebook is None for qt in tensors) else OPSET
 
 
 def raw_tensor(name: str, data_type: int, dims: Sequence[int], data: np.ndarray) -> TensorProto:
@@ -130,10 +144,10 @@ def _scale_tensors(qt: QuantizedTensor, name: str, sdims: tuple[int, ...]) -> li
 
 
 def _zero_point_tensor(zero_point: np.ndarray, bits: int, name: str, sdims: tuple[int, ...]) -> TensorProto:
-    """``name_zero_point``: packed UINT4 of the scale's dims (4 bits) or UINT8 (8 bits)."""
+    """``name_zero_point``: UINT2 / UINT4 (packed, spec 20.3 / 5) or UINT8 of the scale's dims."""
     zp = zero_point.reshape(sdims)
-    if bits == 4:
-        return _tag(raw_tensor(name + "_zero_point", TensorProto.UINT4, sdims, pack_int4(zp)), role="zero_point")
+    if bits in (2, 4):
+        return _tag(raw_tensor(name + "_zero_point", _ZP_TYPES[bits], sdims, pack_codes(zp, bits)), role="zero_point")
     return _tag(numpy_helper.from_array(zp, name + "_zero_point"), role="zero_point")
 
 
@@ -206,26 +220,26 @@ def _by_role(tensors: Sequence[Any]) -> dict[str, TensorProto]:
     return by_role
 
 
-def _nibbles(t: TensorProto, count: int) -> np.ndarray:
-    """Packed bytes of an INT4/UINT4 tensor, from ``raw_data`` or ``int32_data``."""
+def _nibbles(t: TensorProto, count: int, bits: int = 4) -> np.ndarray:
+    """Packed bytes of an INT4/UINT4 (or INT2/UINT2) tensor, from ``raw_data`` or ``int32_data``."""
     if t.raw_data:
         return np.frombuffer(t.raw_data, dtype=np.uint8).copy()
-    vals = np.asarray(t.int32_data, dtype=np.int32)  # packed pairs, one byte per int32 (ONNX spec)
-    if vals.size * 2 >= count:
+    vals = np.asarray(t.int32_data, dtype=np.int32)  # packed codes, one byte per int32 (ONNX spec)
+    if vals.size >= storage_size(count, bits):
         return vals.astype(np.uint8)
-    raise ValueError(f"tensor {t.name!r} holds {vals.size} bytes, fewer than {count} nibbles need")
+    raise ValueError(f"tensor {t.name!r} holds {vals.size} bytes, fewer than {count} {bits}-bit codes need")
 
 
 def _weight_data(w: TensorProto) -> tuple[np.ndarray, tuple[int, ...], int, bool]:
     """``(data, shape, bits, signed)`` of the weight tensor, ``data`` as ``QuantizedTensor.data``."""
     if w.data_type not in _WEIGHT_TYPES:
         got = TensorProto.DataType.Name(w.data_type)
-        raise ValueError(f"weight {w.name!r} must be INT4, UINT4, INT8 or UINT8, got {got}")
+        raise ValueError(f"weight {w.name!r} must be INT2, UINT2, INT4, UINT4, INT8 or UINT8, got {got}")
     bits, signed = _WEIGHT_TYPES[w.data_type]
     shape = tuple(int(d) for d in w.dims)
     size = int(np.prod(shape))
-    if bits == 4:
-        return _nibbles(w, size)[: (size + 1) // 2], shape, bits, signed
+    if bits in (2, 4):
+        return _nibbles(w, size, bits)[: storage_size(size, bits)], shape, bits, signed
     return numpy_helper.to_array(w).reshape(-1).view(np.uint8).copy(), shape, bits, signed
 
 
@@ -259,8 +273,9 @@ def _read_zero_point(z: TensorProto | None, gshape: tuple[int, ...]) -> np.ndarr
     if z is None:
         return None
     n = int(np.prod(gshape))
-    if z.data_type == TensorProto.UINT4:
-        return unpack_int4(_nibbles(z, n), n, signed=False).reshape(gshape)
+    if z.data_type in (TensorProto.UINT4, TensorProto.UINT2):
+        bits = 4 if z.data_type == TensorProto.UINT4 else 2
+        return unpack_codes(_nibbles(z, n, bits), n, bits, False).reshape(gshape)
     return numpy_helper.to_array(z).astype(np.uint8).reshape(gshape)
 
 

@@ -41,7 +41,7 @@ from ...errors import check_choice, check_float_array, check_matrix, check_name
 from ...linear import QuantizedLinear
 from ...tensor import QuantizedTensor, check_qt
 from ..options import DEFAULT_FORMAT, DEFAULT_GATHER_OP, DEFAULT_TARGET, FORMATS, check_accuracy_level
-from .constants import IR_VERSION, MS_DOMAIN, OPSET
+from .constants import INT2_OPSET, MS_DOMAIN, OPSET, ir_version_for
 from .matmulbnb4_node import matmulbnb4_node
 from .matmulnbits_node import matmulnbits_node
 from .qdq import input_permutation
@@ -129,10 +129,12 @@ def _model(nodes: list[NodeProto], inits: list[TensorProto], k: int, n: int, x: 
         [helper.make_tensor_value_info(y, TensorProto.FLOAT, ["batch", n])],
         inits,
     )
-    opsets = [helper.make_opsetid("", OPSET)] + ([helper.make_opsetid(MS_DOMAIN, 1)] if uses_ms else [])
+    # INT2/UINT2 initializers (2-bit DequantizeLinear, spec 20.8) need opset 25
+    opset = INT2_OPSET if any(t.data_type in (TensorProto.INT2, TensorProto.UINT2) for t in inits) else OPSET
+    opsets = [helper.make_opsetid("", opset)] + ([helper.make_opsetid(MS_DOMAIN, 1)] if uses_ms else [])
     model = helper.make_model(graph, opset_imports=opsets, producer_name="monoquant-np",
                               producer_version=__version__)
-    model.ir_version = IR_VERSION
+    model.ir_version = ir_version_for(opset)
     return model
 
 

@@ -60,7 +60,8 @@ from .arithmetic_subgraph import arithmetic_weight_subgraph
 from .initializers import is_per_axis
 from .qdq import weight_subgraph
 
-__all__ = ["WEIGHT_FORMS", "weight_form", "uses_matmulnbits", "target_weight_subgraph", "target_options"]
+__all__ = ["WEIGHT_FORMS", "weight_form", "uses_matmulnbits", "int2_misfused", "target_weight_subgraph",
+           "target_options"]
 
 #: The float-weight forms a target chooses among (module docstring).
 WEIGHT_FORMS = ("dequantizelinear", "arithmetic-int4", "arithmetic-nibbles", "arithmetic-bytes")
@@ -107,13 +108,25 @@ def uses_matmulnbits(qt: QuantizedTensor, target: str, format: str) -> bool:  # 
 
     ``onnxruntime``/``openvino``: when ``format="matmulnbits"`` and the weight
     fits (:func:`~monoquant_np.formats.matmulnbits.matmulnbits_block_size`);
+    ``onnxruntime`` also for a fitting 2-bit weight whose ``N`` is not a
+    multiple of 4, which onnxruntime 1.32 would fuse wrongly (spec 20.8);
     ``tract``: whenever a 4-bit weight fits and tract computes it exactly
     (block size 32 only with float16-exact scales); ``portable``: never.
     """
     check_choice(target, TARGETS, "target")
     if target == "tract":
         return _tract_matmulnbits_exact(qt)
-    return target != "portable" and format == "matmulnbits" and matmulnbits_block_size(qt) is not None
+    fits = matmulnbits_block_size(qt) is not None
+    if target == "onnxruntime" and fits and int2_misfused(qt):
+        return True
+    return target != "portable" and format == "matmulnbits" and fits
+
+
+def int2_misfused(qt: QuantizedTensor) -> bool:
+    """True for a 2-D 2-bit weight with ``N % 4 != 0``: onnxruntime 1.32 fuses ``DequantizeLinear(INT2/UINT2)``
+    -> ``MatMul`` into a ``MatMulNBits(bits=2)`` that computes wrong values for it (rows of the ``(K, N)`` INT2
+    tensor then do not start on a byte), while its own ``MatMulNBits`` node is exact (spec 20.8)."""
+    return qt.bits == 2 and len(qt.shape) == 2 and qt.shape[1] % 4 != 0
 
 
 def target_options(target: str, format: str, gather_op: str) -> tuple[str, str]:  # noqa: A002

@@ -50,6 +50,7 @@ class QuantOptions:
     scheme: str = DEFAULT_SCHEME
     scale_dtype: str = DEFAULT_SCALE_DTYPE
     double_quant: bool = False
+    bits: int = 4
     base_dir: str | None = None
     progress: Any = dataclasses.field(default=None, compare=False, repr=False)
 
@@ -92,7 +93,8 @@ class Algorithm:
 def rtn(ctx: WeightContext) -> QuantizedTensor:
     """Round-to-nearest: int4 with the default scales of spec 14.0, uint4 with spec 3's min/max, NF4 absmax.
 
-    MXFP4 and NVFP4 take their formats' own scales (spec 18, 19).
+    MXFP4 and NVFP4 take their formats' own scales (spec 18, 19). ``bits`` 2
+    or 8 takes :func:`monoquant_np.quantize` at that width (spec 20).
 
     int4 takes :func:`~monoquant_np.algorithms.extreme.quantize_extreme`'s
     two-point search on ``m / -8``, except with double quantization, whose
@@ -101,6 +103,10 @@ def rtn(ctx: WeightContext) -> QuantizedTensor:
     of spec 7 (:func:`monoquant_np.quantize` with ``int8_fallback=True``).
     """
     o = ctx.options
+    if o.bits != 4:  # spec 20: int2/uint2/int8/uint8 with spec 3's scales at the width's qmax
+        return quantize(ctx.w, bits=o.bits, group_size=o.group_size, axis=ctx.axis, symmetric=o.symmetric,
+                        scale_dtype=o.scale_dtype, int8_fallback=True,
+                        double_quant=o.double_quant and ctx.w.shape[ctx.axis] >= o.group_size)
     if o.scheme == "nf4":
         return quantize_nf4(ctx.w, block_size=o.group_size, axis=ctx.axis, double_quant=o.double_quant)
     if o.scheme == "int4" and not o.double_quant:

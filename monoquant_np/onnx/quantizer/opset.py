@@ -9,7 +9,7 @@ from __future__ import annotations
 import onnx
 from onnx import version_converter
 
-from ..export.constants import IR_VERSION, MS_DOMAIN, OPSET
+from ..export.constants import MS_DOMAIN, OPSET, ir_version_for
 from ..protobuf import iter_graphs
 from ..tensors import tensor_nbytes
 
@@ -42,10 +42,11 @@ def opset_of(model: onnx.ModelProto) -> int:
     return 0
 
 
-def to_opset21(model: onnx.ModelProto) -> onnx.ModelProto:
-    """``model`` at opset >= 21 (converted, not relabelled) with an IR version onnxruntime loads.
+def to_opset21(model: onnx.ModelProto, version: int = OPSET) -> onnx.ModelProto:
+    """``model`` at opset >= ``version`` (21, or 25 for ``INT2``/``UINT2`` weights, spec 20.8; converted,
+    not relabelled) with an IR version onnxruntime loads.
 
-    Below 21 the model goes through ``onnx.version_converter.convert_version``
+    Below ``version`` the model goes through ``onnx.version_converter.convert_version``
     and ``onnx.checker.check_model``; either failing raises ``ValueError``
     (a checker complaint the input model already had is not counted).
     Only a *skeleton* is converted: the model without the bytes of its large
@@ -58,21 +59,22 @@ def to_opset21(model: onnx.ModelProto) -> onnx.ModelProto:
     # number and warns that the result "may not be a valid model".
     """
     v = opset_of(model)
-    if v < OPSET:
+    if v < version:
         skeleton, big = _skeleton(model)
         try:
-            converted = version_converter.convert_version(skeleton, OPSET)
+            converted = version_converter.convert_version(skeleton, version)
         except Exception as e:
-            raise ValueError(f"cannot convert the model from opset {v} to {OPSET}: {str(e).splitlines()[0]}") from None
+            raise ValueError(f"cannot convert the model from opset {v} to {version}: {str(e).splitlines()[0]}"
+                             ) from None
         after = _checker_error(_as_inputs(converted, big))
         if after is not None and after != _checker_error(_as_inputs(skeleton, big)):
             # Note: a complaint the input model already had (onnxruntime may run it anyway) is not the converter's.
-            raise ValueError(f"the model converted from opset {v} to {OPSET} fails onnx.checker: {after}")
+            raise ValueError(f"the model converted from opset {v} to {version} fails onnx.checker: {after}")
         _transplant(converted, model, big)
-    if opset_of(model) == OPSET:
-        model.ir_version = IR_VERSION
+    if opset_of(model) in (OPSET, version):
+        model.ir_version = ir_version_for(opset_of(model))
     else:
-        model.ir_version = max(model.ir_version, IR_VERSION)
+        model.ir_version = max(model.ir_version, ir_version_for(version))
     return model
 
 

@@ -60,9 +60,11 @@ import onnx
 
 from ...dequantize import bits_per_weight
 from ...tensor import QuantizedTensor, check_qt
+from ..export.constants import INT2_OPSET, OPSET
 from ..feeds import check_feeds
 from ..options import (
     DEFAULT_ALGORITHM,
+    DEFAULT_BITS,
     DEFAULT_FORMAT,
     DEFAULT_GATHER_OP,
     DEFAULT_GROUP_SIZE,
@@ -109,6 +111,7 @@ def quantize_model_with_report(
     progress: Progress | None = None,
     jobs: int | None = None,
     spill: Callable[[onnx.TensorProto], None] | None = None,
+    bits: int = DEFAULT_BITS,
 ) -> tuple[onnx.ModelProto, QuantReport]:
     """Quantize the weights of a float ONNX model to 4 bits (spec 13).
 
@@ -126,6 +129,9 @@ def quantize_model_with_report(
         min_elements: weights with fewer elements are left float.
         scheme: ``"int4"``, ``"uint4"`` or ``"nf4"`` (default from ``symmetric``).
         double_quant: store the group scales in 8 bits (spec 11).
+        bits: code width of the linear schemes, 2, 4 or 8 (``options.BITS``;
+            spec 20): ``scheme`` int4/uint4 become int2/uint2 or int8/uint8
+            (algorithm ``rtn``). 2 bits bring the model to opset 25 (``INT2``).
         algorithm: see the module docstring.
         calibration: inputs for the algorithm's pre-pass (``.npz`` path or mapping).
         prequantized: weight name -> ``QuantizedTensor`` exported as given.
@@ -162,7 +168,7 @@ def quantize_model_with_report(
                         ops=ops, exclude=exclude, min_elements=min_elements, scheme=scheme,
                         double_quant=double_quant, algorithm=algorithm, calibration=calibration,
                         prequantized=prequantized, gather_op=gather_op, accuracy_level=accuracy_level,
-                        target=target, jobs=jobs)
+                        target=target, jobs=jobs, bits=bits)
     progress = progress if progress is not None else Progress(tty=False)
     progress.phase("load")
     model, base_dir, file_bytes = working_copy(model_or_path)
@@ -179,11 +185,12 @@ def quantize_model_with_report(
         report.notes.append("nothing eligible to quantize: the model is returned unchanged")
         report.seconds = time.perf_counter() - t0
         return model, report
-    if opset_of(model) < 21:  # the conversion rebuilds the nodes: find the sites again in the new graph
-        model = to_opset21(model)
+    need = INT2_OPSET if plan.opts.bits == 2 else OPSET  # INT2/UINT2 DequantizeLinear: opset 25 (spec 20.8)
+    if opset_of(model) < need:  # the conversion rebuilds the nodes: find the sites again in the new graph
+        model = to_opset21(model, need)
         todo = [s for s in _find_sites(model, plan)[0] if s.skip is None]
     else:
-        model = to_opset21(model)  # the IR version only
+        model = to_opset21(model, need)  # the IR version only
     t1 = time.perf_counter()
     stats = _prepare(model, todo, plan)
     report.timings["prepare"] = time.perf_counter() - t1
@@ -223,7 +230,9 @@ def _quantize_all(model: onnx.ModelProto, todo: list[WeightSite], plan: QuantPla
     """Quantize every site of ``todo`` (``plan.jobs`` at once) and rewrite them in site order (spec 13.2,
     13.3), one report row each; new quantized initializers go to ``spill`` as they are made."""
     names = unique_names(model)
-    if plan.format == "matmulnbits" or ("Gather" in plan.ops and plan.gather_op == "GatherBlockQuantized"):
+    # 2 bits: MatMulNBits also stands in for a DequantizeLinear onnxruntime would fuse wrongly (spec 20.8)
+    if (plan.format == "matmulnbits" or ("Gather" in plan.ops and plan.gather_op == "GatherBlockQuantized")
+            or plan.opts.bits == 2):
         ensure_ms_opset(model)
     progress.phase("quantize", total=sum(tensor_nbytes(s.tensor) for s in todo), items=len(todo))
     t0 = time.perf_counter()

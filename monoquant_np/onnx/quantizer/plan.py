@@ -29,6 +29,8 @@ from ..export.targets import target_options
 from ..feeds import load_feeds
 from ..model_io import load_model
 from ..options import (
+    BITS,
+    DEFAULT_BITS,
     DEFAULT_GROUP_SIZE,
     DEFAULT_TARGET,
     FORMATS,
@@ -73,12 +75,12 @@ class QuantPlan:
         return {"group_size": o.group_size, "scheme": o.scheme, "scale_dtype": o.scale_dtype, "format": self.format,
                 "ops": list(self.ops), "exclude": self.exclude, "min_elements": self.min_elements,
                 "double_quant": o.double_quant, "algorithm": self.alg.name, "gather_op": self.gather_op,
-                "target": self.target}
+                "target": self.target, "bits": o.bits}
 
 
 def plan_options(*, group_size, symmetric, scale_dtype, format, ops, exclude, min_elements, scheme,  # noqa: A002
                  double_quant, algorithm, calibration, prequantized, gather_op, accuracy_level,
-                 target=DEFAULT_TARGET, jobs=None) -> QuantPlan:
+                 target=DEFAULT_TARGET, jobs=None, bits=DEFAULT_BITS) -> QuantPlan:
     """Check every option against :mod:`monoquant_np.onnx.options`, resolve the algorithm, read the feeds.
 
     The keywords are those of :func:`~monoquant_np.onnx.quantizer.pipeline.quantize_model_with_report`;
@@ -114,12 +116,25 @@ def plan_options(*, group_size, symmetric, scale_dtype, format, ops, exclude, mi
         except re.error as e:
             raise ValueError(f"exclude must be a valid regular expression, got {exclude!r}: {e}") from None
     alg = get_algorithm(algorithm)
+    bits = _check_bits(bits, scheme, alg.name)
     if alg.needs_calibration and calibration is None:
         raise ValueError(f"algorithm {alg.name!r} needs calibration inputs (--calibration FEEDS.npz)")
     feeds = load_feeds(calibration, what="calibration file", finite=True) if calibration is not None else None
-    opts = QuantOptions(group_size=group_size, scheme=scheme, scale_dtype=scale_dtype, double_quant=bool(double_quant))
+    opts = QuantOptions(group_size=group_size, scheme=scheme, scale_dtype=scale_dtype, double_quant=bool(double_quant),
+                        bits=bits)
     return QuantPlan(opts, format, ops, exclude, min_elements, gather_op, accuracy_level, alg, feeds,
                      dict(prequantized or {}), target, jobs)
+
+
+def _check_bits(bits: Any, scheme: str, algorithm: str) -> int:
+    """``bits`` of :data:`~monoquant_np.onnx.options.BITS`; 2 and 8 only with the linear schemes and
+    ``rtn`` (spec 20.8)."""
+    bits = int(check_choice(bits, BITS, "bits"))
+    if bits != DEFAULT_BITS and scheme not in ("int4", "uint4"):
+        raise ValueError(f"bits={bits} applies to the linear schemes (int/uint codes), got scheme={scheme!r}")
+    if bits != DEFAULT_BITS and algorithm != "rtn":
+        raise ValueError(f"bits={bits} is quantized with algorithm 'rtn' only, got algorithm={algorithm!r}")
+    return bits
 
 
 def usable_cores() -> int:

@@ -160,13 +160,14 @@ def node_case(name: str) -> FormCase:
 
 
 def minilm_case(target: str, **options: Any) -> FormCase:
-    """MiniLM-L3 quantized by ``quantize_model(target=target, **options)`` (the spec's RTN, recorded);
+    """MiniLM-L3 quantized by ``quantize_model(target=target, **options)`` (its default RTN, recorded);
     expected: the float model with every weight replaced by the spec's ``dequantize``, run by onnxruntime
     (its float operators are not the spec's subject); bound ``2e-5 * max|y|`` (spec 9.6)."""
     import onnx
     from onnx import numpy_helper
 
     from ..assets import minilm_model_path
+    from ..onnx.quantizer.algorithm import rtn as default_rtn
     from ..onnx.quantizer.pipeline import quantize_model
     from .runtimes import run_model
 
@@ -175,10 +176,8 @@ def minilm_case(target: str, **options: Any) -> FormCase:
         raise FileNotFoundError("the MiniLM model wheel is not installed (see monoquant_np.assets)")
     qts: dict[str, QuantizedTensor] = {}
 
-    def rtn(ctx: Any) -> QuantizedTensor:
-        o = ctx.options
-        qts[ctx.name] = quantize(ctx.w, group_size=o.group_size, axis=ctx.axis, symmetric=o.scheme == "int4",
-                                 scale_dtype=o.scale_dtype)
+    def rtn(ctx: Any) -> QuantizedTensor:  # the command line's default, so its output is this case's model
+        qts[ctx.name] = default_rtn(ctx)
         return qts[ctx.name]
 
     model = quantize_model(path, algorithm=rtn, target=target, **options)

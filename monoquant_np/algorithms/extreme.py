@@ -51,6 +51,7 @@ from ..errors import (
     check_finite,
     check_float_array,
     check_positive_int,
+    check_real,
     check_reals,
     check_scale_dtype,
 )
@@ -60,10 +61,13 @@ from ..quantize import quantize
 from ..tensor import QuantizedTensor
 from .mse import build_tensor
 
-__all__ = ["DEFAULT_RATIOS", "extreme_scales", "quantize_extreme"]
+__all__ = ["DEFAULT_RATIOS", "SEARCH_START", "SEARCH_STEPS", "extreme_scales", "search_scales", "quantize_extreme"]
 
 #: The clipping ratios of the default search, the first one unclipped.
 DEFAULT_RATIOS: tuple[float, ...] = (1.0, 0.9)
+#: The line search of :func:`search_scales`: the ratios tried first, then the steps tried on each side of the best.
+SEARCH_START: tuple[float, ...] = (1.0, 0.9, 0.8, 0.7)
+SEARCH_STEPS: tuple[float, ...] = (0.05, 0.02)
 
 #: Elements of the weight handled at once (the candidates' temporaries stay in cache).
 _CHUNK_ELEMENTS = 1 << 16
@@ -92,14 +96,80 @@ def extreme_scales(
     sdt = check_scale_dtype(scale_dtype)
     check_finite(w32, "w")
     wg, gshape = to_group_blocks(w32, axis, group_size)  # (G, group_size, M)
+    return from_group_blocks(_chunked(wg, lambda c: _choose(c, r32, sdt), sdt), axis, gshape)
+
+
+def search_scales(
+    w: np.ndarray,
+    *,
+    group_size: int = 128,
+    axis: int = 0,
+    start: Any = SEARCH_START,
+    steps: Any = SEARCH_STEPS,
+    scale_dtype: Any = np.float32,
+    norm: float = 2.4,
+) -> np.ndarray:
+    """Per-group int4 scales ``r * m / -8`` by a line search on ``r`` (spec 14.1, the model quantizer's ``mse``).
+
+    The ratios ``start`` are tried as in :func:`extreme_scales`, with the error
+    ``e = sum_k |w_k - q_k * s| ** norm`` (float32 ``power``; 2.4 as
+    :func:`~monoquant_np.algorithms.mse.mse_scales`); then for each ``d`` of
+    ``steps`` in turn, ``r - d`` and ``r + d`` around each group's best ``r`` so
+    far (those in ``(0, 1]``, computed in float32), each kept if its error is
+    strictly smaller. Shapes and dtypes as :func:`extreme_scales`.
+    """
+    w32 = check_float_array(w, "w", nonempty=True)
+    group_size = check_positive_int(group_size, "group_size")
+    axis = check_axis(axis, w32.ndim)
+    r0 = check_reals(start, "start", low=0.0, high=1.0, low_open=True).astype(np.float32)
+    d32 = check_reals(steps, "steps", low=0.0, high=1.0, low_open=True).astype(np.float32)
+    sdt = check_scale_dtype(scale_dtype)
+    p = np.float32(check_real(norm, "norm", low=1.0, high=16.0))
+    check_finite(w32, "w")
+    wg, gshape = to_group_blocks(w32, axis, group_size)
+    return from_group_blocks(_chunked(wg, lambda c: _line_search(c, r0, d32, sdt, p), sdt), axis, gshape)
+
+
+def _chunked(wg: np.ndarray, per_chunk: Any, sdt: np.dtype) -> np.ndarray:
+    """``per_chunk`` on cache-sized chunks ``(g, group_size, c)`` of ``wg`` ``(G, group_size, M)``,
+    joined ``(G, M)``."""
     n_g, size, m = wg.shape
     cols = min(m, max(_MIN_COLUMNS, _CHUNK_ELEMENTS // size))  # long inner loops over contiguous columns
     rows = max(1, _CHUNK_ELEMENTS // (size * cols))  # groups per chunk
     out = np.empty((n_g, m), sdt)
     for g0 in range(0, n_g, rows):
         for j in range(0, m, cols):
-            out[g0 : g0 + rows, j : j + cols] = _choose(wg[g0 : g0 + rows, :, j : j + cols], r32, sdt)
-    return from_group_blocks(out, axis, gshape)
+            out[g0 : g0 + rows, j : j + cols] = per_chunk(wg[g0 : g0 + rows, :, j : j + cols])
+    return out
+
+
+def _line_search(wg: np.ndarray, r0: np.ndarray, d32: np.ndarray, sdt: np.dtype, p: np.float32) -> np.ndarray:
+    """:func:`search_scales` on one chunk ``(G, group_size, M)``: the scales ``(G, M)``."""
+    hi = np.maximum(wg.max(axis=1), np.float32(0))
+    lo = np.minimum(wg.min(axis=1), np.float32(0))
+    return _family_search(wg, np.where(hi >= -lo, hi, lo), np.float32(-8), r0, d32, sdt, p)[0]
+
+
+def _family_search(wg, top, div, r0, d32, sdt, p):
+    """The line search on ``s = store((r * top) / div)``: the best scales and their errors, ``(G, M)``."""
+    best_r = np.full(top.shape, r0[0], np.float32)
+    best = store_scale((best_r * top) / div, sdt)
+    best_err = _error(wg, best, p)
+
+    def consider(r: np.ndarray) -> None:
+        nonlocal best, best_err, best_r
+        s = store_scale((r * top) / div, sdt)
+        err = _error(wg, s, p)
+        better = (err < best_err) & (s != 0) & (r > 0) & (r <= 1)
+        best, best_err, best_r = np.where(better, s, best), np.where(better, err, best_err), np.where(better, r, best_r)
+
+    for r in r0[1:]:
+        consider(np.full(top.shape, r, np.float32))
+    for d in d32:
+        center = best_r
+        consider(center - d)
+        consider(center + d)
+    return best, best_err
 
 
 def _choose(wg: np.ndarray, r32: np.ndarray, sdt: np.dtype) -> np.ndarray:
@@ -108,18 +178,18 @@ def _choose(wg: np.ndarray, r32: np.ndarray, sdt: np.dtype) -> np.ndarray:
     lo = np.minimum(wg.min(axis=1), np.float32(0))
     m = np.where(hi >= -lo, hi, lo)
     best = store_scale((r32[0] * m) / np.float32(-8), sdt)
-    best_err = _squared_error(wg, best)
+    best_err = _error(wg, best)
     for r in r32[1:]:
         s = store_scale((r * m) / np.float32(-8), sdt)
-        err = _squared_error(wg, s)
+        err = _error(wg, s)
         better = (err < best_err) & (s != 0)
         best = np.where(better, s, best)
         best_err = np.where(better, err, best_err)
     return best
 
 
-def _squared_error(wg: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """``sum_k (w_k - clip(rint(w_k / s), -8, 7) * s) ** 2`` per group, float32, summed in increasing ``k``.
+def _error(wg: np.ndarray, s: np.ndarray, p: float = 2.0) -> np.ndarray:
+    """``sum_k |w_k - clip(rint(w_k / s), -8, 7) * s| ** p`` per group, float32, summed in increasing ``k``.
 
     ``wg`` ``(G, group_size, M)``; ``s`` ``(G, M)`` stored scales. NumPy reduces
     a non-innermost axis by adding its slices in order, which is the spec's order.
@@ -131,7 +201,11 @@ def _squared_error(wg: np.ndarray, s: np.ndarray) -> np.ndarray:
     np.clip(q, -8, 7, out=q)
     q *= s32
     np.subtract(wg, q, out=q)
-    q *= q
+    if p == 2:
+        q *= q
+    else:
+        np.abs(q, out=q)
+        np.power(q, p, out=q)
     return np.add.reduce(q, axis=1)
 
 
@@ -143,8 +217,10 @@ def quantize_extreme(
     ratios: Any = DEFAULT_RATIOS,
     scale_dtype: Any = np.float32,
     int8_fallback: bool = True,
+    search: bool = False,
 ) -> QuantizedTensor:
-    """:func:`extreme_scales` then spec 4's rounding step: an int4 :class:`QuantizedTensor`.
+    """:func:`extreme_scales` (or, with ``search``, :func:`search_scales`) then spec 4's rounding step:
+    an int4 :class:`QuantizedTensor`.
 
     Same layout and fallback rule as :func:`monoquant_np.quantize.quantize`:
     ``S[axis] < group_size`` gives the int8 per-channel tensor of spec 7
@@ -159,5 +235,8 @@ def quantize_extreme(
     axis = check_axis(axis, w32.ndim)
     if check_bool(int8_fallback, "int8_fallback") and w32.shape[axis] < group_size:
         return quantize(w32, group_size=group_size, axis=axis, scale_dtype=scale_dtype, int8_fallback=True)
-    scale = extreme_scales(w32, group_size=group_size, axis=axis, ratios=ratios, scale_dtype=scale_dtype)
+    if check_bool(search, "search"):
+        scale = search_scales(w32, group_size=group_size, axis=axis, scale_dtype=scale_dtype)
+    else:
+        scale = extreme_scales(w32, group_size=group_size, axis=axis, ratios=ratios, scale_dtype=scale_dtype)
     return build_tensor(w32, scale, None, axis=axis, group_size=group_size, bits=4)

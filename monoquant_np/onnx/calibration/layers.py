@@ -22,9 +22,8 @@ import onnx
 
 from ...algorithms.gptq import output_error
 from ...dequantize import dequantize
-from ...quantize import quantize
 from ..protobuf import attr, subgraph_inputs
-from ..quantizer.algorithm import QuantOptions
+from ..quantizer.algorithm import QuantOptions, rtn_tensor
 from ..tensors import tensor_array
 from .capture import ActivationStats
 from .stages import CalibrationTarget
@@ -100,12 +99,11 @@ def output_errors(w: np.ndarray, w_hat: np.ndarray, h: np.ndarray, opts: QuantOp
     """The report's output errors of a ``(K, N)`` weight ``w`` given its activations' ``h = X^T X`` ``(K, K)``.
 
     ``out_rel_err = sqrt(||X W - X W'||^2) / sqrt(sum((h @ w) * w))`` with ``W' = w_hat``, and
-    ``out_rel_err_rtn`` the same with ``W'`` round-to-nearest (:func:`~monoquant_np.quantize.quantize`
-    along K with ``opts``' group size, symmetry and scale dtype); the squared error is
+    ``out_rel_err_rtn`` the same with ``W'`` the model quantizer's round-to-nearest
+    (:func:`~monoquant_np.onnx.quantizer.algorithm.rtn_tensor` along K with ``opts``); the squared error is
     :func:`~monoquant_np.algorithms.gptq.output_error` clipped at 0, the denominator 1 when ``sum(...)`` <= 0.
     """
-    rtn_hat = dequantize(quantize(w, group_size=opts.group_size, symmetric=opts.symmetric,
-                                  scale_dtype=opts.scale_dtype))
+    rtn_hat = dequantize(rtn_tensor(w, 0, opts))
     ref = float(np.sum((h @ w.astype(np.float64)) * w))
     den = np.sqrt(ref) if ref > 0 else 1.0
     return {

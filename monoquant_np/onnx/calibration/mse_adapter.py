@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 
 from ...algorithms import quantize_mse
+from ...algorithms.extreme import quantize_extreme
 from ...dequantize import dequantize
 from ...requantize import double_quantize
 from ...tensor import QuantizedTensor
@@ -40,10 +41,14 @@ def check_linear_scheme(opts: QuantOptions, name: str) -> None:
 def mse_tensor(w: np.ndarray, axis: int, o: QuantOptions) -> QuantizedTensor:
     """``w`` (float32, 2-D) quantized with MSE scales grouped along ``axis`` (spec 14.1), with ``o``'s options.
 
-    Negative scales are allowed unless ``o.double_quant``, which then stores the
-    scales of a 4-bit result in 8 bits (spec 11).
+    int4: the line search on ``r * m / -8`` (:func:`~monoquant_np.algorithms.extreme.search_scales`).
+    uint4, or int4 with ``o.double_quant``: :func:`~monoquant_np.algorithms.quantize_mse`'s grid,
+    without negative scales under ``o.double_quant``, which then stores the scales of a 4-bit
+    result in 8 bits (spec 11).
     """
     check_linear_scheme(o, "mse")
+    if o.symmetric and not o.double_quant:  # the line search of spec 14.1's model-quantizer form
+        return quantize_extreme(w, group_size=o.group_size, axis=axis, scale_dtype=o.scale_dtype, search=True)
     qt = quantize_mse(w, group_size=o.group_size, axis=axis, symmetric=o.symmetric,
                       scale_dtype=o.scale_dtype, negative_scales=not o.double_quant)
     if o.double_quant and qt.bits == 4:

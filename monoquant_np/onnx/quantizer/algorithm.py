@@ -35,7 +35,7 @@ from ...tensor import QuantizedTensor
 from ..options import ALGORITHMS, DEFAULT_GROUP_SIZE, DEFAULT_SCALE_DTYPE, DEFAULT_SCHEME
 from .sites import Consumer, WeightSite
 
-__all__ = ["QuantOptions", "WeightContext", "Algorithm", "rtn", "rtn_algorithm"]
+__all__ = ["QuantOptions", "WeightContext", "Algorithm", "rtn", "rtn_tensor", "rtn_algorithm"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +91,11 @@ class Algorithm:
 
 
 def rtn(ctx: WeightContext) -> QuantizedTensor:
+    """:func:`rtn_tensor` of the context's weight along its group axis."""
+    return rtn_tensor(ctx.w, ctx.axis, ctx.options)
+
+
+def rtn_tensor(w: np.ndarray, axis: int, o: QuantOptions) -> QuantizedTensor:
     """Round-to-nearest: int4 with the default scales of spec 14.0, uint4 with spec 3's min/max, NF4 absmax.
 
     MXFP4 and NVFP4 take their formats' own scales (spec 18, 19). ``bits`` 2
@@ -102,21 +107,20 @@ def rtn(ctx: WeightContext) -> QuantizedTensor:
     weight whose group axis is shorter than the group gets the int8 fallback
     of spec 7 (:func:`monoquant_np.quantize` with ``int8_fallback=True``).
     """
-    o = ctx.options
     if o.bits != 4:  # spec 20: int2/uint2/int8/uint8 with spec 3's scales at the width's qmax
-        return quantize(ctx.w, bits=o.bits, group_size=o.group_size, axis=ctx.axis, symmetric=o.symmetric,
+        return quantize(w, bits=o.bits, group_size=o.group_size, axis=axis, symmetric=o.symmetric,
                         scale_dtype=o.scale_dtype, int8_fallback=True,
-                        double_quant=o.double_quant and ctx.w.shape[ctx.axis] >= o.group_size)
+                        double_quant=o.double_quant and w.shape[axis] >= o.group_size)
     if o.scheme == "nf4":
-        return quantize_nf4(ctx.w, block_size=o.group_size, axis=ctx.axis, double_quant=o.double_quant)
+        return quantize_nf4(w, block_size=o.group_size, axis=axis, double_quant=o.double_quant)
     if o.scheme == "int4" and not o.double_quant:
-        return quantize_extreme(ctx.w, group_size=o.group_size, axis=ctx.axis, scale_dtype=o.scale_dtype)
+        return quantize_extreme(w, group_size=o.group_size, axis=axis, scale_dtype=o.scale_dtype)
     if o.scheme in ("mxfp4", "nvfp4"):  # spec 18, 19: E2M1 codes, 8-bit float block scales
         fp4 = quantize_mxfp4 if o.scheme == "mxfp4" else quantize_nvfp4
-        return fp4(ctx.w, axis=ctx.axis, block_size=o.group_size)
+        return fp4(w, axis=axis, block_size=o.group_size)
     # double-quant: packed once, from the rebuilt scales; the int8 fallback (spec 7) keeps its own scales
-    return quantize(ctx.w, group_size=o.group_size, axis=ctx.axis, symmetric=o.symmetric, scale_dtype=o.scale_dtype,
-                    int8_fallback=True, double_quant=o.double_quant and ctx.w.shape[ctx.axis] >= o.group_size)
+    return quantize(w, group_size=o.group_size, axis=axis, symmetric=o.symmetric, scale_dtype=o.scale_dtype,
+                    int8_fallback=True, double_quant=o.double_quant and w.shape[axis] >= o.group_size)
 
 
 def rtn_algorithm() -> Algorithm:

@@ -14,7 +14,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from monoquant_np import dequantize, quantize
-from monoquant_np.algorithms import gptq_from_hessian, quantize_mse
+from monoquant_np.algorithms import gptq_from_hessian
+from monoquant_np.algorithms.extreme import quantize_extreme
 from monoquant_np.assets import MINILM_INSTALL_HINT, minilm_model_path, minilm_tokenizer_path
 from monoquant_np.formats import transpose
 from monoquant_np.onnx.calibration.adapters import awq_algorithm, gptq_algorithm
@@ -247,8 +248,8 @@ def test_mse_with_calibration_reports_output_errors_and_changes_nothing():
     for name, w, act in (("w1", w1, "x"), ("w2", np.ascontiguousarray(w2t.T), "r2")):  # (K, N)
         h = st[act].xtx
         row = next(r for r in rep.rows if r.name == name)
-        for key, qt in (("out_rel_err", quantize_mse(w, group_size=32)),
-                        ("out_rel_err_rtn", quantize(w, group_size=32))):
+        for key, qt in (("out_rel_err", quantize_extreme(w, group_size=32, search=True)),
+                        ("out_rel_err_rtn", quantize_extreme(w, group_size=32))):
             d = (w - dequantize(qt)).astype(np.float64)
             ref = np.sqrt(np.sum((h @ d) * d) / np.sum((h @ w.astype(np.float64)) * w))
             assert row.extra[key] == pytest.approx(ref, rel=1e-4), (name, key)

@@ -47,7 +47,7 @@ def mse_tensor(w: np.ndarray, axis: int, o: QuantOptions) -> QuantizedTensor:
     result in 8 bits (spec 11).
     """
     check_linear_scheme(o, "mse")
-    if o.symmetric and not o.double_quant:  # the line search of spec 14.1's model-quantizer form
+    if o.symmetric and not o.double_quant and o.bits == 4:  # the line search of spec 14.1's model-quantizer form
         return quantize_extreme(w, group_size=o.group_size, axis=axis, scale_dtype=o.scale_dtype, search=True)
     qt = quantize_mse(w, group_size=o.group_size, axis=axis, symmetric=o.symmetric,
                       scale_dtype=o.scale_dtype, negative_scales=not o.double_quant)

@@ -6,7 +6,7 @@ NumPy ``.npy`` format: a magic string, a header ``{'descr', 'fortran_order',
 reads the arrays named (all of them by default) and nothing else, by these
 rules, every one checked before the data is decompressed:
 
-* the path is a regular file and a readable zip;
+* the path is a regular file and a readable zip, no ``.npy`` member name twice;
 * each member read is stored or deflated (what ``numpy.savez`` and
   ``numpy.savez_compressed`` write), not encrypted;
 * its ``.npy`` header is version 1.0 or 2.0 with a plain dtype (bool,
@@ -80,7 +80,7 @@ def _reason(e: BaseException) -> str:
         return "not enough memory"
     if isinstance(e, RecursionError):
         return "header nested too deeply"
-    text = str(e).splitlines()[0] if str(e) else ""
+    text = str(e).splitlines()[0][:300] if str(e) else ""  # a 10,000-byte header is not repeated in full
     return f"{type(e).__name__}: {text}" if not isinstance(e, ValueError | OSError) else text
 
 
@@ -172,7 +172,11 @@ def read_npz(path: str | os.PathLike[str], names: Iterable[str] | None = None, *
         raise TypeError(f"max_bytes must be an int >= 0, got {max_bytes!r}")
     f, zf = _open_zip(p, what)
     with f, zf:
-        members = {i.filename[:-4]: i for i in zf.infolist() if i.filename.endswith(".npy")}
+        infos = [i for i in zf.infolist() if i.filename.endswith(".npy")]
+        members = {i.filename[:-4]: i for i in infos}
+        if len(members) != len(infos):  # readers differ on which copy they take
+            twice = sorted({i.filename for i in infos if sum(j.filename == i.filename for j in infos) > 1})
+            raise ValueError(f"{what} {p!r} holds member {twice[0]!r} more than once")
         wanted = list(members) if names is None else list(dict.fromkeys(names))
         missing = [n for n in wanted if n not in members]
         if missing:

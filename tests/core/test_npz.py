@@ -107,6 +107,19 @@ def test_only_the_named_members_are_read(tmp_path):
         read_npz(tmp_path / "a.npz", ["y"])
 
 
+def test_repeated_member_and_long_reason(tmp_path):
+    raw_zip(tmp_path / "a.npz", [Member("x.npy", npy_bytes(X)), Member("x.npy", npy_bytes(X + 1))])
+    with pytest.raises(ValueError, match="a.npz' holds member 'x.npy' more than once"):
+        read_npz(tmp_path / "a.npz")
+    for nest, expect in [(b"(" * 9000, "TokenError"), (b"(" * 4000 + b")" * 4000 + b"}", "Cannot parse header")]:
+        header = b"{'descr': '<f4', 'fortran_order': False, 'shape': " + nest
+        npy = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
+        raw_zip(tmp_path / "b.npz", [Member("x.npy", npy)])
+        with pytest.raises(ValueError, match=f"member 'x.npy': {expect}") as info:
+            read_npz(tmp_path / "b.npz")
+        assert len(str(info.value)) < 500
+
+
 def test_not_a_regular_file(tmp_path):
     with pytest.raises(ValueError, match="is a directory, not an .npz file"):
         read_npz(tmp_path)

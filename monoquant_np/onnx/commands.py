@@ -24,6 +24,8 @@ from typing import Any
 from .calibration.adapters import awq_algorithm, gptq_algorithm
 from .feeds import load_feeds
 from .inspect import format_inspection, inspect_model
+from .mixed.html_report import render_html
+from .mixed.report_command import add_report_command
 from .model_io import (
     ModelWriter,
     check_output_path,
@@ -113,7 +115,8 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
                 format=args.format, ops=args.ops, exclude=args.exclude, min_elements=args.min_elements,
                 double_quant=args.double_quant, algorithm=_algorithm(args), calibration=args.calibration,
                 gather_op=args.gather_op, accuracy_level=args.accuracy_level, target=args.target,
-                progress=progress, jobs=args.jobs, spill=writer.spill, bits=args.bits)
+                progress=progress, jobs=args.jobs, spill=writer.spill, bits=args.bits, size_budget=args.size_budget,
+                bits_per_weight=args.bits_per_weight, max_error=args.max_error)
             t0 = time.perf_counter()
             side = tuple(external_files(model, inp.parent))
             inputs = writer.inputs = (inp, *side)  # the input and its side files are never written
@@ -127,7 +130,9 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
         del model
         report.file_bytes_after = outs.size(out) + (outs.size(data) if data is not None else 0)
         if args.report:
-            write_text_atomic(args.report, report.to_json() + "\n", inputs=inputs, outputs=outs, what="--report")
+            text = (render_html(report.to_dict()) if str(args.report).lower().endswith((".html", ".htm"))
+                    else report.to_json() + "\n")
+            write_text_atomic(args.report, text, inputs=inputs, outputs=outs, what="--report")
         outs.commit()
         progress.finish(_summary(report, progress.elapsed()))
         if not report.rows:
@@ -200,6 +205,7 @@ def add_model_commands(sub) -> None:
     _add_quantize(sub)
     _add_verify(sub)
     _add_inspect(sub)
+    add_report_command(sub)
 
 
 def _add_quantize(sub) -> None:
@@ -247,7 +253,15 @@ def _add_quantize(sub) -> None:
                         f"{DEFAULT_TARGET}; portable = every runtime of `monoquant-np conformance`; for OpenVINO "
                         "compile with DYNAMIC_QUANTIZATION_GROUP_SIZE=0 to get float32 activations)")
     q.add_argument("--external-data", action="store_true", help="write weights to OUTPUT.data")
-    q.add_argument("--report", metavar="REPORT.json", help="write the per-layer report as JSON")
+    q.add_argument("--report", metavar="REPORT.json",
+                   help="write the per-layer report as JSON (a name ending in .html: the HTML report, spec 21.5)")
+    b = q.add_mutually_exclusive_group()
+    b.add_argument("--size-budget", metavar="SIZE",
+                   help="choose each weight's format (float, int8, int4/uint4/nf4 groups) by its measured "
+                        "sensitivity so the model fits SIZE (8MB = 8e6 bytes, 8MiB, 500KB; spec 21)")
+    b.add_argument("--bits-per-weight", type=float, metavar="X", help="as --size-budget, X bits per quantized weight")
+    b.add_argument("--max-error", type=float, metavar="E",
+                   help="the smallest choice whose predicted error (spec 21.2) stays <= E")
     q.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
                    help="weights quantized at once, one thread each (default: every core); the output does not "
                         "depend on it")

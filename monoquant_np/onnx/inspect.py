@@ -27,6 +27,7 @@ import os
 import onnx
 from onnx import TensorProto
 
+from .mixed.metadata import read_formats
 from .model_io import load_model
 from .protobuf import attrs, graph_constants, iter_graphs
 from .tensors import tensor_nbytes
@@ -176,6 +177,7 @@ def _totals(listing: _Listing, model: onnx.ModelProto, file_bytes: int | None) -
         "file_bytes": file_bytes,
         "opset": next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None),
         "ir_version": model.ir_version,
+        "chosen_formats": read_formats(model),
     }
 
 
@@ -196,6 +198,13 @@ def format_inspection(rows: list[TensorInfo], totals: dict) -> str:
         f"opset {totals['opset']}, IR {totals['ir_version']}"
         + (f"; file {totals['file_bytes']:,} bytes" if totals.get("file_bytes") is not None else "")
     )
+    chosen = totals.get("chosen_formats")
+    if chosen:  # spec 21.4: the formats a size budget chose, by the float model's weight names
+        counts: dict[str, int] = {}
+        for label in chosen.values():
+            counts[label] = counts.get(label, 0) + 1
+        lines.append("formats chosen by the budget: " + ", ".join(f"{k} x{v}" for k, v in sorted(counts.items())))
+        lines += [f"  {n}: {label}" for n, label in chosen.items()]
     if not rows:
         lines = ["no MatMul/Gemm/Gather weight found", lines[-1]]
     return "\n".join(lines)

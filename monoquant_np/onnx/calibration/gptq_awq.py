@@ -135,8 +135,8 @@ class GPTQAdapter(CalibratedAlgorithm):
     damp: float = 0.01
 
     def quantize_group(self, run, acts, members, st):
-        o = run.opts
         for n in members:
+            o = run.opts.for_weight(n)
             w = run.by_name[n].load()
             qt = gptq_from_hessian(w, st.xtx, group_size=o.group_size, symmetric=o.symmetric,
                                    damp=self.damp, act_order=self.act_order, scale_search=self.scale_search,
@@ -193,7 +193,7 @@ def _quantize_without_stats(model: onnx.ModelProto, sites: list[WeightSite], run
             continue
         w = np.asarray(tensor_array(s.tensor, run.opts.base_dir), dtype=np.float32)
         w = np.ascontiguousarray(w.T) if s.transpose else w
-        qt = mse_tensor(w, s.axis, run.opts)
+        qt = mse_tensor(w, s.axis, run.opts.for_weight(s.name))
         del w
         run.out[s.name] = {"qt": qt, "m": None, "info": {}}
         fixed[s.name] = functools.partial(_stored_w_hat, qt, s.transpose)

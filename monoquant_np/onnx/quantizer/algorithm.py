@@ -53,6 +53,15 @@ class QuantOptions:
     bits: int = 4
     base_dir: str | None = None
     progress: Any = dataclasses.field(default=None, compare=False, repr=False)
+    #: Per-weight ``(name, scheme, group_size)`` chosen by a size budget (spec 21.4); see :meth:`for_weight`.
+    formats: tuple[tuple[str, str, int], ...] = ()
+
+    def for_weight(self, name: str) -> QuantOptions:
+        """These options with the scheme and group size :attr:`formats` gives weight ``name`` (if any)."""
+        for n, scheme, group_size in self.formats:
+            if n == name:
+                return dataclasses.replace(self, scheme=scheme, group_size=group_size, formats=())
+        return self
 
     @property
     def symmetric(self) -> bool:

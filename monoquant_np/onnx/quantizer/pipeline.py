@@ -62,6 +62,7 @@ from ...dequantize import bits_per_weight
 from ...tensor import QuantizedTensor, check_qt
 from ..export.constants import INT2_OPSET, OPSET
 from ..feeds import check_feeds
+from ..mixed.budget import apply_budget, check_budget
 from ..options import (
     DEFAULT_ALGORITHM,
     DEFAULT_BITS,
@@ -112,6 +113,9 @@ def quantize_model_with_report(
     jobs: int | None = None,
     spill: Callable[[onnx.TensorProto], None] | None = None,
     bits: int = DEFAULT_BITS,
+    size_budget: str | int | None = None,
+    bits_per_weight: float | None = None,
+    max_error: float | None = None,
 ) -> tuple[onnx.ModelProto, QuantReport]:
     """Quantize the weights of a float ONNX model to 4 bits (spec 13).
 
@@ -149,6 +153,10 @@ def quantize_model_with_report(
             :class:`~monoquant_np.onnx.model_io.ModelWriter` moves its bytes to
             the output's data file there, so the model in memory never holds
             the quantized weights (spec 13.6).
+        size_budget, bits_per_weight, max_error: at most one; each weight then
+            gets its own format, chosen by measured sensitivity to fit the budget
+            (:mod:`monoquant_np.onnx.mixed.budget`, spec 21); the report's
+            ``mixed`` and the model's metadata name every weight's format.
         target: the runtime the model is for, ``"onnxruntime"`` (default),
             ``"openvino"``, ``"tract"`` or ``"portable"``: each weight in a form
             that runtime runs exactly (spec 16.4); ``"tract"`` implies
@@ -169,6 +177,7 @@ def quantize_model_with_report(
                         double_quant=double_quant, algorithm=algorithm, calibration=calibration,
                         prequantized=prequantized, gather_op=gather_op, accuracy_level=accuracy_level,
                         target=target, jobs=jobs, bits=bits)
+    budget = check_budget(size_budget, bits_per_weight, max_error)
     progress = progress if progress is not None else Progress(tty=False)
     progress.phase("load")
     model, base_dir, file_bytes = working_copy(model_or_path)
@@ -192,6 +201,11 @@ def quantize_model_with_report(
     else:
         model = to_opset21(model, need)  # the IR version only
     t1 = time.perf_counter()
+    if budget is not None:
+        kept, report.mixed = apply_budget(model, todo, plan, budget)
+        report.skipped.extend((s.name, s.skip) for s in todo if s.skip is not None)
+        todo = kept
+        report.timings["sensitivity"] = time.perf_counter() - t1
     stats = _prepare(model, todo, plan)
     report.timings["prepare"] = time.perf_counter() - t1
     _quantize_all(model, todo, plan, stats, report, progress, spill)
@@ -320,7 +334,8 @@ def _compute(site: WeightSite, plan: QuantPlan, stats: Mapping[str, Any]) -> _Qu
     if site.name in plan.prequantized:
         qt = plan.prequantized[site.name]
     else:
-        qt, extra = _run_algorithm(plan.alg, WeightContext(site.name, w, site.axis, tuple(site.consumers), plan.opts,
+        qt, extra = _run_algorithm(plan.alg, WeightContext(site.name, w, site.axis, tuple(site.consumers),
+                                                           plan.opts.for_weight(site.name),
                                                            stats.get(site.name)))
     t2 = time.perf_counter()
     w_hat = extra.pop("w_hat", None)

@@ -139,6 +139,8 @@ class QuantReport:
     #: Seconds by step: ``read``, ``algorithm``, ``error`` and ``rewrite`` summed over the weights (threads
     #: add up), ``prepare`` (calibration), ``quantize_wall`` (the weight loop); the command line adds ``save``.
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    #: With a size budget (spec 21): the sensitivity table, the budget, the chosen format per weight, the curve.
+    mixed: dict[str, Any] | None = None
 
     def totals(self) -> dict[str, Any]:
         """Sums over the rows (module docstring), the file sizes and the seconds taken."""
@@ -172,6 +174,7 @@ class QuantReport:
             "notes": list(self.notes),
             "totals": self.totals(),
             "timings": dict(self.timings),
+            **({"mixed": self.mixed} if self.mixed is not None else {}),
         }
 
     def to_json(self, indent: int = 2) -> str:

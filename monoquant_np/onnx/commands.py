@@ -225,7 +225,8 @@ def _add_quantize(sub) -> None:
     q.add_argument("--bits", type=int, choices=BITS, default=DEFAULT_BITS,
                    help=f"code width of int/uint schemes (default {DEFAULT_BITS}; 2 writes INT2 at opset 25)")
     q.add_argument("--scale-dtype", choices=SCALE_DTYPES, default=DEFAULT_SCALE_DTYPE,
-                   help=f"dtype of the stored group scales (default {DEFAULT_SCALE_DTYPE})")
+                   help=f"dtype of the stored group scales (default {DEFAULT_SCALE_DTYPE}: float16 for a float16 "
+                        "model, else float32)")
     q.add_argument("--format", choices=FORMATS, default=DEFAULT_FORMAT,
                    help="DequantizeLinear->MatMul (standard ONNX, default) or com.microsoft.MatMulNBits")
     ops = ",".join(DEFAULT_OPS)

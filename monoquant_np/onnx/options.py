@@ -48,8 +48,10 @@ DEFAULT_SCHEME = "int4"
 BITS = (2, 4, 8)
 DEFAULT_BITS = 4
 #: Dtypes of the stored group scales (spec 3.4).
-SCALE_DTYPES = ("float32", "float16")
-DEFAULT_SCALE_DTYPE = "float32"
+#: ``auto``: float16 scales when every quantized weight of the model is float16 (and the scheme is
+#: int4/uint4), float32 otherwise (spec 13.3), so that a float16 model runs MatMulNBits in float16.
+SCALE_DTYPES = ("auto", "float32", "float16")
+DEFAULT_SCALE_DTYPE = "auto"
 #: How a MatMul weight is written: ``DequantizeLinear`` -> ``MatMul`` (standard
 #: ONNX) or onnxruntime's ``com.microsoft.MatMulNBits`` (spec 9.2, 9.4).
 FORMATS = ("qdq", "matmulnbits")

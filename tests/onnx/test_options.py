@@ -21,7 +21,7 @@ def _actions(command: str) -> dict[str, argparse.Action]:
 def test_the_command_line_offers_the_tables_choices_and_defaults():
     q = _actions("quantize")
     assert tuple(q["scheme"].choices) == options.SCHEMES == ("int4", "uint4", "nf4", "mxfp4", "nvfp4")
-    assert tuple(q["scale_dtype"].choices) == options.SCALE_DTYPES and q["scale_dtype"].default == "float32"
+    assert tuple(q["scale_dtype"].choices) == options.SCALE_DTYPES and q["scale_dtype"].default == "auto"
     assert tuple(q["format"].choices) == options.FORMATS and q["format"].default == options.DEFAULT_FORMAT == "qdq"
     assert tuple(q["algorithm"].choices) == tuple(options.ALGORITHMS) == ("rtn", "mse", "gptq", "awq")
     assert tuple(q["gather_op"].choices) == options.GATHER_OPS and q["gather_op"].default == "GatherBlockQuantized"

@@ -8,8 +8,10 @@ dequantize to 0) and the block-size rule are the dialect's, written once in
 :mod:`monoquant_np.formats.matmulnbits` (spec 12.1); this module builds the
 node from those bytes.
 
-# Note: MatMulNBits wants scales of A's type, so float16 scales are stored
-# widened to float32 here (exact; 2 more bytes per group than the QDQ form).
+# Note: MatMulNBits wants scales of A's type: in a float32 model float16
+# scales are stored widened to float32 (exact; 2 more bytes per group than the
+# QDQ form); in a float16 model (``dtype="float16"``) the scales must be
+# float16 values and are stored as such.
 
     >>> from monoquant_np import quantize
     >>> qt = quantize(np.arange(96, dtype=np.float32).reshape(48, 2), group_size=48)
@@ -24,7 +26,7 @@ import dataclasses
 import numpy as np
 from onnx import NodeProto, TensorProto, helper, numpy_helper
 
-from ...errors import check_name
+from ...errors import check_choice, check_name
 from ...formats.matmulnbits import MIN_BLOCK_SIZE, matmulnbits_block_size, matmulnbits_pack
 from ...tensor import QuantizedTensor, check_qt
 from ..options import check_accuracy_level
@@ -61,6 +63,7 @@ def matmulnbits_node(
     *,
     bias_name: str | None = None,
     accuracy_level: int = 1,
+    dtype: str = "float32",
 ) -> tuple[list[TensorProto], NodeProto]:
     """A ``com.microsoft.MatMulNBits`` node computing ``y = a @ dequantize(qt)`` (+ bias).
 
@@ -75,6 +78,8 @@ def matmulnbits_node(
         bias_name: optional float32 ``(N,)`` value added by the kernel.
         accuracy_level: 0-4 (:data:`monoquant_np.onnx.options.ACCURACY_LEVELS`); 1 (float32) reproduces
             the spec within float32 rounding, 4 quantizes A to int8 per block.
+        dtype: ``"float32"`` or ``"float16"``, the type of ``a``, ``y`` and the bias; the scales are
+            stored in it (float16 needs float16 scales, which are stored exactly).
 
     Returns:
         ``(initializers, node)``; the model needs opset ``com.microsoft`` 1.
@@ -95,6 +100,12 @@ def matmulnbits_node(
             f"got group size {qt.block_size}; export it with DequantizeLinear (weight_subgraph) instead"
         )
     b, scales, zps = matmulnbits_arrays(qt, block)
+    check_choice(dtype, ("float32", "float16"), "dtype")
+    if dtype == "float16":
+        if qt.scale.dtype != np.float16:
+            raise ValueError(f"a float16 MatMulNBits needs float16 scales (scale_dtype='float16'), "
+                             f"got {qt.scale.dtype}")
+        scales = scales.astype(np.float16)  # exact: widened from float16 above
     k, n = qt.shape
     inits = [numpy_helper.from_array(b, name + "_B"), numpy_helper.from_array(scales, name + "_scales")]
     inputs = [a_name, name + "_B", name + "_scales"]

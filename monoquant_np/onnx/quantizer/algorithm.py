@@ -32,7 +32,7 @@ from ...nf4 import quantize_nf4
 from ...nvfp4 import quantize_nvfp4
 from ...quantize import quantize
 from ...tensor import QuantizedTensor
-from ..options import ALGORITHMS, DEFAULT_GROUP_SIZE, DEFAULT_SCALE_DTYPE, DEFAULT_SCHEME
+from ..options import ALGORITHMS, DEFAULT_GROUP_SIZE, DEFAULT_SCHEME
 from .sites import Consumer, WeightSite
 
 __all__ = ["QuantOptions", "WeightContext", "Algorithm", "rtn", "rtn_tensor", "rtn_algorithm"]
@@ -48,7 +48,7 @@ class QuantOptions:
 
     group_size: int = DEFAULT_GROUP_SIZE
     scheme: str = DEFAULT_SCHEME
-    scale_dtype: str = DEFAULT_SCALE_DTYPE
+    scale_dtype: str = "float32"
     double_quant: bool = False
     bits: int = 4
     base_dir: str | None = None

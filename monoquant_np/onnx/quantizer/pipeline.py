@@ -78,7 +78,7 @@ from ..progress import Progress
 from ..tensors import tensor_array, tensor_nbytes
 from .algorithm import Algorithm, WeightContext
 from .opset import drop_unused_ms_opset, ensure_ms_opset, opset_of, to_opset21
-from .plan import QuantPlan, plan_options, working_copy
+from .plan import QuantPlan, plan_options, resolve_scale_dtype, working_copy
 from .report import LayerRow, QuantReport, relative_error, tensor_error
 from .rewrite import apply_quantized, fresh_name, unique_names
 from .sites import WeightSite, find_weight_sites
@@ -124,7 +124,8 @@ def quantize_model_with_report(
         group_size: elements per group along the weight's K (or embedding)
             axis; a weight whose axis is shorter uses the int8 fallback (spec 7).
         symmetric: int4 ``s = max|w|/7`` (True) or uint4 with zero points.
-        scale_dtype: ``"float32"`` or ``"float16"``.
+        scale_dtype: ``"float32"``, ``"float16"`` or ``"auto"`` (the default: float16 when every
+            quantized weight is float16 and the scheme int4/uint4, so MatMulNBits runs in float16).
         format: ``"qdq"`` (standard ``DequantizeLinear`` -> ``MatMul``, fused by
             onnxruntime) or ``"matmulnbits"`` (``com.microsoft.MatMulNBits``).
         ops: among ``"MatMul"``, ``"Gemm"``, ``"Gather"`` (list or comma string).
@@ -194,6 +195,8 @@ def quantize_model_with_report(
         report.notes.append("nothing eligible to quantize: the model is returned unchanged")
         report.seconds = time.perf_counter() - t0
         return model, report
+    plan.opts = dataclasses.replace(plan.opts, scale_dtype=resolve_scale_dtype(plan.opts, [s.dtype for s in todo]))
+    report.options["scale_dtype"] = plan.opts.scale_dtype
     need = INT2_OPSET if plan.opts.bits == 2 else OPSET  # INT2/UINT2 DequantizeLinear: opset 25 (spec 20.8)
     if opset_of(model) < need:  # the conversion rebuilds the nodes: find the sites again in the new graph
         model = to_opset21(model, need)

@@ -151,9 +151,9 @@ def resolve_scheme(scheme: str | None, symmetric: bool, scale_dtype: str) -> str
     check_choice(scheme, SCHEMES, "scheme")
     if scheme == "int4" and not symmetric:
         raise ValueError("scheme='int4' is symmetric; use scheme='uint4' (or symmetric=True)")
-    if scheme == "nf4" and scale_dtype != "float32":
+    if scheme == "nf4" and scale_dtype not in ("float32", "auto"):
         raise ValueError(f"scheme='nf4' stores float32 absmax scales (spec 10), got scale_dtype={scale_dtype!r}")
-    if scheme in FP4_BLOCK_SIZES and scale_dtype != "float32":
+    if scheme in FP4_BLOCK_SIZES and scale_dtype not in ("float32", "auto"):
         raise ValueError(f"scheme={scheme!r} stores its own 8-bit float scales (spec 18, 19), "
                          f"got scale_dtype={scale_dtype!r}")
     return scheme
@@ -181,3 +181,13 @@ def working_copy(model_or_path: onnx.ModelProto | str | os.PathLike
             tensor_nbytes(t) for t in iter_tensors(model) if t.external_data)  # the side files' share
         return model, str(Path(model_or_path).parent), file_bytes
     raise TypeError(f"model_or_path must be an onnx.ModelProto or a path, got {type(model_or_path).__name__}")
+
+
+def resolve_scale_dtype(opts: QuantOptions, dtypes: list[str | None]) -> str:
+    """``opts.scale_dtype``, with ``"auto"`` resolved for weights of the float ``dtypes`` (spec 13.3):
+    ``"float16"`` when the scheme is int4/uint4 and every weight is float16, else ``"float32"``."""
+    if opts.scale_dtype != "auto":
+        return opts.scale_dtype
+    if opts.scheme in ("int4", "uint4") and dtypes and all(d == "float16" for d in dtypes):
+        return "float16"
+    return "float32"

@@ -74,10 +74,12 @@ def gather_block_quantized_ok(qt: QuantizedTensor) -> bool:
 def matmulnbits_ok(qt: QuantizedTensor, dtype: str) -> bool:
     """True when ``MatMulNBits`` can take ``qt`` exactly in a model of float ``dtype``.
 
-    # Note: the exporter widens scales to float32 (spec 9.4) and MatMulNBits
-    # wants scales of A's type, so float16 models keep the QDQ form.
+    MatMulNBits wants scales of A's type (spec 9.4): a float32 model takes any
+    scales (float16 ones widened exactly), a float16 model float16 scales only;
+    other float16 weights keep the QDQ form.
     """
-    return dtype == "float32" and matmulnbits_block_size(qt) is not None
+    ok_dtype = dtype == "float32" or (dtype == "float16" and qt.scale.dtype == np.float16)
+    return ok_dtype and matmulnbits_block_size(qt) is not None
 
 
 def _float_weight(qt: QuantizedTensor, qname: str, out: str, dtype: str, target: str):
@@ -145,7 +147,7 @@ def apply_quantized(
                 attr(node, "alpha", 1.0) == 1.0 and attr(node, "beta", 1.0) == 1.0 and not attr(node, "transA", 0)
                 and (attr(node, "transB", 0) == 0 or site.transpose)
             ):
-                _replace_with_nbits(c.graph, node, qt, qname, accuracy_level, seen, g)
+                _replace_with_nbits(c.graph, node, qt, qname, accuracy_level, seen, g, site.dtype or "float32")
                 served.append("MatMulNBits")
                 continue
         if c.role == "gather" and gather_op == "GatherBlockQuantized" and gather_block_quantized_ok(qt):
@@ -218,7 +220,8 @@ def _activation_gather(qt: QuantizedTensor, qname: str, x: str, out: str):
     return [perm], [helper.make_node("Gather", [x, perm.name], [out], name=out + "_gather", axis=-1)]
 
 
-def _replace_with_nbits(graph, node, qt: QuantizedTensor, qname: str, accuracy_level, seen, def_graph) -> None:
+def _replace_with_nbits(graph, node, qt: QuantizedTensor, qname: str, accuracy_level, seen, def_graph,
+                        dtype: str = "float32") -> None:
     at = _index(graph, node)
     a = node.input[0]
     y = node.output[0]
@@ -231,7 +234,7 @@ def _replace_with_nbits(graph, node, qt: QuantizedTensor, qname: str, accuracy_l
     bias = node.input[2] if node.op_type == "Gemm" and len(node.input) > 2 and node.input[2] else None
     mm_out = f"{y}_nobias" if bias else y
     kw = {} if accuracy_level is None else {"accuracy_level": accuracy_level}
-    inits, nb_node = matmulnbits_node(qt, a, mm_out, qname, **kw)
+    inits, nb_node = matmulnbits_node(qt, a, mm_out, qname, dtype=dtype, **kw)
     nb_node.name = f"{qname}_nbits_{y}"  # unique per reader: a weight shared by several MatMuls (ALBERT)
     _add_inits(def_graph, inits, seen)
     new_nodes.append(nb_node)

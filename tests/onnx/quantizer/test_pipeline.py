@@ -570,8 +570,9 @@ def test_float16_gather_and_matmulnbits_fallback():
                [helper.make_tensor_value_info("ids", TensorProto.INT64, ["n"])],
                [helper.make_tensor_value_info("y", TensorProto.FLOAT16, None)],
                [numpy_helper.from_array(table, "E"), numpy_helper.from_array(w, "W")])
-    q, rep = quantize_model_with_report(m, ops="MatMul,Gather", format="matmulnbits", group_size=32, min_elements=1)
-    assert [r.served_as for r in rep.rows] == ["GatherBlockQuantized", "qdq"]  # MatMulNBits wants float32 here
+    q, rep = quantize_model_with_report(m, ops="MatMul,Gather", format="matmulnbits", group_size=32, min_elements=1,
+                                        scale_dtype="float32")
+    assert [r.served_as for r in rep.rows] == ["GatherBlockQuantized", "qdq"]  # float32 scales: not in float16
     assert [n.split(":")[0] for n in rep.notes] == ["1 MatMul/Gemm weight(s) stay DequantizeLinear -> MatMul"]
     ids = np.array([3, 99, 0], np.int64)
     e = _spec(table, axis=1).astype(np.float16).astype(np.float32)
@@ -631,3 +632,26 @@ def test_rtn_with_calibration_says_the_data_is_unused():
     assert any("calibration inputs are not used by algorithm 'rtn'" in n for n in rep.notes)
     plain, _ = quantize_model_with_report(m, group_size=32, min_elements=1)
     assert q.SerializeToString() == plain.SerializeToString()  # the same model either way
+
+
+def test_float16_model_runs_matmulnbits_in_float16():
+    """scale_dtype "auto" (the default): a float16 model gets float16 scales and a float16 MatMulNBits."""
+    table, w = _w(100, 64, dtype=np.float16), _w(64, 32, dtype=np.float16)
+    m = _model([helper.make_node("Gather", ["E", "ids"], ["h"]), helper.make_node("MatMul", ["h", "W"], ["y"])],
+               [helper.make_tensor_value_info("ids", TensorProto.INT64, ["n"])],
+               [helper.make_tensor_value_info("y", TensorProto.FLOAT16, None)],
+               [numpy_helper.from_array(table, "E"), numpy_helper.from_array(w, "W")])
+    q, rep = quantize_model_with_report(m, ops="MatMul,Gather", format="matmulnbits", group_size=32, min_elements=1)
+    assert [r.served_as for r in rep.rows] == ["GatherBlockQuantized", "MatMulNBits"] and not rep.notes
+    assert rep.options["scale_dtype"] == "float16"
+    nb = next(n for n in q.graph.node if n.op_type == "MatMulNBits")
+    scales = next(t for t in q.graph.initializer if t.name == nb.input[2])
+    assert scales.data_type == TensorProto.FLOAT16
+    ids = np.array([3, 99, 0], np.int64)
+    e = dequantize(quantize_extreme(table, group_size=32, axis=1, scale_dtype="float16")).astype(np.float16)
+    want = e[ids].astype(np.float32) @ dequantize(quantize_extreme(w, group_size=32, scale_dtype="float16"))
+    got = _run(q, {"ids": ids})[0]
+    assert got.dtype == np.float16 and _rel(got, want) < 1e-3  # float16 rounding of the output
+    q32, rep32 = quantize_model_with_report(m, ops="MatMul", format="matmulnbits", group_size=32, min_elements=1,
+                                            scheme="nf4")
+    assert rep32.options["scale_dtype"] == "float32"  # nf4 keeps float32 absmax

@@ -72,12 +72,12 @@ class ActivationStats:
         """
         with np.errstate(over="ignore", invalid="ignore"):
             x32 = np.asarray(x, dtype=np.float32)
-            xtx = (x32.T @ x32).astype(np.float64)
-        if not np.isfinite(xtx).all():
+            prod = x32.T @ x32  # float32 (K, K)
+        if not np.isfinite(prod).all():
             what = "holds NaN or inf" if not np.isfinite(x32).all() else "overflows float32 in x^T x"
             raise ValueError(f"calibration: activation {self.name!r} {what} on these calibration inputs; "
                              "the float model must stay finite on them")
-        self.xtx += xtx
+        np.add(self.xtx, prod, out=self.xtx)  # the float32 product widened inside the add: no float64 copy
         self.abs_sum += np.abs(x32).sum(axis=0, dtype=np.float64)
         self.rows += int(x32.shape[0])
 

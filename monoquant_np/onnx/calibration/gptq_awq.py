@@ -93,19 +93,20 @@ class CalibratedAlgorithm:
         return run.out
 
     def _quantize_stage(self, run: _Run, stage: list[CalibrationTarget], stats: dict[str, ActivationStats]
-                        ) -> dict[str, np.ndarray]:
-        """Quantize the stage's weights, grouped by the activations they read; return their ``w_hat``s, stored."""
+                        ) -> dict[str, Callable[[], np.ndarray]]:
+        """Quantize the stage's weights, grouped by the activations they read; return, per weight, a function
+        computing its ``w_hat`` in the stored orientation (called only by sequential calibration)."""
         groups: dict[tuple[str, ...], list[str]] = {}
         for n in dict.fromkeys(t.weight for t in stage):
             groups.setdefault(tuple(dict.fromkeys(run.by_name[n].acts)), []).append(n)
-        w_hats = {}
+        w_hats: dict[str, Callable[[], np.ndarray]] = {}
         for acts, members in groups.items():
             st = merged_stats(stats, list(acts))
             for n, qt, m, w in self.quantize_group(run, acts, members, st):
                 ly = run.by_name[n]
-                w_hat = effective_weight(qt, m)
-                run.out[n] = {"qt": qt, "m": m, "info": output_errors(w, w_hat, st.xtx, run.opts)}
-                w_hats[n] = w_hat.T if ly.stored_t else w_hat
+                run.out[n] = {"qt": qt, "m": m, "info": output_errors(w, effective_weight(qt, m), st.xtx, run.opts)}
+                del w
+                w_hats[n] = functools.partial(_stored_weight, qt, m, ly.stored_t)
         return w_hats
 
     def quantize_group(self, run: _Run, acts: tuple[str, ...], members: list[str], st: ActivationStats
@@ -196,10 +197,11 @@ def _quantize_without_stats(model: onnx.ModelProto, sites: list[WeightSite], run
         qt = mse_tensor(w, s.axis, run.opts.for_weight(s.name))
         del w
         run.out[s.name] = {"qt": qt, "m": None, "info": {}}
-        fixed[s.name] = functools.partial(_stored_w_hat, qt, s.transpose)
+        fixed[s.name] = functools.partial(_stored_weight, qt, None, s.transpose)
     return fixed
 
 
-def _stored_w_hat(qt: QuantizedTensor, transpose: bool) -> np.ndarray:
-    w_hat = dequantize(qt)
+def _stored_weight(qt: QuantizedTensor, m: np.ndarray | None, transpose: bool) -> np.ndarray:
+    """:func:`effective_weight`, transposed back to the stored ``(N, K)`` when ``transpose``."""
+    w_hat = effective_weight(qt, m)
     return w_hat.T if transpose else w_hat

@@ -28,7 +28,7 @@ from ..tensors import tensor_array
 from .capture import ActivationStats
 from .stages import CalibrationTarget
 
-__all__ = ["Layer", "find_layers", "merged_stats", "output_errors"]
+__all__ = ["Layer", "find_layers", "merged_stats", "output_errors", "ERROR_CHUNK_ELEMENTS"]
 
 
 @dataclasses.dataclass
@@ -95,6 +95,10 @@ def merged_stats(stats: dict[str, ActivationStats], acts: list[str]) -> Activati
     return st
 
 
+#: Elements of one column chunk of :func:`output_errors` (its float64 temporaries are 8 bytes each).
+ERROR_CHUNK_ELEMENTS = 1 << 22
+
+
 def output_errors(w: np.ndarray, w_hat: np.ndarray, h: np.ndarray, opts: QuantOptions) -> dict[str, float]:
     """The report's output errors of a ``(K, N)`` weight ``w`` given its activations' ``h = X^T X`` ``(K, K)``.
 
@@ -102,11 +106,20 @@ def output_errors(w: np.ndarray, w_hat: np.ndarray, h: np.ndarray, opts: QuantOp
     ``out_rel_err_rtn`` the same with ``W'`` the model quantizer's round-to-nearest
     (:func:`~monoquant_np.onnx.quantizer.algorithm.rtn_tensor` along K with ``opts``); the squared error is
     :func:`~monoquant_np.algorithms.gptq.output_error` clipped at 0, the denominator 1 when ``sum(...)`` <= 0.
+    Every sum runs over chunks of columns (at most :data:`ERROR_CHUNK_ELEMENTS` values, the columns being
+    independent), so the float64 temporaries stay small whatever ``N``.
     """
-    rtn_hat = dequantize(rtn_tensor(w, 0, opts))
-    ref = float(np.sum((h @ w.astype(np.float64)) * w))
+    k, n = w.shape
+    step = max(1, ERROR_CHUNK_ELEMENTS // max(k, 1))
+    ref = err = err_rtn = 0.0
+    for c0 in range(0, n, step):
+        wc = np.ascontiguousarray(w[:, c0 : c0 + step])  # (K, chunk)
+        rtn_hat = dequantize(rtn_tensor(wc, 0, opts))
+        ref += float(np.sum((h @ wc.astype(np.float64)) * wc))
+        err += output_error(wc, w_hat[:, c0 : c0 + step], h)
+        err_rtn += output_error(wc, rtn_hat, h)
     den = np.sqrt(ref) if ref > 0 else 1.0
     return {
-        "out_rel_err": float(np.sqrt(max(output_error(w, w_hat, h), 0.0)) / den),
-        "out_rel_err_rtn": float(np.sqrt(max(output_error(w, rtn_hat, h), 0.0)) / den),
+        "out_rel_err": float(np.sqrt(max(err, 0.0)) / den),
+        "out_rel_err_rtn": float(np.sqrt(max(err_rtn, 0.0)) / den),
     }

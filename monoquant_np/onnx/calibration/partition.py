@@ -66,6 +66,7 @@ class Stage:
     outputs: tuple[str, ...]
     weights: tuple[str, ...]
     weight_bytes: int
+    own: tuple[int, ...] = ()  # the stage's own (non-constant) nodes, the run [a, b)
 
 
 def node_reads(node: onnx.NodeProto) -> list[str]:
@@ -180,7 +181,7 @@ def _stage(graph: onnx.GraphProto, gr: _Graph, reads: list[frozenset[str]], a: i
     outputs = [o for idx in own for o in graph.node[idx].output if o and gr.last.get(o, -1) >= b]
     weights = sorted(frozenset().union(*reads[a:b])) if b > a else []
     return Stage(tuple(sorted(needed.union(own))), tuple(inputs), tuple(outputs), tuple(weights),
-                 sum(gr.nbytes[w] for w in weights))
+                 sum(gr.nbytes[w] for w in weights), tuple(own))
 
 
 def check_stage_bytes(stage_bytes: object) -> int:

@@ -116,7 +116,8 @@ def calibrate_sequential(
     model: onnx.ModelProto,
     feeds: Mapping[str, np.ndarray] | Iterable[Mapping[str, np.ndarray]],
     targets: list[CalibrationTarget],
-    quantize_stage: Callable[[list[CalibrationTarget], dict[str, ActivationStats]], Mapping[str, np.ndarray]],
+    quantize_stage: Callable[[list[CalibrationTarget], dict[str, ActivationStats]],
+                             Mapping[str, Callable[[], np.ndarray]]],
     *,
     sequential: bool = True,
     batch_size: int = 16,
@@ -135,8 +136,9 @@ def calibrate_sequential(
     ``quantize_stage(stage_targets, stats)`` gets the targets of the weights
     whose activations are all captured and the statistics
     (``stats[target.activation]``), quantizes (the caller keeps the results)
-    and returns, per weight name, the float weight the quantized model computes
-    with, in the weight's *stored* orientation. With ``sequential`` each stage
+    and returns, per weight name, a function computing the float weight the
+    quantized model computes with, in the weight's *stored* orientation (called
+    only when sequential, so no float copy is made otherwise). With ``sequential`` each stage
     is split further into :func:`layer_stages`, and the returned weights
     replace the float ones for what follows (later layers of the stage, and
     the values handed to the next stages), so later statistics are those of
@@ -181,7 +183,7 @@ def calibrate_sequential(
 
 def _quantize_ready(plan: _Plan, si: int, stats: dict[str, ActivationStats],
                     quantize_stage: Callable[[list[CalibrationTarget], dict[str, ActivationStats]],
-                                             Mapping[str, np.ndarray]],
+                                             Mapping[str, Callable[[], np.ndarray]]],
                     overrides: dict[str, np.ndarray] | None) -> None:
     """Quantize the weights of stage ``si`` whose activations are all in ``stats``; drop statistics no
     longer needed; with ``overrides``, add the returned weights to them."""
@@ -191,7 +193,7 @@ def _quantize_ready(plan: _Plan, si: int, stats: dict[str, ActivationStats],
         return
     w_hats = quantize_stage([t for t in plan.targets if t.weight in ready], stats)
     if overrides is not None:
-        overrides.update({k: np.asarray(v) for k, v in w_hats.items()})
+        overrides.update({k: np.asarray(v()) for k, v in w_hats.items()})
     plan.weight_stage = {w: s for w, s in plan.weight_stage.items() if w not in ready}
     plan.targets = [t for t in plan.targets if t.weight not in ready]
     still = {t.activation for t in plan.targets}

@@ -16,8 +16,9 @@ the sites are found and before the algorithm's pre-pass:
    or ``bits_per_weight * sum(size) / 8``;
 4. the allocation (spec 21.3);
 5. the choice applied: a float candidate leaves the weight float (a skipped
-   row), ``int8`` is exported as given, other formats reach the algorithm as
-   per-weight options (:meth:`~monoquant_np.onnx.quantizer.algorithm.QuantOptions.for_weight`),
+   row), ``int8`` and the 2-bit formats are quantized by round-to-nearest
+   and exported as given, other formats reach the algorithm as per-weight
+   options (:meth:`~monoquant_np.onnx.quantizer.algorithm.QuantOptions.for_weight`),
    so ``gptq`` quantizes each weight in its own format.
 
 The chosen format of every weight goes into the report (``mixed``) and the
@@ -35,7 +36,7 @@ import onnx
 
 from ..tensors import iter_tensors, tensor_array, tensor_nbytes
 from .allocation import allocate, parse_size, size_curve
-from .candidates import default_candidates, quantize_candidate
+from .candidates import TWO_BIT, default_candidates, quantize_candidate
 from .metadata import write_formats
 from .sensitivity import layer_hessians, sensitivity_table
 
@@ -110,11 +111,11 @@ def apply_budget(model: onnx.ModelProto, todo: list, plan: Any, budget: Budget) 
         if c.scheme == "float":
             s.skip = "kept float by the size budget (spec 21.4)"
             continue
-        if c.scheme == "int8" and s.name not in plan.prequantized:
+        if c.scheme in ("int8", *TWO_BIT) and s.name not in plan.prequantized:
             w = np.asarray(tensor_array(s.tensor, o.base_dir), dtype=np.float32)
             plan.prequantized[s.name] = quantize_candidate(np.ascontiguousarray(w.T) if s.transpose else w,
                                                            s.axis, c, o.scale_dtype)
-        elif c.scheme != "int8":
+        elif c.scheme not in ("int8", *TWO_BIT):
             formats[s.name] = (c.scheme, c.group_size)
         keep.append(s)
     plan.opts = dataclasses.replace(o, formats=tuple(sorted((n, sc, g) for n, (sc, g) in formats.items())))

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ...errors import check_choice, check_positive_int
+from ...errors import check_bool, check_choice, check_positive_int, check_scale_dtype
 from ...mxfp4 import MX_BLOCK_SIZE
 from ...nvfp4 import NV_BLOCK_SIZE
 from ...tensor import QuantizedTensor
@@ -93,7 +93,8 @@ def plan_options(*, group_size, symmetric, scale_dtype, format, ops, exclude, mi
     min_elements = check_positive_int(min_elements, "min_elements") if min_elements else 0
     check_choice(format, FORMATS, "format")
     check_choice(gather_op, GATHER_OPS, "gather_op")
-    check_choice(scale_dtype, SCALE_DTYPES, "scale_dtype")
+    symmetric = check_bool(symmetric, "symmetric")
+    scale_dtype = _scale_dtype_name(scale_dtype)
     format, gather_op = target_options(target, format, gather_op)  # noqa: A001
     if accuracy_level is not None:
         accuracy_level = check_accuracy_level(accuracy_level)
@@ -191,3 +192,14 @@ def resolve_scale_dtype(opts: QuantOptions, dtypes: list[str | None]) -> str:
     if opts.scheme in ("int4", "uint4") and dtypes and all(d == "float16" for d in dtypes):
         return "float16"
     return "float32"
+
+
+def _scale_dtype_name(scale_dtype: Any) -> str:
+    """``scale_dtype`` as a name of :data:`~monoquant_np.onnx.options.SCALE_DTYPES`: ``"auto"``, or a
+    dtype-like the core accepts (spec 15.1: ``np.float16`` and ``"float16"`` alike)."""
+    if isinstance(scale_dtype, str) and scale_dtype == "auto":
+        return scale_dtype
+    try:
+        return check_scale_dtype(scale_dtype).name
+    except ValueError:
+        raise ValueError(f"scale_dtype must be one of {', '.join(SCALE_DTYPES)}, got {scale_dtype!r}") from None

@@ -655,3 +655,16 @@ def test_float16_model_runs_matmulnbits_in_float16():
     q32, rep32 = quantize_model_with_report(m, ops="MatMul", format="matmulnbits", group_size=32, min_elements=1,
                                             scheme="nf4")
     assert rep32.options["scale_dtype"] == "float32"  # nf4 keeps float32 absmax
+
+
+def test_symmetric_and_scale_dtype_follow_the_error_contract():
+    """Spec 15.1: ``symmetric`` is a flag (1 is a type error), ``scale_dtype`` any dtype-like the core takes."""
+    m, w = _matmul_model()
+    with pytest.raises(TypeError, match="symmetric"):
+        quantize_model(m, symmetric=1)
+    with pytest.raises(ValueError, match="scale_dtype must be one of auto, float32, float16"):
+        quantize_model(m, scale_dtype="float64")
+    with pytest.raises(TypeError, match="scale_dtype"):
+        quantize_model(m, scale_dtype=None)
+    _, rep = quantize_model_with_report(m, scale_dtype=np.float16, group_size=32, min_elements=1)
+    assert rep.options["scale_dtype"] == "float16"

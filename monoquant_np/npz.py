@@ -42,8 +42,8 @@ import numpy as np
 
 __all__ = ["read_npz", "npz_names", "npy_size", "DEFAULT_MAX_BYTES", "MAX_HEADER_BYTES"]
 
-#: Default limit on the bytes of all arrays one :func:`read_npz` call returns (2 GiB).
-DEFAULT_MAX_BYTES = 2 * 1024**3
+#: Default limit on the bytes of all arrays one :func:`read_npz` call returns (512 MiB).
+DEFAULT_MAX_BYTES = 512 * 1024**2
 #: The longest ``.npy`` header read (``numpy.load``'s own default limit).
 MAX_HEADER_BYTES = 10000
 _CHUNK = 1 << 20

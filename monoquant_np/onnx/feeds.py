@@ -58,7 +58,7 @@ def elem_type_name(elem_type: int) -> str:
 
 
 def feeds_max_bytes() -> int:
-    """The byte limit of calibration and verify inputs: ``$MONOQUANT_NP_MAX_INPUT_BYTES`` if set, else 2 GiB."""
+    """The byte limit of calibration and verify inputs: ``$MONOQUANT_NP_MAX_INPUT_BYTES`` if set, else 512 MiB."""
     text = os.environ.get(MAX_BYTES_ENV)
     if text is None or text == "":
         return DEFAULT_MAX_BYTES

@@ -28,7 +28,7 @@ made by :func:`make_inputs` from the declared types and shapes:
 * bools: True;
 * other element types (UNDEFINED, strings, bfloat16, ...) are refused, and so
   are inputs whose declared bytes ``sum(prod(dims) * itemsize)`` exceed the
-  input limit (2 GiB, ``MONOQUANT_NP_MAX_INPUT_BYTES``), before anything is
+  input limit (512 MiB, ``MONOQUANT_NP_MAX_INPUT_BYTES``), before anything is
   allocated.
 
     >>> float(cosine_per_sample(np.array([[1.0, 0.0]]), np.array([[1.0, 1.0]])))  # 1/sqrt(2)
@@ -152,7 +152,7 @@ def make_inputs(model: onnx.ModelProto, *, samples: int = 2, seq_len: int = 16, 
     is not a float, integer or bool tensor (pass ``--inputs FEEDS.npz``),
     and, before allocating anything, when the inputs' declared bytes
     ``sum(prod(dims) * itemsize)`` exceed ``max_bytes`` (default
-    :func:`~monoquant_np.onnx.feeds.feeds_max_bytes`: 2 GiB, the same limit
+    :func:`~monoquant_np.onnx.feeds.feeds_max_bytes`: 512 MiB, the same limit
     as inputs read from a file).
     """
     samples, seq_len = check_positive_int(samples, "samples"), check_positive_int(seq_len, "seq_len")

@@ -148,7 +148,7 @@ def test_zip_bomb_is_refused_from_its_declared_size_before_inflating(tmp_path):
 
 
 def test_default_limit_refuses_before_opening_a_member(tmp_path):
-    """Declared sizes over the default 2 GiB are refused from the zip directory alone."""
+    """Declared sizes over the default 512 MiB are refused from the zip directory alone."""
     path = tmp_path / "big.npz"
     size = GIB + (1 << 20)
     raw_zip(path, [Member("a.npy", b"\xff", DEFLATED, size=size), Member("b.npy", b"\xff", DEFLATED, size=size)])

@@ -57,7 +57,7 @@ def test_unknown_element_types_are_refused(tmp_path, capsys, elem_type, name):
 def test_huge_declared_input_is_refused_before_allocating(tmp_path, capsys):
     line = _verify(tmp_path, capsys, _model(dims=(10**6, 10**6)))
     assert line == ("monoquant-np: error: input 'x' of shape (1000000, 1000000) float32 brings the made inputs to "
-                    "4000000000000 bytes, above the limit of 2147483648 (lower --samples/--seq-len, pass --inputs "
+                    "4000000000000 bytes, above the limit of 536870912 (lower --samples/--seq-len, pass --inputs "
                     f"FEEDS.npz, or set {MAX_BYTES_ENV})")
 
 

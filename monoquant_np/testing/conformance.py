@@ -86,8 +86,9 @@ class Backend:
         return tuple(f for f in FUNCTIONS if getattr(self, f) is not None)
 
 
-def _spec_quantize(w: np.ndarray, *, group_size: int, axis: int, symmetric: bool, scale_dtype: Any) -> QuantizedTensor:
-    return quantize(w, group_size=group_size, axis=axis, symmetric=symmetric, scale_dtype=scale_dtype)
+def _spec_quantize(w: np.ndarray, *, group_size: int, axis: int, symmetric: bool, scale_dtype: Any,
+                   bits: int = 4) -> QuantizedTensor:
+    return quantize(w, bits=bits, group_size=group_size, axis=axis, symmetric=symmetric, scale_dtype=scale_dtype)
 
 
 #: The reference: the spec's own functions.
@@ -126,8 +127,11 @@ class Report:
 
 # -------------------------------------------------------------------- driver
 def _kwargs(case: Case) -> dict[str, Any]:
-    return {"group_size": case.group_size, "axis": case.axis, "symmetric": case.symmetric,
-            "scale_dtype": case.scale_dtype}
+    """``quantize``'s keywords for ``case``; ``bits`` only for a 2- or 8-bit scheme (spec 20), so that a
+    backend declaring int4/uint4 alone need not take it."""
+    kw = {"group_size": case.group_size, "axis": case.axis, "symmetric": case.symmetric,
+          "scale_dtype": case.scale_dtype}
+    return kw if case.bits == 4 else {**kw, "bits": case.bits}
 
 
 def _one(impl: Backend, reference: Backend, function: str, case: Case, x: np.ndarray) -> tuple[list, float]:

@@ -209,7 +209,7 @@ def cases(
     codes: spec 20). ``f16_limits`` groups are drawn only when the scale
     dtype can hold their scales (always: ``65504 / qmax`` and ``2 * 65504 / qmax``
     fit float16 for every width). ``f16_boundary`` groups (the int4 limit)
-    are left out of int2 cases with float16 scales, whose ``qmax`` of 1
+    are left out of 2-bit cases with float16 scales, whose ``qmax`` of 1 or 3
     would overflow.
     """
     ndim = draw(st.sampled_from(tuple(ndims)))
@@ -218,7 +218,7 @@ def cases(
     gs = draw(group_sizes(group_sizes_))
     scheme = draw(schemes(schemes_))
     sdt = draw(scale_dtypes(scale_dtypes_))
-    if scheme == "int2" and sdt == np.float16:
+    if SCHEME_BITS[scheme] == 2 and sdt == np.float16:
         kinds = tuple(k for k in kinds if k != "f16_boundary") or ("normal",)
     w, chosen = _weights_with_kinds(draw, shape, axis, gs, tuple(kinds))
     return Case(w=w, group_size=gs, axis=axis, symmetric=scheme.startswith("int"), scale_dtype=sdt, kinds=chosen,

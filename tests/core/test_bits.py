@@ -120,3 +120,32 @@ def test_save_load_round_trip(tmp_path, scheme):
     save(tmp_path / "t.npz", {"w": qt})
     got = load(tmp_path / "t.npz")["w"]
     assert got.equals(qt) and got.bits == qt.bits
+
+
+def test_conformance_kit_checks_2_and_8_bit_backends():
+    """A backend declaring int2/uint2/int8/uint8 gets ``bits`` from the kit; the textbook reference passes,
+    a backend that rounds half away from zero is caught (spec 12.7, 20)."""
+    from monoquant_np import QuantizedTensor
+    from monoquant_np.testing.conformance import Backend, check_backend
+
+    def textbook(w, *, group_size, axis, symmetric, scale_dtype, bits=4):
+        r = reference.quantize(w, group_size=group_size, axis=axis, symmetric=symmetric, scale_dtype=scale_dtype,
+                               bits=bits)
+        return QuantizedTensor(r.data, w.shape, axis, r.group_size, r.scale, r.zero_point, signed=r.zero_point is None,
+                               bits=r.bits)
+
+    def away(w, *, bits=4, **kw):
+        qt = textbook(w, bits=bits, **kw)
+        if qt.signed:  # ties away from zero instead of to even
+            s = reference.expand_groups(qt.scale.astype(f32), qt.axis, qt.block_size, qt.shape[qt.axis])
+            q = np.clip(np.trunc(w / np.where(s == 0, 1, s) + np.copysign(0.5, w)), *(-(1 << (qt.bits - 1)),
+                                                                                   (1 << (qt.bits - 1)) - 1))
+            qt = QuantizedTensor(pack_codes(q.astype(np.int8), qt.bits), qt.shape, qt.axis, qt.block_size, qt.scale,
+                                 bits=qt.bits)
+        return qt
+
+    schemes = ("int2", "uint2", "int8", "uint8")
+    good = check_backend(Backend("textbook", quantize=textbook, schemes=schemes), max_examples=15)
+    assert good.ok and good.examples["quantize"] == 15, str(good)
+    bad = check_backend(Backend("away", quantize=away, schemes=schemes, kinds=("ties",)), max_examples=15)
+    assert not bad.ok and bad.counts["quantize"] > 0

@@ -32,10 +32,11 @@ __all__ = ["fp4_block_codes", "fp4_packed_codes", "SLAB_ELEMENTS"]
 SLAB_ELEMENTS = 1 << 18
 
 
-def _codes(w: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """``e2m1_codes(w / s)``, code 0 where ``s == 0``; ``s`` broadcasts against ``w``."""
-    zero = s == 0
-    if zero.any():
+def _codes(w: np.ndarray, s: np.ndarray, any_zero: bool) -> np.ndarray:
+    """``e2m1_codes(w / s)``, code 0 where ``s == 0``; ``s`` broadcasts against ``w``. ``any_zero``:
+    whether some block scale of the tensor is 0 (else the per-element check is skipped)."""
+    if any_zero:
+        zero = s == 0
         x = np.divide(w, np.where(zero, np.float32(1), s), dtype=np.float32)
         x[np.broadcast_to(zero, x.shape)] = 0
         return e2m1_codes(x)
@@ -50,6 +51,7 @@ def fp4_block_codes(w: np.ndarray, scale: np.ndarray, *, axis: int, block_size: 
     0 where ``S_b == 0``. Computed in slabs of whole blocks along ``axis``.
     """
     out = np.empty(w.shape, np.uint8)
+    any_zero = bool((scale == 0).any())  # only NVFP4's all-zero tensor has zero scales
     length = w.shape[axis]
     across = w.size // length if length else 0  # elements per position along axis
     step = max(1, SLAB_ELEMENTS // max(1, across * block_size)) * block_size  # positions per slab: whole blocks
@@ -57,7 +59,7 @@ def fp4_block_codes(w: np.ndarray, scale: np.ndarray, *, axis: int, block_size: 
         p1 = min(p0 + step, length)
         s_slab = scale[index_along(scale.ndim, axis, slice(p0 // block_size, -(-p1 // block_size)))]
         sl = index_along(w.ndim, axis, slice(p0, p1))
-        out[sl] = _codes(w[sl], expand_groups(s_slab, axis, block_size, p1 - p0))
+        out[sl] = _codes(w[sl], expand_groups(s_slab, axis, block_size, p1 - p0), any_zero)
     return out
 
 

@@ -32,7 +32,9 @@ import numpy as np
 
 from ..dequantize import dequantize
 from ..matmul import dequant_matmul
+from ..mxfp4 import quantize_mxfp4
 from ..nf4 import quantize_nf4
+from ..nvfp4 import quantize_nvfp4
 from ..quantize import quantize
 from ..requantize import double_quantize
 from ..tensor import QuantizedTensor
@@ -231,6 +233,7 @@ _MNB = "com.microsoft.MatMulNBits"
 _TABLES = "Gather tables"
 _NF4 = "NF4 (codebook lookup)"
 _DQ = "double-quantized scales (rebuilt in the graph)"
+_FP4 = "MXFP4 and NVFP4 (spec 19.7)"
 _TARGET = "export targets (spec 16.4)"
 _VEC = "golden models (spec/vectors/onnx)"
 _NODE = "ONNX node tests (spec/vectors/onnx_node)"
@@ -284,7 +287,21 @@ FORMS: list[Form] = [
                             scale_rebuild="arithmetic")),
     Form("int8 fallback + double quant", _DQ,
          lambda: layer_case(double_quantize(quantize(_w(8, 5), group_size=16), block_size=2))),
+    Form("mxfp4 b32 lookup (UINT4 + Gather)", _FP4, lambda: layer_case(quantize_mxfp4(_w(64, 5)))),
+    Form("nvfp4 b16 lookup (UINT4 + Gather), partial", _FP4, lambda: layer_case(quantize_nvfp4(_w(37, 5)))),
+    Form("mxfp4 b32 FLOAT4E2M1 + FLOAT8E8M0 DequantizeLinear", _FP4, lambda: _fp4_standard(quantize_mxfp4(_w(64, 5)))),
+    Form("nvfp4 b16 FLOAT4E2M1 + FLOAT8E4M3FN DequantizeLinear", _FP4,
+         lambda: _fp4_standard(quantize_nvfp4(_w(64, 5)))),
+    Form("nvfp4 b16 FLOAT4E2M1 + FLOAT8E4M3FN DequantizeLinear, partial", _FP4,
+         lambda: _fp4_standard(quantize_nvfp4(_w(37, 5)))),
 ]
+
+
+def _fp4_standard(qt: QuantizedTensor) -> FormCase:
+    """:func:`layer_case` with the standard FP4 model (opset 24) of spec 19.7 instead of the lookup form."""
+    from ..onnx.export.fp4_subgraph import fp4_linear_model
+
+    return dataclasses.replace(layer_case(qt), model=fp4_linear_model(qt))
 
 
 def _bnb4(qt: QuantizedTensor) -> FormCase:

@@ -25,5 +25,7 @@ MS_DOMAIN = "com.microsoft"
 
 
 def ir_version_for(opset: int) -> int:
-    """The IR version an exported model of ``ai.onnx`` opset ``opset`` declares: 10 for 21, 13 for 25."""
-    return INT2_IR_VERSION if opset >= INT2_OPSET else IR_VERSION
+    """The IR version an exported model of ``ai.onnx`` opset ``opset`` declares: 10 for 21, 12 for 24, 13 for 25."""
+    if opset >= INT2_OPSET:
+        return INT2_IR_VERSION
+    return 12 if opset >= 24 else IR_VERSION  # opset 24 (FLOAT8E8M0 scales, spec 19.7) came with IR 12

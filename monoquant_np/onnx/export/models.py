@@ -42,6 +42,7 @@ from ...linear import QuantizedLinear
 from ...tensor import QuantizedTensor, check_qt
 from ..options import DEFAULT_FORMAT, DEFAULT_GATHER_OP, DEFAULT_TARGET, FORMATS, check_accuracy_level
 from .constants import INT2_OPSET, MS_DOMAIN, OPSET, ir_version_for
+from .fp4_subgraph import FP4_OPSET
 from .matmulbnb4_node import matmulbnb4_node
 from .matmulnbits_node import matmulnbits_node
 from .qdq import input_permutation
@@ -129,8 +130,10 @@ def _model(nodes: list[NodeProto], inits: list[TensorProto], k: int, n: int, x: 
         [helper.make_tensor_value_info(y, TensorProto.FLOAT, ["batch", n])],
         inits,
     )
-    # INT2/UINT2 initializers (2-bit DequantizeLinear, spec 20.8) need opset 25
+    # INT2/UINT2 initializers (2-bit DequantizeLinear, spec 20.8) need opset 25, FLOAT4E2M1 (spec 19.7) 24
     opset = INT2_OPSET if any(t.data_type in (TensorProto.INT2, TensorProto.UINT2) for t in inits) else OPSET
+    if opset == OPSET and any(t.data_type == TensorProto.FLOAT4E2M1 for t in inits):
+        opset = FP4_OPSET
     opsets = [helper.make_opsetid("", opset)] + ([helper.make_opsetid(MS_DOMAIN, 1)] if uses_ms else [])
     model = helper.make_model(graph, opset_imports=opsets, producer_name="monoquant-np",
                               producer_version=__version__)

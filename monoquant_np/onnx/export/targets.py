@@ -21,8 +21,9 @@ target           float weight form                          MatMulNBits         
 ===============  =========================================  ====================  ==============
 ``onnxruntime``  dequantizelinear                           ``format=``           ``gather_op=``
 ``openvino``     dequantizelinear for axis-0 whole blocks,  ``format=``           float table
-                 the int8 fallback and NF4; else
-                 arithmetic-int4
+                 the int8 fallback and NF4; float4 for
+                 MXFP4/NVFP4 of whole blocks (opset 24,
+                 spec 19.7); else arithmetic-int4
 ``tract``        the int8 fallback: dequantizelinear;       wherever exact        float table
                  else arithmetic-nibbles (4-bit codes),     (4-bit; block 32 with
                  arithmetic-bytes (8-bit codes)             float16 scales)
@@ -57,14 +58,16 @@ from ...formats.matmulnbits import matmulnbits_block_size
 from ...tensor import QuantizedTensor
 from ..options import DEFAULT_TARGET, FORMATS, GATHER_OPS, TARGETS
 from .arithmetic_subgraph import arithmetic_weight_subgraph
+from .constants import OPSET
+from .fp4_subgraph import FP4_OPSET, fp4_weight_subgraph
 from .initializers import is_per_axis
 from .qdq import weight_subgraph
 
 __all__ = ["WEIGHT_FORMS", "weight_form", "uses_matmulnbits", "int2_misfused", "target_weight_subgraph",
-           "target_options"]
+           "target_options", "target_opset"]
 
 #: The float-weight forms a target chooses among (module docstring).
-WEIGHT_FORMS = ("dequantizelinear", "arithmetic-int4", "arithmetic-nibbles", "arithmetic-bytes")
+WEIGHT_FORMS = ("dequantizelinear", "arithmetic-int4", "arithmetic-nibbles", "arithmetic-bytes", "float4")
 
 
 def _openvino_reads_dequantizelinear(qt: QuantizedTensor) -> bool:
@@ -81,6 +84,8 @@ def weight_form(qt: QuantizedTensor, target: str = DEFAULT_TARGET) -> str:
     check_choice(target, TARGETS, "target")
     if target == "onnxruntime":
         return "dequantizelinear"
+    if target == "openvino" and qt.fp_scales is not None and qt.shape[qt.axis] % qt.block_size == 0:
+        return "float4"  # MXFP4/NVFP4 as DequantizeLinear of FLOAT4E2M1 (spec 19.7), whole blocks
     if target == "openvino":
         return "dequantizelinear" if _openvino_reads_dequantizelinear(qt) else "arithmetic-int4"
     if is_per_axis(qt) and qt.double_quant is None:
@@ -149,6 +154,13 @@ def target_options(target: str, format: str, gather_op: str) -> tuple[str, str]:
     return ("matmulnbits" if target == "tract" else format), "DequantizeLinear"
 
 
+def target_opset(target: str, scheme: str) -> int:
+    """The ``ai.onnx`` opset a model for ``target`` needs: 24 when ``target="openvino"`` writes
+    MXFP4/NVFP4 weights as ``FLOAT4E2M1`` (spec 19.7), else 21."""
+    check_choice(target, TARGETS, "target")
+    return FP4_OPSET if target == "openvino" and scheme in ("mxfp4", "nvfp4") else OPSET
+
+
 def target_weight_subgraph(qt: QuantizedTensor, name: str, out_name: str, target: str = DEFAULT_TARGET, *,
                            scale_rebuild: str | None = None) -> tuple[list[TensorProto], list[NodeProto]]:
     """Float32 ``out_name`` = ``dequantize(qt)`` in stored order, in the form :func:`weight_form` picks.
@@ -158,6 +170,8 @@ def target_weight_subgraph(qt: QuantizedTensor, name: str, out_name: str, target
     forms rebuild double-quantized scales arithmetically.
     """
     form = weight_form(qt, target)
+    if form == "float4":
+        return fp4_weight_subgraph(qt, name, out_name)
     if form == "dequantizelinear":
         return weight_subgraph(qt, name, out_name, scale_rebuild=scale_rebuild)
     return arithmetic_weight_subgraph(qt, name, out_name, codes=form.split("-")[1])

@@ -57,6 +57,9 @@ def to_opset21(model: onnx.ModelProto, version: int = OPSET) -> onnx.ModelProto:
 
     # Note: onnxruntime's ``matmul_nbits_quantizer`` only raises the opset
     # number and warns that the result "may not be a valid model".
+
+    ``version``/``ir_version``: another target opset and its IR version (24 and
+    12 for the ``FLOAT4E2M1`` weights of spec 19.7).
     """
     v = opset_of(model)
     if v < version:

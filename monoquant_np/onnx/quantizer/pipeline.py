@@ -61,6 +61,7 @@ import onnx
 from ...dequantize import bits_per_weight
 from ...tensor import QuantizedTensor, check_qt
 from ..export.constants import INT2_OPSET, OPSET
+from ..export.targets import target_opset
 from ..feeds import check_feeds
 from ..mixed.budget import apply_budget, check_budget
 from ..options import (
@@ -198,6 +199,7 @@ def quantize_model_with_report(
     plan.opts = dataclasses.replace(plan.opts, scale_dtype=resolve_scale_dtype(plan.opts, [s.dtype for s in todo]))
     report.options["scale_dtype"] = plan.opts.scale_dtype
     need = INT2_OPSET if plan.opts.bits == 2 else OPSET  # INT2/UINT2 DequantizeLinear: opset 25 (spec 20.8)
+    need = max(need, target_opset(plan.target, plan.opts.scheme))  # FLOAT4E2M1 weights: opset 24 (spec 19.7)
     if opset_of(model) < need:  # the conversion rebuilds the nodes: find the sites again in the new graph
         model = to_opset21(model, need)
         todo = [s for s in _find_sites(model, plan)[0] if s.skip is None]

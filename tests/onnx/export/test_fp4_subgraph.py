@@ -92,3 +92,40 @@ def test_onnxruntime_has_no_float4_dequantizelinear_yet():
 def test_non_fp4_tensors_are_refused():
     with pytest.raises(ValueError, match="MXFP4 or NVFP4"):
         fp4_weight_model(quantize_nf4(np.ones((64, 2), np.float32)))
+
+
+def _float_matmul_model(w: np.ndarray) -> onnx.ModelProto:
+    k, n = w.shape
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "float",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", k])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", n])],
+                              [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize("scheme", ["mxfp4", "nvfp4"])
+def test_target_openvino_writes_the_standard_form(scheme):
+    # spec 19.7: target="openvino" (which runs FLOAT4E2M1 exactly) gets the standard form at opset 24
+    from monoquant_np.onnx.export.models import linear_model
+    from monoquant_np.onnx.quantizer.pipeline import quantize_model_with_report
+
+    w = np.random.default_rng(5).standard_normal((64, 8)).astype(np.float32)
+    qt = QUANTIZE[scheme](w)
+    model = linear_model(qt, target="openvino")
+    assert model.opset_import[0].version == 24 and model.ir_version == 12
+    assert any(t.data_type == TensorProto.FLOAT4E2M1 for t in model.graph.initializer)
+    x = np.random.default_rng(6).standard_normal((2, 64)).astype(np.float32)
+    np.testing.assert_allclose(ReferenceEvaluator(model).run(None, {"x": x})[0], x @ dequantize(qt),
+                               rtol=1e-5, atol=1e-6)
+    quantized, report = quantize_model_with_report(_float_matmul_model(w), scheme=scheme, target="openvino",
+                                                   min_elements=1)
+    assert quantized.opset_import[0].version == 24 and {r.scheme for r in report.rows} == {scheme}
+    onnx.checker.check_model(quantized, full_check=True)
+    np.testing.assert_allclose(ReferenceEvaluator(quantized).run(None, {"x": x})[0], x @ dequantize(qt),
+                               rtol=1e-5, atol=1e-6)
+    # a partial last block keeps the lookup form, at opset 21
+    partial = linear_model(QUANTIZE[scheme](w[:40]), target="openvino")
+    assert partial.opset_import[0].version == 21
+    assert not any(t.data_type == TensorProto.FLOAT4E2M1 for t in partial.graph.initializer)

@@ -375,6 +375,8 @@ weight to the output's data file as it is made (spec 13.6)."""
 
 
 def write(path: str, env: dict[str, Any], res: dict[str, Any]) -> None:
+    groups = ",".join(res.get("environment", {})) or "..."
+    env = dict(env, command=f"python tools/bench_llm.py --workdir MODELS --rows {groups} --markdown {path}")
     intro = ("Generated LLaMA-style decoders (`tools/gen_llm.py`): TinyLlama-1.1B widths (vocab 32000, hidden 2048, "
              "32 query / 4 key-value heads, MLP 5632), random weights x 0.02, external data; default settings of "
              "both quantizers (4 bits, group 128, symmetric; `MatMul` weights).")
@@ -408,17 +410,19 @@ def main() -> int:
         for g in groups:
             if g not in GROUPS:
                 raise SystemExit(f"--rows: unknown group {g!r}, expected {', '.join(GROUPS)}")
+            started = environment(peers=("onnx-ir",))  # the date and load when this group began
             {"speed": speed, "accuracy": accuracy, "mse": mse, "gptq": gptq, "verify": verify,
              "7b": lambda w, r: seven_b(w, r, a.keep, a.ort_cap_gib)}[g](work, res)
-            res.setdefault("environment", {})[g] = env
+            res.setdefault("environment", {})[g] = started
             results.write_text(json.dumps(res, indent=1))
     finally:
         if not a.keep:
             for p in work.glob("*.onnx"):
                 drop(p)
     print("\n".join([speed_table(res), "", accuracy_table(res), "", *other_lines(res)]))
-    if a.markdown:
-        write(a.markdown, env, res)
+    if a.markdown:  # headed by the run that measured the first group on the page
+        first = next(iter(res.get("environment", {}).values()), env)
+        write(a.markdown, first, res)
     return 0
 
 

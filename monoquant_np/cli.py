@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from . import __version__
 
-__all__ = ["main", "build_parser", "CLIError"]
+__all__ = ["main", "build_parser", "CLIError", "one_line"]
 
 
 class CLIError(Exception):
@@ -133,14 +133,20 @@ def _run(argv: Sequence[str] | None) -> int:
                            f"(see {parser.prog} --help)")
         return int(args.func(args))
     except CLIError as e:
-        print(str(e), file=sys.stderr)
+        print(one_line(str(e)), file=sys.stderr)
         return 2
     except (ValueError, TypeError, OSError) as e:
-        print(f"monoquant-np: error: {e}", file=sys.stderr)
+        print(one_line(f"monoquant-np: error: {e}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # a SIGINT when the handler could not be installed (not the main thread)
         print("monoquant-np: interrupted", file=sys.stderr)
         return 130
+
+
+def one_line(message: str) -> str:
+    """``message`` with its lines stripped and joined by one space (blank lines dropped): a runtime's
+    multi-line error (onnx's checker, a protobuf decoder) still prints as one stderr line."""
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
 
 
 if __name__ == "__main__":

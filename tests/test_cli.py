@@ -347,3 +347,15 @@ def test_inspect_onnxruntime_quantizer_output(tmp_path, capsys, symmetric):
     g_row = rows["GatherBlockQuantized"]
     assert (g_row["shape"], g_row["group_size"], g_row["nbytes"]) == ([100, 64], 32, 3200 + 800 + zp * 100)
     assert {m_row["scheme"], g_row["scheme"]} == {"int4" if symmetric else "uint4"}
+
+
+def test_a_multi_line_error_prints_as_one_line(tmp_path, capsys):
+    """A message with line breaks (here an argparse-free ValueError raised by a command) is one stderr line."""
+    from monoquant_np import cli
+
+    bad = tmp_path / "graph.onnx"
+    bad.write_bytes(b"\n\nnot a protobuf\n\n")
+    assert cli.main(["inspect", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("monoquant-np: error:")
+    assert cli.one_line("a\n  b\r\n\nc") == "a b c"

@@ -112,9 +112,11 @@ def apply_budget(model: onnx.ModelProto, todo: list, plan: Any, budget: Budget) 
             s.skip = "kept float by the size budget (spec 21.4)"
             continue
         if c.scheme in ("int8", *TWO_BIT) and s.name not in plan.prequantized:
-            w = np.asarray(tensor_array(s.tensor, o.base_dir), dtype=np.float32)
-            plan.prequantized[s.name] = quantize_candidate(np.ascontiguousarray(w.T) if s.transpose else w,
-                                                           s.axis, c, o.scale_dtype)
+            w = np.asarray(tensor_array(s.tensor, o.base_dir), dtype=np.float32)  # stored orientation
+            qt = quantize_candidate(w, 1 - s.axis if s.transpose else s.axis, c, o.scale_dtype)
+            if qt is not None:  # always: int8 and 2-bit candidates quantize
+                plan.prequantized[s.name] = qt
+                s.transpose, s.axis = False, qt.axis  # as the pipeline reads a prequantized weight (spec 13.3)
         elif c.scheme not in ("int8", *TWO_BIT):
             formats[s.name] = (c.scheme, c.group_size)
         keep.append(s)

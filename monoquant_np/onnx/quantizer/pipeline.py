@@ -198,19 +198,21 @@ def quantize_model_with_report(
         return model, report
     plan.opts = dataclasses.replace(plan.opts, scale_dtype=resolve_scale_dtype(plan.opts, [s.dtype for s in todo]))
     report.options["scale_dtype"] = plan.opts.scale_dtype
-    need = INT2_OPSET if plan.opts.bits == 2 else OPSET  # INT2/UINT2 DequantizeLinear: opset 25 (spec 20.8)
-    need = max(need, target_opset(plan.target, plan.opts.scheme))  # FLOAT4E2M1 weights: opset 24 (spec 19.7)
-    if opset_of(model) < need:  # the conversion rebuilds the nodes: find the sites again in the new graph
-        model = to_opset21(model, need)
-        todo = [s for s in _find_sites(model, plan)[0] if s.skip is None]
-    else:
-        model = to_opset21(model, need)  # the IR version only
     t1 = time.perf_counter()
-    if budget is not None:
+    if budget is not None:  # spec 21.4: one format per weight, chosen before the conversion (2 bits need 25)
         kept, report.mixed = apply_budget(model, todo, plan, budget)
         report.skipped.extend((s.name, s.skip) for s in todo if s.skip is not None)
         todo = kept
         report.timings["sensitivity"] = time.perf_counter() - t1
+    two_bit = plan.opts.bits == 2 or any(qt.bits == 2 for qt in plan.prequantized.values())
+    need = INT2_OPSET if two_bit else OPSET  # INT2/UINT2 DequantizeLinear: opset 25 (spec 20.8)
+    need = max(need, target_opset(plan.target, plan.opts.scheme))  # FLOAT4E2M1 weights: opset 24 (spec 19.7)
+    if opset_of(model) < need:  # the conversion rebuilds the nodes: find the sites again in the new graph
+        model = to_opset21(model, need)
+        names = {s.name for s in todo}
+        todo = [s for s in _find_sites(model, plan)[0] if s.skip is None and s.name in names]
+    else:
+        model = to_opset21(model, need)  # the IR version only
     stats = _prepare(model, todo, plan)
     report.timings["prepare"] = time.perf_counter() - t1
     _quantize_all(model, todo, plan, stats, report, progress, spill)

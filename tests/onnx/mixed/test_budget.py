@@ -158,9 +158,31 @@ def test_cli_size_budget_inspect_and_html(tmp_path, capsys):
         assert f"  {n}: {label}" in out
     html = tmp_path / "r.html"
     assert main(["report", str(rep), "--html", str(html)]) == 0
+    direct = tmp_path / "direct.html"  # --report NAME.html writes the page itself
+    args = ["quantize", str(src), str(tmp_path / "y.onnx"), "--bits-per-weight", "5", "--report", str(direct)]
+    assert main(args) == 0
+    assert direct.read_text().startswith("<!DOCTYPE html>") and "weights-chart" in direct.read_text()
     assert html.read_text().count('class="bar"') == len(data["layers"])
     assert main(["quantize", str(src), str(tmp_path / "x.onnx"), "--size-budget", "1KB"]) == 2
     assert "size_budget" in capsys.readouterr().err
     assert main(["quantize", str(src), str(tmp_path / "x.onnx"), "--size-budget", "8MB", "--max-error", "1"]) == 2
     assert main(["report", str(src), "--html", str(html)]) == 2
     assert "not a JSON report" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("bpw", "label", "opset"), [(2.6, "uint2 g64", 25), (8.2, "int8", 21)])
+def test_exported_as_given_formats_on_a_transposed_gemm(bpw, label, opset):
+    rng = np.random.default_rng(3)
+    w = (rng.standard_normal((64, 256)) * 0.1).astype(np.float32)  # Gemm B (N, K), transB=1
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 256])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    g = helper.make_graph([helper.make_node("Gemm", ["x", "w"], ["y"], transB=1)], "g", [x], [y],
+                          [numpy_helper.from_array(w, "w")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    q, rep = quantize_model_with_report(m, bits_per_weight=bpw)
+    assert rep.mixed["chosen"] == {"w": label}
+    assert next(o.version for o in q.opset_import if o.domain == "") == opset  # 2 bits: INT2 needs opset 25
+    feeds = {"x": rng.standard_normal((4, 256)).astype(np.float32)}
+    w_hat = dequantize(quantize_candidate(w, 1, parse_candidate(label)))  # grouped along K of the stored (N, K)
+    np.testing.assert_allclose(make_session(q, 1).run(None, feeds)[0], feeds["x"] @ w_hat.T, rtol=1e-4, atol=1e-4)

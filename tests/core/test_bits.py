@@ -83,10 +83,15 @@ def test_bits_per_weight_counts_packed_zero_points():
 @settings(max_examples=60)
 @given(cases(schemes_=ALL_SCHEMES))
 def test_quantize_equals_the_reference(case):
-    qt = quantize(case.w, bits=case.bits, group_size=case.group_size, axis=case.axis, symmetric=case.symmetric,
-                  scale_dtype=case.scale_dtype)
-    ref = reference.quantize(case.w, group_size=case.group_size, axis=case.axis, symmetric=case.symmetric,
-                             scale_dtype=case.scale_dtype, bits=case.bits)
+    kw = dict(group_size=case.group_size, axis=case.axis, symmetric=case.symmetric, scale_dtype=case.scale_dtype)
+    try:
+        qt = quantize(case.w, bits=case.bits, **kw)
+    except ValueError as e:  # spec 3.4: a scale float16 cannot hold; the reference's float16 scale is inf there
+        assert "float16" in str(e), e
+        with np.errstate(over="ignore"):
+            assert not np.isfinite(reference.quantize(case.w, bits=case.bits, **kw).scale).all(), case.describe()
+        return
+    ref = reference.quantize(case.w, bits=case.bits, **kw)
     assert qt.bits == ref.bits and qt.block_size == ref.group_size, case.describe()
     assert np.array_equal(qt.data, ref.data), case.describe()
     assert qt.scale.dtype == ref.scale.dtype and np.array_equal(qt.scale, ref.scale), case.describe()

@@ -314,8 +314,9 @@ def speed_table(res: dict[str, Any]) -> str:
                          _ratio(r["ours"], r["ort"], "peak_gib"), _s(r["ours_busy"]), _s(r["ort_busy"]),
                          _ratio(r["ours_busy"], r["ort_busy"], "seconds"), _s(r["ours_jobs1"]),
                          _ratio(r["ours_jobs1"], r["ours"], "seconds"), _error_share(r["ours"])])
-    head = ["model", "float GB", "ours s", "ours peak GiB", "ORT s", "ORT peak GiB", "time / ORT", "peak / ORT",
-            "ours s, 1 core busy", "ORT s, 1 core busy", "busy time / ORT", "ours --jobs 1 s", "jobs 1 / all",
+    head = ["model", "float GB", "monoquant-np s", "monoquant-np peak GiB", "ORT s", "ORT peak GiB", "time / ORT",
+            "peak / ORT", "monoquant-np s, 1 core busy", "ORT s, 1 core busy", "busy time / ORT",
+            "monoquant-np --jobs 1 s", "jobs 1 / all",
             "error report"]
     return markdown_table(head, rows, "l" + "r" * (len(head) - 1))
 
@@ -327,8 +328,8 @@ def accuracy_table(res: dict[str, Any]) -> str:
         r = res.get(key)
         if r is not None:
             rows.append([name, f"{r['ours']:.4f}", f"{r['ort']:.4f}", f"{r['ours'] - r['ort']:+.4f}"])
-    return markdown_table(["model (float32)", "ours (default)", "ORT (4 bits, block 128, symmetric)",
-                           "ours - ORT"], rows, "lrrr")
+    return markdown_table(["model (float32)", "monoquant-np (default)", "ORT (4 bits, block 128, symmetric)",
+                           "monoquant-np - ORT"], rows, "lrrr")
 
 
 def other_lines(res: dict[str, Any]) -> list[str]:
@@ -353,7 +354,7 @@ def other_lines(res: dict[str, Any]) -> list[str]:
         outcome = (f"finished in {o['seconds']:.1f} s, peak {_g(o)} GiB" if o["rc"] == 0 else
                    f"stopped after {o['seconds']:.1f} s under `prlimit --as={r['ort_cap_gib']:g}GiB`: {o['error']}")
         out.append(f"- LLaMA-2-7B widths, float16 ({r['float_bytes'] / 1e9:.1f} GB, generated in "
-                   f"{r['generate_seconds']:.0f} s): ours {_s(r['ours'])} s, peak {_g(r['ours'])} GiB; "
+                   f"{r['generate_seconds']:.0f} s): monoquant-np {_s(r['ours'])} s, peak {_g(r['ours'])} GiB; "
                    f"onnxruntime's quantizer {outcome}.")
     return out
 

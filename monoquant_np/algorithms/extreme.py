@@ -96,7 +96,7 @@ def extreme_scales(
     sdt = check_scale_dtype(scale_dtype)
     check_finite(w32, "w")
     wg, gshape = to_group_blocks(w32, axis, group_size)  # (G, group_size, M)
-    return from_group_blocks(_chunked(wg, lambda c: _choose(c, r32, sdt), sdt), axis, gshape)
+    return from_group_blocks(_chunked(wg, lambda c: _line_search(c, r32, r32[:0], sdt), sdt), axis, gshape)
 
 
 def search_scales(
@@ -109,7 +109,7 @@ def search_scales(
     scale_dtype: Any = np.float32,
     norm: float = 2.4,
 ) -> np.ndarray:
-    """Per-group int4 scales ``r * m / -8`` by a line search on ``r`` (spec 14.1, the model quantizer's ``mse``).
+    """Per-group int4 scales ``r * m / -8`` by a line search on ``r`` (spec 14.1.1, the model quantizer's ``mse``).
 
     The ratios ``start`` are tried as in :func:`extreme_scales`, with the error
     ``e = sum_k |w_k - q_k * s| ** norm`` (float32 ``power``; 2.4 as
@@ -143,48 +143,34 @@ def _chunked(wg: np.ndarray, per_chunk: Any, sdt: np.dtype) -> np.ndarray:
     return out
 
 
-def _line_search(wg: np.ndarray, r0: np.ndarray, d32: np.ndarray, sdt: np.dtype, p: np.float32) -> np.ndarray:
-    """:func:`search_scales` on one chunk ``(G, group_size, M)``: the scales ``(G, M)``."""
+def _signed_extreme(wg: np.ndarray) -> np.ndarray:
+    """``m`` per group of ``wg`` ``(G, group_size, M)``: ``hi`` if ``hi >= -lo`` else ``lo`` (both include 0)."""
     hi = np.maximum(wg.max(axis=1), np.float32(0))
     lo = np.minimum(wg.min(axis=1), np.float32(0))
-    return _family_search(wg, np.where(hi >= -lo, hi, lo), np.float32(-8), r0, d32, sdt, p)[0]
+    return np.where(hi >= -lo, hi, lo)
 
 
-def _family_search(wg, top, div, r0, d32, sdt, p):
-    """The line search on ``s = store((r * top) / div)``: the best scales and their errors, ``(G, M)``."""
-    best_r = np.full(top.shape, r0[0], np.float32)
-    best = store_scale((best_r * top) / div, sdt)
+def _line_search(wg: np.ndarray, r0: np.ndarray, d32: np.ndarray, sdt: np.dtype, p: float = 2.0) -> np.ndarray:
+    """The scales ``(G, M)`` of one chunk ``(G, group_size, M)``: the ratios ``r0`` in order, then ``r -+ d``
+    around each group's best ``r`` for each ``d`` of ``d32`` (:func:`extreme_scales` has no steps)."""
+    m = _signed_extreme(wg)
+    best_r = np.full(m.shape, r0[0], np.float32)
+    best = store_scale((best_r * m) / np.float32(-8), sdt)
     best_err = _error(wg, best, p)
 
     def consider(r: np.ndarray) -> None:
         nonlocal best, best_err, best_r
-        s = store_scale((r * top) / div, sdt)
+        s = store_scale((r * m) / np.float32(-8), sdt)
         err = _error(wg, s, p)
         better = (err < best_err) & (s != 0) & (r > 0) & (r <= 1)
         best, best_err, best_r = np.where(better, s, best), np.where(better, err, best_err), np.where(better, r, best_r)
 
     for r in r0[1:]:
-        consider(np.full(top.shape, r, np.float32))
+        consider(np.full(m.shape, r, np.float32))
     for d in d32:
         center = best_r
         consider(center - d)
         consider(center + d)
-    return best, best_err
-
-
-def _choose(wg: np.ndarray, r32: np.ndarray, sdt: np.dtype) -> np.ndarray:
-    """The chosen scale per group of ``wg`` ``(G, group_size, M)``: ``(G, M)`` in ``sdt``."""
-    hi = np.maximum(wg.max(axis=1), np.float32(0))
-    lo = np.minimum(wg.min(axis=1), np.float32(0))
-    m = np.where(hi >= -lo, hi, lo)
-    best = store_scale((r32[0] * m) / np.float32(-8), sdt)
-    best_err = _error(wg, best)
-    for r in r32[1:]:
-        s = store_scale((r * m) / np.float32(-8), sdt)
-        err = _error(wg, s)
-        better = (err < best_err) & (s != 0)
-        best = np.where(better, s, best)
-        best_err = np.where(better, err, best_err)
     return best
 
 

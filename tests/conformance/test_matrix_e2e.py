@@ -36,7 +36,10 @@ def test_every_cell_filled(full):
     forms = {c.form for c in cells}
     assert len(cells) == len(forms) * len(DEFAULT_RUNTIMES) and len(forms) >= 80
     assert all(c.verdict in VERDICTS[:4] and c.detail for c in cells)  # installed: no "not installed"
-    assert {c.verdict for c in cells if c.runtime == "onnxruntime"} == {"exact"}
+    ort = {c.form: c.verdict for c in cells if c.runtime == "onnxruntime"}
+    # every form exact, except the standard FLOAT4E2M1 forms: onnxruntime 1.32 has no such kernel (spec 16, 19.7)
+    assert {v for f, v in ort.items() if "FLOAT4E2M1" not in f} == {"exact"}
+    assert {v for f, v in ort.items() if "FLOAT4E2M1" in f} <= {"unsupported"}
     mismatches = sorted((c.form, c.runtime) for c in cells if c.verdict == "mismatch")
     print(f"\n{len(cells)} cells; mismatches: {mismatches}")
     # the runtimes' documented departures, and tract's float16 block-32 scales (spec 16.2), nothing else

@@ -19,7 +19,7 @@ MAX_FUNCTION_LINES = 60
 #: Modules of the NumPy core may import only these outside the package (STYLE habit 9).
 CORE_EXTERNAL = {"numpy", "__future__", "dataclasses", "typing", "collections", "numbers", "math", "json",
                  "zipfile", "io", "os", "pathlib", "importlib", "argparse", "sys", "warnings", "re", "tempfile",
-                 "zlib"}
+                 "zlib", "types"}
 
 
 def _modules() -> dict[str, Path]:

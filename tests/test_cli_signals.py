@@ -2,7 +2,8 @@
 and leave nothing new in the folder (no output, no ``.mq-*.tmp``).
 
 Each case runs the command line in a subprocess whose hook sends the signal to the process itself at one
-reproducible moment (no timing): while ``onnx`` is imported by the parser, before the first weight is read,
+reproducible moment (no timing): while NumPy is first imported (after ``import monoquant_np``, which does
+not import it), while ``onnx`` is imported by the parser, before the first weight is read,
 after the data file is written, between the renames of the commit, and after the commit while the table
 is printed. The hook records what it saw in a file outside the model's folder.
 """
@@ -32,10 +33,10 @@ HOOK = textwrap.dedent("""
             f.write(note or moment)
         os.kill(os.getpid(), sig)
 
-    if moment == "import":
+    if moment in ("import", "numpy_import"):
         class Finder:
             def find_spec(self, name, path=None, target=None):
-                if name == "onnx":
+                if name == ("onnx" if moment == "import" else "numpy"):
                     sys.meta_path.remove(self)
                     hit()
                 return None
@@ -83,6 +84,7 @@ def _model(folder):
 
 
 CASES = [  # (moment, signal, extra arguments, what the hook must have seen)
+    ("numpy_import", "SIGINT", [], "numpy_import"),  # importing the package does not import NumPy
     ("import", "SIGINT", [], "import"),
     ("first_weight", "SIGINT", [], "first_weight"),
     ("data_written", "SIGTERM", ["--external-data"], "12288"),
